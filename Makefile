@@ -1,0 +1,75 @@
+# Every target that needs Python builds .venv first; the stamp is keyed to pyproject.toml's
+# contents, so editing the dependencies re-installs on the next run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+EXP    ?= avocado
+TRIALS ?=
+JOBS   ?= 1
+PORT   ?=
+# The built-in competition is generated on first use; other experiments bring their own data.
+AVOCADO = $(if $(filter avocado,$(EXP)),data/avocado/train.csv)
+
+export MLFLOW_DISABLE_TELEMETRY ?= true
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data prepare train tune submit leaderboard ui mlflow-server gradcheck test lint bench clean distclean
+
+help: ## list the targets
+	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N]"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install the project (automatic for every target)
+
+data/avocado/train.csv: | $(STAMP)
+	$(BIN)/pipeline data avocado
+
+data: $(STAMP) ## generate the built-in avocado competition into data/avocado
+	$(BIN)/pipeline data avocado
+
+prepare: $(STAMP) $(AVOCADO) ## prepare EXP's arrays (cached by fingerprint)
+	$(BIN)/pipeline prepare $(EXP)
+
+train: $(STAMP) $(AVOCADO) ## cross-validate EXP's [model] defaults once, logged to MLflow
+	$(BIN)/pipeline train $(EXP)
+
+tune: $(STAMP) $(AVOCADO) ## the main job: prepare, tune, submit the best model, leaderboard (TRIALS=, JOBS=)
+	$(BIN)/pipeline run $(EXP) --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
+	@echo "next: make ui   (compare every trial's convergence in MLflow)"
+
+submit: $(STAMP) ## write the best trial's submission CSV for EXP, validated, into submissions/
+	$(BIN)/pipeline submit $(EXP)
+
+leaderboard: $(STAMP) ## every submission of EXP with CV and local Public / Private scores
+	$(BIN)/pipeline leaderboard $(EXP)
+
+ui: $(STAMP) ## MLflow UI on 127.0.0.1 (PORT=, default a free port)
+	$(BIN)/pipeline ui $(if $(PORT),--port $(PORT))
+
+gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
+	$(BIN)/pipeline gradcheck
+
+test: $(STAMP) ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check pipeline tests benchmarks
+
+bench: $(STAMP) ## benchmarks: speed ratios against references measured in the same run
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean: ## remove generated state: stores, artifacts, prepared caches (never your data or .venv)
+	rm -rf mlflow.db optuna.db optuna.journal* mlartifacts data/*/prepared experiments/*.best.json
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+
+distclean: clean ## clean, plus .venv and the generated avocado data
+	rm -rf $(VENV) data/avocado

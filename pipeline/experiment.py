@@ -1,0 +1,402 @@
+"""The experiment file: `experiments/<name>.toml` loaded into small frozen dataclasses.
+
+Every key is validated here, once, so the stages can trust what they get: an unknown key or
+a wrong type is a `PipelineError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+TASKS = ("binary", "multiclass", "regression")
+# Metrics each task may use; the first is the default `init` picks.
+TASK_METRICS = {
+    "binary": ("roc_auc", "log_loss", "accuracy"),
+    "multiclass": ("log_loss", "accuracy"),
+    "regression": ("rmse",),
+}
+ACTIVATIONS = ("sigmoid", "logistic", "tanh", "relu")
+SOLVERS = ("sgd", "adam")
+PRUNERS = ("median", "none")
+# Search-space keys that are not network parameters: they build `hidden_layer_sizes`.
+SPACE_EXTRAS = ("n_layers", "units")
+
+EXPERIMENTS_DIR = Path("experiments")
+
+
+@dataclass(frozen=True)
+class Competition:
+    data_dir: Path
+    id: str
+    target: str
+    task: str
+    metric: str
+    drop: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    kaggle: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """Network defaults; names and meanings are scikit-learn's MLP ones."""
+
+    hidden_layer_sizes: tuple[int, ...] = (32,)
+    activation: str = "sigmoid"
+    solver: str = "adam"
+    alpha: float = 1e-4
+    batch_size: int = 64
+    learning_rate_init: float = 1e-3
+    max_iter: int = 200
+    momentum: float = 0.9
+    nesterovs_momentum: bool = True
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    dtype: str = "float32"
+
+    def params(self) -> dict[str, Any]:
+        """Constructor keyword arguments for the network estimators."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CV:
+    folds: int = 5
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    choices: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Tune:
+    trials: int = 30
+    timeout: float | None = None
+    seed: int = 0
+    pruner: str = "median"
+    # Trials completed before the pruner may stop anything, and epochs before it looks.
+    pruner_startup_trials: int = 5
+    pruner_warmup_epochs: int = 5
+    space: dict[str, Range | Choice] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    competition: Competition
+    model: Model = Model()
+    cv: CV = CV()
+    tune: Tune = Tune()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved configuration, for logging with every run."""
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            if isinstance(v, Range | Choice):
+                return {k: plain(x) for k, x in v.__dict__.items()}
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+
+        out: dict[str, Any] = {"name": self.name}
+        for section in ("competition", "model", "cv", "tune"):
+            obj = getattr(self, section)
+            out[section] = {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+        return out
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """`avocado` -> experiments/avocado.toml; a path is taken as given."""
+    s = str(name_or_path)
+    if s.endswith(".toml") or "/" in s or Path(s).is_file():
+        path = Path(s)
+    else:
+        path = EXPERIMENTS_DIR / f"{s}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml")) if EXPERIMENTS_DIR.is_dir() else []
+        hint = f"; known experiments: {', '.join(known)}" if known else ""
+        raise PipelineError(f"{path}: experiment file not found (run `pipeline init DATA_DIR`{hint})")
+    return path
+
+
+def load(name_or_path: str | Path) -> Experiment:
+    path = resolve(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PipelineError(f"{path}: not valid TOML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: cannot read ({e})") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict[str, Any], path: Path) -> Experiment:
+    """Validate a parsed TOML document; every problem names `path` and the key."""
+    _check_keys(raw, {"competition", "model", "cv", "tune"}, path, "")
+    if "competition" not in raw:
+        raise PipelineError(f"{path}: missing section [competition]")
+    comp = _section(raw, "competition", path)
+    _check_keys(comp, {f.name for f in fields(Competition)}, path, "competition")
+    for key in ("data_dir", "id", "target", "task", "metric"):
+        if key not in comp:
+            raise PipelineError(f"{path}: missing key [competition] {key}")
+    competition = Competition(
+        data_dir=Path(_typed(comp, "data_dir", str, path, "competition")),
+        id=_typed(comp, "id", str, path, "competition"),
+        target=_typed(comp, "target", str, path, "competition"),
+        task=_one_of(comp, "task", TASKS, path, "competition"),
+        metric=_typed(comp, "metric", str, path, "competition"),
+        drop=tuple(_str_list(comp, "drop", path, "competition")),
+        categorical=tuple(_str_list(comp, "categorical", path, "competition")),
+        kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
+    )
+    allowed = TASK_METRICS[competition.task]
+    if competition.metric not in allowed:
+        raise PipelineError(
+            f"{path}: [competition] metric = {competition.metric!r} is not available for task "
+            f"{competition.task!r} (expected one of {', '.join(allowed)})"
+        )
+    if competition.id == competition.target:
+        raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
+
+    model = _parse_model(_section(raw, "model", path), path)
+
+    cv_raw = _section(raw, "cv", path)
+    _check_keys(cv_raw, {"folds", "seed"}, path, "cv")
+    cv = CV(
+        folds=_int(cv_raw, "folds", path, "cv", CV.folds, minimum=2),
+        seed=_int(cv_raw, "seed", path, "cv", CV.seed, minimum=0),
+    )
+
+    tune = _parse_tune(_section(raw, "tune", path), path)
+    name = path.stem
+    return Experiment(name=name, path=path, competition=competition, model=model, cv=cv, tune=tune)
+
+
+_MODEL_TYPES: dict[str, type] = {
+    "alpha": float,
+    "learning_rate_init": float,
+    "momentum": float,
+    "validation_fraction": float,
+    "tol": float,
+    "beta_1": float,
+    "beta_2": float,
+    "epsilon": float,
+    "batch_size": int,
+    "max_iter": int,
+    "n_iter_no_change": int,
+    "nesterovs_momentum": bool,
+    "early_stopping": bool,
+    "activation": str,
+    "solver": str,
+    "dtype": str,
+}
+
+
+def _parse_model(raw: dict[str, Any], path: Path) -> Model:
+    _check_keys(raw, {f.name for f in fields(Model)}, path, "model")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        values[key] = _model_value(key, value, path, f"[model] {key}")
+    return Model(**values)
+
+
+def _model_value(key: str, value: Any, path: Path, where: str) -> Any:
+    """Check one network parameter's type and range; used for [model] and search choices."""
+    if key == "hidden_layer_sizes":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            raise PipelineError(f"{path}: {where} must be a list of positive integers, got {value!r}")
+        return tuple(value)
+    expected = _MODEL_TYPES[key]
+    ok = _is_type(value, expected)
+    if not ok:
+        raise PipelineError(f"{path}: {where} must be {expected.__name__}, got {value!r}")
+    value = float(value) if expected is float else value
+    if key == "activation" and value not in ACTIVATIONS:
+        raise PipelineError(f"{path}: {where} must be one of {', '.join(ACTIVATIONS)}, got {value!r}")
+    if key == "solver" and value not in SOLVERS:
+        raise PipelineError(f"{path}: {where} must be one of {', '.join(SOLVERS)}, got {value!r}")
+    if key == "dtype" and value not in ("float32", "float64"):
+        raise PipelineError(f"{path}: {where} must be 'float32' or 'float64', got {value!r}")
+    if expected is int and value < 1:
+        raise PipelineError(f"{path}: {where} must be >= 1, got {value!r}")
+    if expected is float and (not math.isfinite(value) or value < 0):
+        raise PipelineError(f"{path}: {where} must be a finite number >= 0, got {value!r}")
+    if key in ("validation_fraction", "momentum", "beta_1", "beta_2") and not value < 1:
+        raise PipelineError(f"{path}: {where} must be < 1, got {value!r}")
+    return value
+
+
+def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
+    known = {f.name for f in fields(Tune)}
+    _check_keys(raw, known, path, "tune")
+    timeout = raw.get("timeout")
+    if timeout is not None and (not _is_type(timeout, float) or timeout <= 0):
+        raise PipelineError(f"{path}: [tune] timeout must be a positive number of seconds, got {timeout!r}")
+    space_raw = raw.get("space", {})
+    if not isinstance(space_raw, dict):
+        raise PipelineError(f"{path}: [tune] space must be a table, got {space_raw!r}")
+    space: dict[str, Range | Choice] = {}
+    allowed = set(_MODEL_TYPES) | {"hidden_layer_sizes", *SPACE_EXTRAS}
+    for key, spec in space_raw.items():
+        if key not in allowed:
+            raise PipelineError(
+                f"{path}: unknown key [tune.space] {key} "
+                f"(expected one of {', '.join(sorted(allowed))})"
+            )
+        space[key] = _parse_dimension(key, spec, path)
+    if ("units" in space) != ("n_layers" in space):
+        raise PipelineError(f"{path}: [tune.space] n_layers and units go together; give both or neither")
+    if "hidden_layer_sizes" in space and "units" in space:
+        raise PipelineError(f"{path}: [tune.space] give hidden_layer_sizes or n_layers/units, not both")
+    return Tune(
+        trials=_int(raw, "trials", path, "tune", Tune.trials, minimum=1),
+        timeout=float(timeout) if timeout is not None else None,
+        seed=_int(raw, "seed", path, "tune", Tune.seed, minimum=0),
+        pruner=_one_of(raw, "pruner", PRUNERS, path, "tune") if "pruner" in raw else Tune.pruner,
+        pruner_startup_trials=_int(
+            raw, "pruner_startup_trials", path, "tune", Tune.pruner_startup_trials, minimum=0
+        ),
+        pruner_warmup_epochs=_int(
+            raw, "pruner_warmup_epochs", path, "tune", Tune.pruner_warmup_epochs, minimum=0
+        ),
+        space=space,
+    )
+
+
+def _parse_dimension(key: str, spec: Any, path: Path) -> Range | Choice:
+    where = f"[tune.space] {key}"
+    if isinstance(spec, list):
+        if not spec:
+            raise PipelineError(f"{path}: {where} is an empty list of choices")
+        if key in SPACE_EXTRAS:
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spec):
+                raise PipelineError(f"{path}: {where} choices must be positive integers, got {spec!r}")
+            return Choice(tuple(spec))
+        return Choice(tuple(_model_value(key, v, path, where) for v in spec))
+    if not isinstance(spec, dict):
+        raise PipelineError(
+            f"{path}: {where} must be a list of choices or a range {{ low = .., high = .. }}, got {spec!r}"
+        )
+    _check_keys(spec, {"low", "high", "log", "step"}, path, f"tune.space.{key}")
+    if "low" not in spec or "high" not in spec:
+        raise PipelineError(f"{path}: {where} range needs both low and high")
+    low, high = spec["low"], spec["high"]
+    if not (_is_type(low, float) and _is_type(high, float)) or not low < high:
+        raise PipelineError(f"{path}: {where} needs numbers low < high, got low={low!r} high={high!r}")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise PipelineError(f"{path}: {where} log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise PipelineError(f"{path}: {where} log scale needs low > 0, got {low!r}")
+    integer_keys = {k for k, t in _MODEL_TYPES.items() if t is int} | set(SPACE_EXTRAS)
+    if key in integer_keys:
+        if not (_is_type(low, int) and _is_type(high, int)):
+            raise PipelineError(f"{path}: {where} is a whole number: low and high must be integers")
+        if low < 1:
+            raise PipelineError(f"{path}: {where} low must be >= 1, got {low!r}")
+        integer = True
+    elif _MODEL_TYPES.get(key) is float:
+        integer = False
+    else:
+        raise PipelineError(f"{path}: {where} takes a list of choices, not a range")
+    step = spec.get("step")
+    if step is not None and (not _is_type(step, float) or step <= 0 or log):
+        raise PipelineError(f"{path}: {where} step must be a positive number (and not with log)")
+    return Range(float(low), float(high), log=log, integer=integer, step=step)
+
+
+# --- small checkers ------------------------------------------------------------------------
+
+
+def _is_type(value: Any, expected: type) -> bool:
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
+
+
+def _section(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise PipelineError(f"{path}: [{name}] must be a table, got {value!r}")
+    return value
+
+
+def _check_keys(raw: dict[str, Any], known: set[str], path: Path, section: str) -> None:
+    for key in raw:
+        if key not in known:
+            where = f"[{section}] {key}" if section else f"[{key}]"
+            raise PipelineError(
+                f"{path}: unknown key {where} (expected one of {', '.join(sorted(known))})"
+            )
+
+
+def _typed(raw: dict[str, Any], key: str, expected: type, path: Path, section: str) -> Any:
+    value = raw[key]
+    if not _is_type(value, expected) or (expected is str and not value):
+        raise PipelineError(
+            f"{path}: [{section}] {key} must be a non-empty {expected.__name__}, got {value!r}"
+        )
+    return value
+
+
+def _one_of(raw: dict[str, Any], key: str, options: tuple[str, ...], path: Path, section: str) -> str:
+    value = raw[key]
+    if value not in options:
+        raise PipelineError(
+            f"{path}: [{section}] {key} must be one of {', '.join(options)}, got {value!r}"
+        )
+    return value
+
+
+def _str_list(raw: dict[str, Any], key: str, path: Path, section: str) -> list[str]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PipelineError(f"{path}: [{section}] {key} must be a list of column names, got {value!r}")
+    return value
+
+
+def _int(
+    raw: dict[str, Any], key: str, path: Path, section: str, default: int, minimum: int
+) -> int:
+    value = raw.get(key, default)
+    if not _is_type(value, int) or value < minimum:
+        raise PipelineError(f"{path}: [{section}] {key} must be an integer >= {minimum}, got {value!r}")
+    return value
