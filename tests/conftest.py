@@ -1,0 +1,91 @@
+"""Shared test helpers.
+
+- `project` fixture: chdir into an empty project (tmp_path with experiments/ and data/), so
+  commands that write relative to the cwd never touch the repo. Returns the project root.
+- `make_competition(root, train, test, ...)`: write a Kaggle-layout folder
+  root/data/<name>/{train,test,sample_submission}.csv from DataFrames; returns the folder.
+- `write_experiment(root, name, data_dir, ...)`: a minimal experiments/<name>.toml.
+- `toy_frames()`: a small binary competition with numbers, text categories and gaps.
+
+Import the functions with `from conftest import make_competition, ...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "data").mkdir()
+    return tmp_path
+
+
+def make_competition(
+    root: Path,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    name: str = "comp",
+    id: str = "id",
+    target: str = "y",
+    sample: pd.DataFrame | None = None,
+) -> Path:
+    """Write train/test CSVs and a sample (default: test ids + 0.5) into root/data/<name>."""
+    folder = root / "data" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    if sample is None:
+        ids = test[id] if id in test.columns else range(len(test))  # broken-test cases
+        sample = pd.DataFrame({id: ids, target: 0.5})
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def write_experiment(
+    root: Path,
+    name: str,
+    data_dir: Path | str,
+    *,
+    id: str = "id",
+    target: str = "y",
+    task: str = "binary",
+    metric: str = "roc_auc",
+    extra: str = "",
+) -> Path:
+    """experiments/<name>.toml with just a [competition]; `extra` is appended to that table."""
+    path = root / "experiments" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'[competition]\ndata_dir = "{data_dir}"\nid = "{id}"\ntarget = "{target}"\n'
+        f'task = "{task}"\nmetric = "{metric}"\n{extra}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def toy_frames(n_train: int = 60, n_test: int = 30, seed: int = 0) -> tuple[pd.DataFrame, ...]:
+    """(train, test): id, num (with gaps), count (0-4), colour (text, gaps), y in {0, 1}."""
+    rng = np.random.default_rng(seed)
+
+    def frame(n: int, start: int) -> pd.DataFrame:
+        num = rng.normal(10, 2, n)
+        num[rng.random(n) < 0.1] = np.nan
+        colour = rng.choice(np.array(["red", "green", "blue", None], dtype=object), n)
+        return pd.DataFrame({
+            "id": np.arange(start, start + n),
+            "num": num,
+            "count": rng.integers(0, 5, n),
+            "colour": colour,
+        })
+
+    train = frame(n_train, 0)
+    train["y"] = (np.arange(n_train) % 2).astype(int)
+    return train, frame(n_test, n_train)

@@ -1,0 +1,150 @@
+"""The experiment loader: defaults, name vs path, and one clear error per bad key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import experiment
+from pipeline.errors import PipelineError
+from pipeline.experiment import CV, Choice, Model, Range, Tune
+
+MINIMAL = """\
+[competition]
+data_dir = "data/comp"
+id = "id"
+target = "y"
+task = "binary"
+metric = "roc_auc"
+"""
+
+
+def _write(root: Path, text: str, name: str = "exp") -> Path:
+    path = root / "experiments" / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults(project):
+    _write(project, MINIMAL)
+    exp = experiment.load("exp")
+    assert exp.name == "exp" and exp.path == Path("experiments/exp.toml")
+    c = exp.competition
+    assert (c.data_dir, c.id, c.target, c.task, c.metric) == (
+        Path("data/comp"), "id", "y", "binary", "roc_auc")
+    assert c.drop == () and c.categorical == () and c.kaggle is None
+    assert exp.model == Model() and exp.cv == CV() and exp.tune == Tune()
+    assert exp.model.params()["hidden_layer_sizes"] == (32,)
+    json.dumps(exp.as_dict())  # the resolved config is loggable
+
+
+def test_name_and_path_resolve_to_the_same_file(project):
+    _write(project, MINIMAL)
+    (project / "elsewhere").mkdir()
+    other = project / "elsewhere" / "mine.toml"
+    other.write_text(MINIMAL, encoding="utf-8")
+    assert experiment.load("experiments/exp.toml").name == "exp"
+    assert experiment.load(Path("experiments/exp.toml")).competition.target == "y"
+    assert experiment.load(str(other)).name == "mine"
+    assert experiment.load("elsewhere/mine.toml").path == Path("elsewhere/mine.toml")
+
+
+def test_unknown_name_lists_known_experiments(project):
+    _write(project, MINIMAL)
+    with pytest.raises(PipelineError, match=r"experiments/nope\.toml: .*not found.*known.*exp"):
+        experiment.load("nope")
+
+
+def test_full_file_parses(project):
+    _write(project, MINIMAL + """
+drop = ["a"]
+categorical = ["b"]
+kaggle = "titanic"
+
+[model]
+hidden_layer_sizes = [16, 8]
+activation = "tanh"
+alpha = 0.001
+batch_size = 32
+early_stopping = true
+
+[cv]
+folds = 3
+seed = 7
+
+[tune]
+trials = 5
+timeout = 60
+pruner = "none"
+
+[tune.space]
+n_layers = { low = 1, high = 3 }
+units = { low = 8, high = 64, log = true }
+learning_rate_init = { low = 0.001, high = 0.1, log = true }
+activation = ["sigmoid", "relu"]
+batch_size = [32, 64]
+""")
+    exp = experiment.load("exp")
+    assert exp.competition.drop == ("a",) and exp.competition.categorical == ("b",)
+    assert exp.model.hidden_layer_sizes == (16, 8) and exp.model.alpha == 0.001
+    assert exp.cv == CV(folds=3, seed=7)
+    assert exp.tune.timeout == 60.0 and exp.tune.pruner == "none"
+    assert exp.tune.space["n_layers"] == Range(1.0, 3.0, integer=True)
+    assert exp.tune.space["units"].log and exp.tune.space["units"].integer
+    assert exp.tune.space["activation"] == Choice(("sigmoid", "relu"))
+
+
+def test_shipped_avocado_experiment_loads():
+    root = Path(__file__).resolve().parents[1]
+    exp = experiment.load(root / "experiments" / "avocado.toml")
+    assert exp.competition.target == "ripe" and exp.competition.metric == "roc_auc"
+
+
+BAD = [
+    ("[competition]\nid = 'id'\n", "missing key [competition] data_dir"),
+    ("[model]\nalpha = 1\n", "missing section [competition]"),
+    (MINIMAL + "colour = 'red'\n", "unknown key [competition] colour"),
+    (MINIMAL + "[extra]\n", "unknown key [extra]"),
+    (MINIMAL.replace('"binary"', '"ranking"'), "[competition] task must be one of"),
+    (MINIMAL.replace('"roc_auc"', '"rmse"'), "[competition] metric = 'rmse' is not available"),
+    (MINIMAL.replace('target = "y"', 'target = "id"'), "id and target are both 'id'"),
+    (MINIMAL.replace('id = "id"', "id = 3"), "[competition] id must be a non-empty str"),
+    (MINIMAL + "drop = 'a'\n", "[competition] drop must be a list of column names"),
+    (MINIMAL + "[model]\nbatch_size = 'big'\n", "[model] batch_size must be int"),
+    (MINIMAL + "[model]\nlearning_rate = 0.1\n", "unknown key [model] learning_rate"),
+    (MINIMAL + "[model]\nactivation = 'gelu'\n", "[model] activation must be one of"),
+    (MINIMAL + "[model]\nhidden_layer_sizes = [0]\n", "[model] hidden_layer_sizes must be"),
+    (MINIMAL + "[model]\nmomentum = 1.5\n", "[model] momentum must be < 1"),
+    (MINIMAL + "[cv]\nfolds = 1\n", "[cv] folds must be an integer >= 2"),
+    (MINIMAL + "[cv]\nfolds = 'five'\n", "[cv] folds must be an integer"),
+    (MINIMAL + "[tune]\ntimeout = -1\n", "[tune] timeout must be a positive number"),
+    (MINIMAL + "[tune]\npruner = 'hyperband'\n", "[tune] pruner must be one of"),
+    (MINIMAL + "[tune.space]\ncolour = [1]\n", "unknown key [tune.space] colour"),
+    (MINIMAL + "[tune.space]\nunits = { low = 8, high = 64 }\n", "n_layers and units go together"),
+    (MINIMAL + "[tune.space]\nalpha = { low = 1, high = 0.1 }\n", "[tune.space] alpha needs"),
+    (MINIMAL + "[tune.space]\nalpha = { low = 0, high = 1, log = true }\n", "log scale needs"),
+    (MINIMAL + "[tune.space]\nalpha = { low = 0.1, hi = 1 }\n", "[tune.space.alpha] hi"),
+    (MINIMAL + "[tune.space]\nactivation = { low = 1, high = 2 }\n", "takes a list of choices"),
+    (MINIMAL + "[tune.space]\nbatch_size = []\n", "empty list of choices"),
+    (MINIMAL + "[tune.space]\nbatch_size = { low = 1.5, high = 9 }\n", "low and high must be int"),
+    ("[competition\n", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[m for _, m in BAD])
+def test_every_error_names_the_file_and_key(project, text, message):
+    _write(project, text)
+    with pytest.raises(PipelineError) as info:
+        experiment.load("exp")
+    msg = str(info.value)
+    assert msg.startswith("experiments/exp.toml: ")
+    assert message in msg
+    assert "\n" not in msg
+
+
+def test_unreadable_bytes(project):
+    (project / "experiments" / "exp.toml").write_bytes(b"\xff\xfe[competition]")
+    with pytest.raises(PipelineError, match=r"experiments/exp\.toml: "):
+        experiment.load("exp")

@@ -1,0 +1,133 @@
+"""`pipeline init`: inference of id, target, task, metric and drop; the written file loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_competition, toy_frames
+
+from pipeline import experiment
+from pipeline.errors import PipelineError
+from pipeline.experiment import init_experiment
+from pipeline.prepare import load_preprocessor, prepare
+
+ADULT = Path(__file__).resolve().parents[2] / "shared" / "competitions" / "adult"
+
+
+def _init(root: Path, train, test, *, sample=None, target="y", **kw):
+    folder = make_competition(root, train, test, sample=sample, target=target)
+    path = init_experiment(folder.relative_to(root), **kw)
+    return path, experiment.load(path)
+
+
+def test_binary_with_probability_sample_is_roc_auc(project):
+    path, exp = _init(project, *toy_frames())
+    assert path == Path("experiments/comp.toml")
+    c = exp.competition
+    assert (c.id, c.target, c.task, c.metric) == ("id", "y", "binary", "roc_auc")
+    assert c.data_dir == Path("data/comp") and c.drop == ()
+    assert exp.tune.space and exp.cv.folds == 5
+    assert prepare(exp).X_train.shape[0] == 60  # the inferred file drives prepare
+
+
+@pytest.mark.parametrize(("labels", "sample_value"), [((0, 1), 0), (("no", "yes"), "no")])
+def test_binary_with_label_sample_is_accuracy(project, labels, sample_value):
+    train, test = toy_frames()
+    train["y"] = [labels[i % 2] for i in range(len(train))]
+    sample = pd.DataFrame({"id": test["id"], "y": sample_value})
+    _, exp = _init(project, train, test, sample=sample)
+    assert (exp.competition.task, exp.competition.metric) == ("binary", "accuracy")
+
+
+def test_multiclass_labels_and_per_class_columns(project):
+    train, test = toy_frames()
+    train["y"] = np.array(["a", "b", "c"])[np.arange(60) % 3]
+    sample = pd.DataFrame({"id": test["id"], "y": "a"})
+    _, exp = _init(project, train, test, sample=sample)
+    assert (exp.competition.task, exp.competition.metric) == ("multiclass", "accuracy")
+    # Per-class probability columns: the target is the train column test lacks.
+    train = train.rename(columns={"y": "species"})
+    sample = pd.DataFrame({"id": test["id"], "a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    _, exp = _init(project, train, test, sample=sample, target="species", force=True)
+    c = exp.competition
+    assert (c.target, c.task, c.metric) == ("species", "multiclass", "log_loss")
+
+
+def test_integer_labels_multiclass_many_numbers_regression(project):
+    train, test = toy_frames()
+    train["y"] = np.arange(60) % 5
+    _, exp = _init(project, train, test, sample=pd.DataFrame({"id": test["id"], "y": 0}))
+    assert exp.competition.task == "multiclass"
+    train["y"] = np.linspace(100, 200, 60)
+    _, exp = _init(project, train, test, force=True)
+    assert (exp.competition.task, exp.competition.metric) == ("regression", "rmse")
+
+
+def test_free_text_and_train_only_columns_are_dropped_with_a_reason(project):
+    train, test = toy_frames()
+    for df in (train, test):
+        df["name"] = [f"Person {i}" for i in df["id"]]  # all unique text
+        df["small_int"] = df["id"] % 3  # few numeric levels: fine as a number
+    train["leak"] = 1.0  # not in test.csv
+    path, exp = _init(project, train, test)
+    assert set(exp.competition.drop) == {"name", "leak"}
+    text = path.read_text()
+    assert '"name",  # free text / high cardinality: 60 distinct values in 60 rows' in text
+    assert '"leak",  # not in test.csv' in text
+    assert "colour" not in exp.competition.drop and "small_int" not in exp.competition.drop
+    prepare(exp)
+
+
+def test_refuses_to_overwrite_without_force(project):
+    path, _ = _init(project, *toy_frames())
+    path.write_text("# edited by hand\n" + path.read_text())
+    with pytest.raises(PipelineError, match=r"experiments/comp\.toml: already exists.*--force"):
+        init_experiment(Path("data/comp"))
+    assert path.read_text().startswith("# edited by hand")
+    init_experiment(Path("data/comp"), force=True)
+    assert not path.read_text().startswith("# edited by hand")
+    assert [p.name for p in path.parent.iterdir()] == ["comp.toml"]  # no temp files left
+
+
+def test_name_option_and_absolute_data_dir(project):
+    folder = make_competition(project, *toy_frames())
+    path = init_experiment(folder, name="mine")
+    assert path == Path("experiments/mine.toml")
+    assert experiment.load("mine").competition.data_dir == folder
+    with pytest.raises(PipelineError, match="--name"):
+        init_experiment(folder, name="../evil")
+
+
+def test_bad_folders(project):
+    with pytest.raises(PipelineError, match=r"nowhere: not a folder"):
+        init_experiment(Path("nowhere"))
+    train, test = toy_frames()
+    folder = make_competition(project, train, test, sample=pd.DataFrame({"key": [1], "y": [0.5]}))
+    with pytest.raises(PipelineError, match=r"train\.csv: no id column 'key'"):
+        init_experiment(folder)
+    folder = make_competition(project, train.assign(y=1), test)
+    with pytest.raises(PipelineError, match=r"train\.csv: target 'y' has 1 distinct value"):
+        init_experiment(folder)
+    assert not any((project / "experiments").iterdir())
+
+
+@pytest.mark.skipif(not ADULT.is_dir(), reason=f"shared adult competition not found at {ADULT}")
+def test_adult_init_then_prepare(project):
+    path = init_experiment(ADULT)
+    exp = experiment.load(path)
+    c = exp.competition
+    assert (c.id, c.target, c.task, c.metric) == ("id", "over_50k", "binary", "roc_auc")
+    assert c.drop == ()
+    p = prepare(exp)
+    assert p.X_train.shape[0] == 32561 and p.X_test.shape[0] == len(
+        pd.read_csv(ADULT / "test.csv", usecols=["id"]))
+    assert p.classes == (0, 1) and set(np.unique(p.y)) == {0, 1}
+    assert not np.isnan(p.X_train).any() and not np.isnan(p.X_test).any()
+    spec = load_preprocessor(p)
+    assert len(spec["categorical"]) == 8
+    assert "workclass=<missing>" in p.feature_names  # '?' read as missing
+    assert not any("?" in n for n in p.feature_names)
+    assert prepare(exp).fingerprint == p.fingerprint  # warm cache

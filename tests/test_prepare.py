@@ -1,0 +1,191 @@
+"""The data-prep stage: the transform, target encoding, the cache, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_competition, toy_frames, write_experiment
+
+from pipeline import experiment
+from pipeline.errors import PipelineError
+from pipeline.prepare import cache_root, prepare, transform
+
+
+def _prepare(root: Path, train: pd.DataFrame, test: pd.DataFrame, *, force: bool = False,
+             sample: pd.DataFrame | None = None, **exp_kw):
+    folder = make_competition(root, train, test, sample=sample,
+                              target=exp_kw.get("target", "y"))
+    write_experiment(root, "comp", folder.relative_to(root), **exp_kw)
+    return prepare(experiment.load("comp"), force=force)
+
+
+def test_shapes_names_and_ids(project):
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    assert p.X_train.shape == (60, len(p.feature_names)) and p.X_train.dtype == np.float64
+    assert p.X_test.shape == (30, len(p.feature_names))
+    assert p.feature_names[:2] == ("num", "count")
+    assert "num[missing]" in p.feature_names  # train has gaps in num
+    assert "colour=<missing>" in p.feature_names and "colour=red" in p.feature_names
+    assert p.train_ids.dtype.kind == "U" and p.train_ids[0] == "0"
+    assert list(p.test_ids) == [str(i) for i in range(60, 90)]
+    assert p.classes == (0, 1) and p.y.dtype == np.int64
+    assert not np.isnan(p.X_train).any() and not np.isnan(p.X_test).any()
+    assert p.path == Path("data/comp/prepared") / p.fingerprint
+
+
+def test_fit_on_train_only_and_standardised(project):
+    train, test = toy_frames()
+    test["num"] = 1000.0  # a shifted test set must not move the train statistics
+    p = _prepare(project, train, test)
+    j = p.feature_names.index("num")
+    assert abs(p.X_train[:, j].mean()) < 1e-9 and abs(p.X_train[:, j].std() - 1) < 1e-9
+    assert p.X_test[:, j].min() > 100
+
+
+def test_test_aligned_by_name_and_unseen_category_is_all_zero(project):
+    train, test = toy_frames()
+    test = test[["colour", "count", "id", "num"]].copy()  # other order
+    test["extra"] = 1  # ignored
+    test.loc[test.index[0], "colour"] = "purple"  # unseen in train
+    p = _prepare(project, train, test)
+    p_ref = prepare(experiment.load("comp"), force=True)
+    assert np.array_equal(p.X_test, p_ref.X_test)
+    onehot = [i for i, n in enumerate(p.feature_names) if n.startswith("colour=")]
+    assert p.X_test[0, onehot].sum() == 0
+    assert (p.X_test[1:, onehot].sum(axis=1) == 1).all()
+
+
+def test_json_preprocessor_reproduces_the_transform(project):
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    assert tuple(spec["feature_names"]) == p.feature_names
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+    assert spec["target"]["classes"] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("labels", "classes"),
+    [(["no", "yes"], ("no", "yes")), ([">50K", "<=50K"], ("<=50K", ">50K")),
+     ([True, False], (False, True))],
+)
+def test_string_binary_targets_map_to_codes(project, labels, classes):
+    train, test = toy_frames()
+    train["y"] = [labels[i % 2] for i in range(len(train))]
+    p = _prepare(project, train, test)
+    assert p.classes == classes
+    assert [p.classes[c] for c in p.y[:2]] == [str(x) if isinstance(x, str) else x
+                                               for x in labels[:2]]
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    assert tuple(spec["target"]["classes"]) == classes
+
+
+def test_multiclass_and_regression_targets(project):
+    train, test = toy_frames()
+    train["y"] = np.array(["a", "b", "c"])[np.arange(len(train)) % 3]
+    p = _prepare(project, train, test, task="multiclass", metric="accuracy")
+    assert p.classes == ("a", "b", "c") and set(p.y) == {0, 1, 2}
+    train["y"] = np.linspace(0, 1, len(train))
+    p = _prepare(project, train, test, task="regression", metric="rmse", force=True)
+    assert p.classes is None and p.y.dtype == np.float64
+
+
+def test_drop_and_forced_categorical(project):
+    train, test = toy_frames()
+    p = _prepare(project, train, test, extra='drop = ["num"]\ncategorical = ["count"]')
+    assert "num" not in p.feature_names and "count" not in p.feature_names
+    assert any(n.startswith("count=") for n in p.feature_names)
+
+
+def test_forced_categorical_matches_int_and_float_columns(project):
+    train, test = toy_frames()
+    train.loc[0, "count"] = np.nan  # train column becomes float: 3.0, test stays int: 3
+    p = _prepare(project, train, test, extra='categorical = ["count"]')
+    onehot = [i for i, n in enumerate(p.feature_names) if n.startswith("count=")]
+    assert (p.X_test[:, onehot].sum(axis=1) == 1).all()
+
+
+def test_cache_is_reused_and_keyed_by_inputs(project):
+    train, test = toy_frames()
+    p1 = _prepare(project, train, test)
+    stamp = (p1.path / "arrays.npz").stat().st_mtime_ns
+    p2 = prepare(experiment.load("comp"))
+    assert p2.fingerprint == p1.fingerprint
+    assert (p2.path / "arrays.npz").stat().st_mtime_ns == stamp  # not rewritten
+    np.testing.assert_array_equal(p1.X_train, p2.X_train)
+    assert p2.classes == p1.classes and p2.feature_names == p1.feature_names
+    p3 = _prepare(project, train, test, extra='drop = ["count"]')  # settings change
+    assert p3.fingerprint != p1.fingerprint
+    assert sorted(d.name for d in cache_root(experiment.load("comp").competition).iterdir()) \
+        == sorted([p1.fingerprint, p3.fingerprint])  # no temp dirs left
+
+
+def test_damaged_cache_is_rebuilt(project):
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    (p.path / "arrays.npz").write_bytes(b"junk")
+    again = prepare(experiment.load("comp"))
+    np.testing.assert_array_equal(again.X_train, p.X_train)
+
+
+def _bad(project: Path, train, test, match: str, **kw) -> None:
+    with pytest.raises(PipelineError, match=match):
+        _prepare(project, train, test, **kw)
+    assert not (project / "data" / "comp" / "prepared").exists()
+
+
+def test_errors_name_the_file_and_column(project):
+    train, test = toy_frames()
+    _bad(project, train.drop(columns="y"), test, r"train\.csv: no column 'y'")
+    _bad(project, train.drop(columns="id"), test, r"train\.csv: no column 'id'")
+    _bad(project, train, test.drop(columns="id"), r"test\.csv: no column 'id'")
+    _bad(project, train, test.drop(columns="num"), r"test\.csv: no column 'num' \(a feature")
+    dup = train.copy()
+    dup.loc[[3, 5], "id"] = [1, 2]
+    _bad(project, dup, test, r"train\.csv: id column 'id' has 2 duplicated id\(s\): '1', '2'")
+    one = train.assign(y=1)
+    _bad(project, one, test, r"train\.csv: target 'y' has only one class")
+    gap = train.astype({"y": float})
+    gap.loc[4, "y"] = np.nan
+    _bad(project, gap, test, r"train\.csv: target 'y' has 1 missing value\(s\) \(ids '4'\)")
+    three = train.assign(y=np.arange(len(train)) % 3)
+    _bad(project, three, test, r"target 'y' has 3 classes.*task binary expects 2")
+    text = train.assign(y="abc")
+    _bad(project, text, test, r"target 'y' must be numeric", task="regression", metric="rmse")
+    _bad(project, train, test, r"comp\.toml: \[competition\] drop names column 'nope'",
+         extra='drop = ["nope"]')
+    _bad(project, train, test, r"\[competition\] categorical names column 'zz'",
+         extra='categorical = ["zz"]')
+    wrong = test.astype({"num": object})
+    wrong.loc[0, "num"] = "n/a here"
+    _bad(project, train, wrong, r"test\.csv: column 'num' is numeric in .*train\.csv")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "empty file"), (b"id,num,y\n", "no data rows"),
+     (b'id,num,y\n1,"2\n', "not a readable UTF-8 CSV"),
+     (b"id,num,y\n1,\xff\xfe,0\n", "not a readable UTF-8 CSV")],
+)
+def test_unreadable_train_file(project, content, match):
+    train, test = toy_frames()
+    folder = make_competition(project, train, test)
+    (folder / "train.csv").write_bytes(content)
+    write_experiment(project, "comp", "data/comp")
+    with pytest.raises(PipelineError, match=rf"data/comp/train\.csv: {match}"):
+        prepare(experiment.load("comp"))
+    assert not (project / "data" / "comp" / "prepared").exists()
+
+
+def test_missing_file(project):
+    train, test = toy_frames()
+    folder = make_competition(project, train, test)
+    (folder / "sample_submission.csv").unlink()
+    write_experiment(project, "comp", "data/comp")
+    with pytest.raises(PipelineError, match=r"sample_submission\.csv: file not found"):
+        prepare(experiment.load("comp"))
