@@ -107,7 +107,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing experiment file.")] = False,
 ) -> None:
     """Infer id, target, task and metric from a competition folder -> experiments/NAME.toml."""
-    from pipeline.experiment import init_experiment
+    from pipeline.infer import init_experiment
 
     path = init_experiment(data_dir, name=name, force=force)
     typer.echo(f"wrote {path}")

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
-from pipeline.experiment import COMPETITION_FILES, Competition, Experiment, read_csv
+from pipeline.experiment import Competition, Experiment
+from pipeline.files import COMPETITION_FILES, read_csv
 
 # Bump when the transform changes, so old caches are not reused.
 PREP_VERSION = 1

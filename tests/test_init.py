@@ -11,7 +11,7 @@ from conftest import make_competition, toy_frames
 
 from pipeline import experiment
 from pipeline.errors import PipelineError
-from pipeline.experiment import init_experiment
+from pipeline.infer import init_experiment
 from pipeline.prepare import load_preprocessor, prepare
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "competitions" / "adult"

@@ -1,0 +1,193 @@
+"""`pipeline init`: infer an experiment file from a Kaggle-layout competition folder."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import EXPERIMENTS_DIR, parse
+from pipeline.files import read_csv, write_text_atomic
+
+MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
+FREE_TEXT_NAMES = {"name", "ticket", "description", "text", "comment", "url", "email", "address"}
+
+
+def init_experiment(data_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
+    """Write experiments/<name>.toml for a Kaggle-layout folder by inference; return its path."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise PipelineError(
+            f"{data_dir}: not a folder (expected train.csv, test.csv, sample_submission.csv)"
+        )
+    name = name or data_dir.resolve().name
+    if not name or name.startswith(".") or not all(c.isalnum() or c in "_-." for c in name):
+        raise PipelineError(f"--name {name!r}: use letters, digits, '_', '-' or '.' only")
+    path = EXPERIMENTS_DIR / f"{name}.toml"
+    if path.exists() and not force:
+        raise PipelineError(f"{path}: already exists (use --force to overwrite it)")
+
+    sample = read_csv(data_dir / "sample_submission.csv")
+    id_col = str(sample.columns[0])
+    train = read_csv(data_dir / "train.csv", id_col=id_col)
+    test = read_csv(data_dir / "test.csv", id_col=id_col)
+    for file, df in (("train.csv", train), ("test.csv", test)):
+        if id_col not in df.columns:
+            raise PipelineError(
+                f"{data_dir / file}: no id column {id_col!r} "
+                "(the first column of sample_submission.csv)"
+            )
+    target = _infer_target(data_dir, sample, train, test, id_col)
+    task, why_task = _infer_task(train[target], data_dir / "train.csv", target)
+    metric, why_metric = _infer_metric(data_dir, task, target, sample)
+    drop = _infer_drop(train, test, id_col, target)
+
+    text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric)
+    parse(tomllib.loads(text), path)  # what we write must load
+    write_text_atomic(path, text)
+    return path
+
+
+def _infer_target(data_dir: Path, sample: Any, train: Any, test: Any, id_col: str) -> str:
+    columns = [str(c) for c in sample.columns[1:]]
+    if len(columns) == 1 and columns[0] in train.columns:
+        return columns[0]
+    # Several sample columns (per-class probabilities): the train column test lacks.
+    only_train = [str(c) for c in train.columns if c not in test.columns and c != id_col]
+    if len(only_train) == 1:
+        return only_train[0]
+    raise PipelineError(
+        f"{data_dir / 'sample_submission.csv'}: cannot tell the target column: sample columns "
+        f"{columns}, train.csv columns missing from test.csv {only_train} (expected exactly one)"
+    )
+
+
+def _infer_task(y: Any, file: Path, target: str) -> tuple[str, str]:
+    import pandas as pd
+
+    values = y.dropna()
+    n = values.nunique()
+    if n < 2:
+        raise PipelineError(
+            f"{file}: target {target!r} has {n} distinct value(s) (expected at least 2)"
+        )
+    if n == 2:
+        return "binary", f"2 distinct values {sorted(values.unique().tolist(), key=str)}"
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric:
+        return "multiclass", f"{n} text labels"
+    integral = bool((values == values.round()).all())
+    if integral and n <= MAX_CLASSES:
+        return "multiclass", f"{n} integer labels"
+    return "regression", f"{n} distinct numbers"
+
+
+def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[str, str]:
+    if task == "regression":
+        return "rmse", "regression"
+    if task == "multiclass":
+        if sample.shape[1] > 2:
+            return "log_loss", "the sample has one probability column per class"
+        return "accuracy", "the sample holds one label per row"
+    # Binary: compare raw text, so '0.5' / '0.0' read as probabilities and '0' / 'no' as labels.
+    labels = set(read_csv(data_dir / "train.csv", str_cols=(target,))[target].dropna())
+    sample_file = data_dir / "sample_submission.csv"
+    if target not in sample.columns:  # per-class columns for a binary target
+        return "roc_auc", "the sample holds scores / probabilities"
+    sample_values = set(read_csv(sample_file, str_cols=(target,))[target].dropna())
+    if sample_values and sample_values <= labels:
+        return "accuracy", f"the sample holds labels {sorted(sample_values)}"
+    return "roc_auc", "the sample holds scores / probabilities"
+
+
+def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, str]:
+    """Columns a network cannot use as they are -> the reason, for a TOML comment."""
+    import pandas as pd
+
+    drop: dict[str, str] = {}
+    for col in train.columns:
+        if col in (id_col, target):
+            continue
+        if col not in test.columns:
+            drop[str(col)] = "not in test.csv"
+            continue
+        values = train[col].dropna()
+        if pd.api.types.is_numeric_dtype(values) or values.empty:
+            continue
+        n, rows = values.nunique(), len(values)
+        if n >= 10 and n > 0.5 * rows:
+            drop[str(col)] = f"free text / high cardinality: {n} distinct values in {rows} rows"
+        elif str(col).lower() in FREE_TEXT_NAMES and n > 50:
+            drop[str(col)] = f"looks like free text: {n} distinct values"
+    return drop
+
+
+def _q(s: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML)."""
+    import json
+
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _render(
+    data_dir: Path,
+    id_col: str,
+    target: str,
+    task: str,
+    metric: str,
+    drop: dict[str, str],
+    n_rows: int,
+    why_task: str,
+    why_metric: str,
+) -> str:
+    drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
+    drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
+    batches = "[32, 64, 128]" if n_rows < 20_000 else "[64, 128, 256]"
+    return f"""\
+# Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
+#   task {task}: target {target!r} has {why_task}
+#   metric {metric}: {why_metric}
+
+[competition]
+data_dir = {_q(str(data_dir))}
+id = {_q(id_col)}
+target = {_q(target)}
+task = {_q(task)}
+metric = {_q(metric)}
+# Columns left out of the features.
+{drop_toml}
+# Numeric columns to one-hot encode instead of scaling (text columns always are).
+categorical = []
+
+[model]
+# Defaults for `pipeline train`; tuning overrides what [tune.space] names.
+hidden_layer_sizes = [32]
+activation = "sigmoid"
+solver = "adam"
+learning_rate_init = 0.01
+alpha = 0.0001
+batch_size = {64 if n_rows < 20_000 else 128}
+max_iter = 150
+n_iter_no_change = 10
+tol = 0.0001
+
+[cv]
+folds = 5
+seed = 42
+
+[tune]
+trials = 30
+seed = 0
+pruner = "median"
+
+[tune.space]
+n_layers = {{ low = 1, high = 2 }}
+units = {{ low = 8, high = 64, log = true }}
+activation = ["sigmoid", "tanh", "relu"]
+learning_rate_init = {{ low = 0.001, high = 0.05, log = true }}
+alpha = {{ low = 1e-6, high = 1e-2, log = true }}
+batch_size = {batches}
+"""
+
+
