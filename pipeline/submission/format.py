@@ -1,0 +1,338 @@
+"""The competition's submission format, read from its own files, and Kaggle's parser checks.
+
+`sample_submission.csv` fixes the header, the column order and the row order; `test.csv` fixes
+the id set; `train.csv` fixes how labels are spelled. Every id and label is handled as the
+string the files spell it, so `007`, `True` or `>50K` survive the round trip unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import Experiment
+from pipeline.metrics import METRICS, to_labels
+
+# kinds of submission: what the value column(s) hold
+PROBA = "proba"  # one column: P(positive class)
+CLASS_PROBA = "class_proba"  # one probability column per class, named by the class label
+LABEL = "label"  # one column: class labels spelled like train.csv
+VALUE = "value"  # one column: regression values
+
+SHOWN = 5  # bad ids named in a message
+
+
+@dataclass(frozen=True)
+class Format:
+    sample: Path
+    test: Path
+    id: str
+    header: tuple[str, ...]
+    ids: tuple[str, ...]  # the sample's ids in its order, spelled as the sample spells them
+    test_ids: tuple[str, ...]  # test.csv order
+    kind: str
+    labels: tuple[str, ...]  # train.csv's target spellings (classification), sorted
+    class_columns: dict[str, str]  # label spelling -> column (CLASS_PROBA only)
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.header if c != self.id)
+
+
+# --- reading the competition ---------------------------------------------------------------
+
+
+def _read(path: Path | io.StringIO, **kwargs: Any) -> pd.DataFrame:
+    """Cells as the strings the file spells (no NA guessing); bad files -> PipelineError."""
+    try:
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", **kwargs
+        )
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise PipelineError(f"{path}: is a directory, expected a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path}: file is empty (expected a CSV with a header row)") from None
+    except pd.errors.ParserError as e:
+        raise PipelineError(f"{path}: not a valid CSV ({' '.join(str(e).split())})") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise PipelineError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_csv_text(path: Path | io.StringIO) -> pd.DataFrame:
+    """A whole CSV, strictly: the header exactly as spelled (duplicates kept) and a row with
+    more fields than the header is an error (pandas would silently make it an index)."""
+    raw = _read(path, header=None)
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = list(raw.iloc[0])
+    return frame
+
+
+def header_of(path: Path) -> list[str]:
+    return list(_read(path, header=None, nrows=1).iloc[0])
+
+
+def _column(path: Path, column: str, what: str) -> pd.Series:
+    header = header_of(path)
+    if column not in header:
+        raise PipelineError(f"{path}: no {what} column {column!r} in header {header}")
+    return _read(path, usecols=[column])[column]
+
+
+def train_labels(exp: Experiment) -> tuple[str, ...]:
+    """The target's spellings in train.csv (blank cells are missing targets, not a class)."""
+    comp = exp.competition
+    values = _column(comp.data_dir / "train.csv", comp.target, "target")
+    return tuple(sorted(set(values[values.str.strip() != ""])))
+
+
+def load_format(exp: Experiment) -> Format:
+    comp = exp.competition
+    sample, test = comp.data_dir / "sample_submission.csv", comp.data_dir / "test.csv"
+    if not sample.is_file():
+        raise PipelineError(
+            f"{sample}: file not found (the competition's sample submission fixes the header "
+            "and row order of every submission)"
+        )
+    frame = read_csv_text(sample)
+    header = tuple(frame.columns)
+    if comp.id not in header:
+        raise PipelineError(
+            f"{sample}: header {list(header)} has no id column {comp.id!r} "
+            "(the experiment's [competition] id)"
+        )
+    if len(header) < 2:
+        raise PipelineError(f"{sample}: header {list(header)} has no prediction column")
+    ids = tuple(frame[comp.id])
+    test_ids = tuple(_column(test, comp.id, "id"))
+    problems = id_problems(ids, test_ids)
+    if problems:
+        raise PipelineError(f"{sample}: ids do not match {test}: {'; '.join(problems)}")
+    labels = train_labels(exp) if comp.task != "regression" else ()
+    kind, class_columns = _kind(exp, header, labels, sample)
+    return Format(sample, test, comp.id, header, ids, test_ids, kind, labels, class_columns)
+
+
+def _kind(
+    exp: Experiment, header: tuple[str, ...], labels: tuple[str, ...], sample: Path
+) -> tuple[str, dict[str, str]]:
+    comp = exp.competition
+    values = [c for c in header if c != comp.id]
+    if comp.task == "regression":
+        if len(values) != 1:
+            raise PipelineError(f"{sample}: regression needs one value column, found {values}")
+        return VALUE, {}
+    if len(values) > 1:
+        matched = match_class_columns(values, labels)
+        if matched is None:
+            raise PipelineError(
+                f"{sample}: columns {values} do not name the classes of train.csv's "
+                f"{comp.target!r} ({', '.join(labels)})"
+            )
+        return CLASS_PROBA, matched
+    if METRICS[comp.metric].needs == "proba" and comp.task == "binary":
+        return PROBA, {}
+    # accuracy, or a multiclass sample with a single column: the sample's shape wins
+    return LABEL, {}
+
+
+def match_class_columns(columns: list[str], labels: tuple[str, ...]) -> dict[str, str] | None:
+    """label -> column: exact names, else case-insensitive, else after a shared prefix
+    (`Class_1`, `Class_2` for labels 1, 2)."""
+    if len(columns) != len(labels):
+        return None
+    shared = os.path.commonprefix(columns)
+    keys = [(lambda c: c), str.lower] + [
+        (lambda c, k=k: c[k:].lower()) for k in range(len(shared), 0, -1)
+    ]
+    for n, key in enumerate(keys):
+        by_key = {key(c): c for c in columns}
+        found = {lab: by_key.get(lab if n == 0 else lab.lower()) for lab in labels}
+        chosen = {lab: col for lab, col in found.items() if col is not None}
+        if len(chosen) == len(labels) and len(set(chosen.values())) == len(labels):
+            return chosen
+    return None
+
+
+# --- class labels: codes <-> the competition's spellings ----------------------------------
+
+
+def same_label(spelled: str, label: Any) -> bool:
+    """Does a file's spelling denote the class `label` (as prepare parsed it)?"""
+    s = str(spelled).strip()
+    if isinstance(label, bool | np.bool_):
+        return s.lower() == str(bool(label)).lower()
+    if isinstance(label, int | float | np.integer | np.floating):
+        try:
+            return float(s) == float(label)
+        except ValueError:
+            return False
+    return s == str(label).strip()
+
+
+def spellings(classes: tuple | list, labels: tuple[str, ...]) -> list[str]:
+    """How train.csv spells each class code (code i = classes[i])."""
+    out = []
+    for c in classes:
+        match = [s for s in labels if same_label(s, c)]
+        exact = [s for s in match if s == str(c)]
+        out.append((exact or match or [str(c)])[0])
+    return out
+
+
+def codes_of(spelled: pd.Series, classes: tuple | list, where: str) -> np.ndarray:
+    """Map label spellings (from any file) back to class codes; unknown labels are an error."""
+    lookup: dict[str, int] = {}
+    for s in pd.unique(spelled):
+        hits = [i for i, c in enumerate(classes) if same_label(s, c)]
+        if not hits:
+            known = ", ".join(str(c) for c in classes)
+            raise PipelineError(f"{where}: label {s!r} is not a class of train.csv ({known})")
+        lookup[s] = hits[0]
+    return spelled.map(lookup).to_numpy(np.int64)
+
+
+# --- predictions -> frame ------------------------------------------------------------------
+
+
+def to_frame(
+    fmt: Format, pred: np.ndarray, pred_ids: np.ndarray, classes: tuple | None
+) -> pd.DataFrame:
+    """Metric-form predictions (rows in `pred_ids` order) -> the submission, sample's order."""
+    position = {str(i): n for n, i in enumerate(pred_ids)}
+    missing = [i for i in fmt.ids if i not in position]
+    if missing:
+        raise PipelineError(
+            f"{fmt.sample}: {len(missing)} id(s) have no prediction (the prepared test ids "
+            f"differ): {_first(missing)}"
+        )
+    pred = np.asarray(pred)[[position[i] for i in fmt.ids]]
+    columns: dict[str, Any] = {fmt.id: list(fmt.ids)}
+    first = fmt.value_columns[0]
+    if fmt.kind in (VALUE, PROBA):
+        columns[first] = pred.astype(np.float64)
+    elif fmt.kind == LABEL:
+        spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
+        columns[first] = spelled[to_labels(pred)]
+    else:
+        proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
+        for code, spelled in enumerate(spellings(classes or (), fmt.labels)):
+            columns[fmt.class_columns[spelled]] = proba[:, code].astype(np.float64)
+    return pd.DataFrame(columns)[list(fmt.header)]
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    # repr floats: probabilities round-trip exactly, so the file scores as the model did
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def parse_text(text: str) -> pd.DataFrame:
+    return read_csv_text(io.StringIO(text))
+
+
+# --- Kaggle's checks -----------------------------------------------------------------------
+
+
+def id_problems(ids: tuple[str, ...] | list[str], expected: tuple[str, ...]) -> list[str]:
+    """Duplicate, unexpected and missing ids (the first few of each) and the row count."""
+    seen: set[str] = set()
+    dups = []
+    for i in ids:
+        if i in seen:
+            dups.append(i)
+        seen.add(i)
+    want = set(expected)
+    extra = [i for i in dict.fromkeys(ids) if i not in want]
+    missing = [i for i in expected if i not in seen]
+    problems = [
+        f"{len(dict.fromkeys(bad))} {what} id(s): {_first(bad)}"
+        for what, bad in (("duplicate", dups), ("unexpected", extra), ("missing", missing))
+        if bad
+    ]
+    if len(ids) != len(expected):
+        problems.append(f"{len(ids)} rows, expected {len(expected)}")
+    return problems
+
+
+def _first(values: list[str]) -> str:
+    unique = list(dict.fromkeys(values))
+    return ", ".join(repr(v) for v in unique[:SHOWN]) + (", ..." if len(unique) > SHOWN else "")
+
+
+def check(frame: pd.DataFrame, fmt: Format, where: str | Path) -> None:
+    """Raise PipelineError naming every problem Kaggle would reject the file for."""
+    header = tuple(frame.columns)
+    if header != fmt.header:
+        raise PipelineError(
+            f"{where}: header is {list(header)}, expected {list(fmt.header)} "
+            f"(the header of {fmt.sample})"
+        )
+    ids = list(frame[fmt.id])
+    problems = id_problems(ids, fmt.test_ids)
+    for column in fmt.value_columns:
+        problems += _value_problems(frame[column], ids, column, fmt)
+    if problems:
+        raise PipelineError(f"{where}: {'; '.join(problems)}")
+
+
+def _value_problems(cells: pd.Series, ids: list[str], column: str, fmt: Format) -> list[str]:
+    if fmt.kind == LABEL:
+        bad = ~cells.isin(fmt.labels).to_numpy()
+        allowed = ", ".join(fmt.labels)
+        return _report(bad, ids, cells, f"column {column!r}: label(s) not in {{{allowed}}}")
+    values = numeric(cells)
+    what = f"column {column!r}: empty, NaN, infinite or non-numeric value(s)"
+    problems = _report(~np.isfinite(values), ids, cells, what)
+    if fmt.kind in (PROBA, CLASS_PROBA):
+        with np.errstate(invalid="ignore"):
+            out = np.isfinite(values) & ((values < 0) | (values > 1))
+        problems += _report(out, ids, cells, f"column {column!r}: probabilities outside [0, 1]")
+    return problems
+
+
+def numeric(cells: pd.Series) -> np.ndarray:
+    """Cells as floats; anything unparsable becomes NaN."""
+    parsed = pd.to_numeric(cells.astype(str).str.strip(), errors="coerce")
+    return parsed.to_numpy(np.float64, na_value=math.nan)
+
+
+def _report(bad: np.ndarray, ids: list[str], cells: pd.Series, what: str) -> list[str]:
+    rows = np.flatnonzero(bad)
+    if not rows.size:
+        return []
+    shown = ", ".join(f"id {ids[i]!r} ({cells.iloc[i]!r})" for i in rows[:SHOWN])
+    return [f"{rows.size} {what}: {shown}" + (", ..." if rows.size > SHOWN else "")]
+
+
+def check_file(fmt: Format, file: Path) -> pd.DataFrame:
+    frame = read_csv_text(file)
+    check(frame, fmt, file)
+    return frame
+
+
+# --- file frame -> metric form (local scoring) ---------------------------------------------
+
+
+def metric_form(
+    frame: pd.DataFrame, fmt: Format, order: list[str], classes: tuple | None, where: str | Path
+) -> np.ndarray:
+    """A checked submission as the metric expects it, rows in `order` (ids)."""
+    frame = frame.set_index(fmt.id).loc[order]
+    if fmt.kind in (VALUE, PROBA):
+        return numeric(frame[fmt.value_columns[0]])
+    if fmt.kind == CLASS_PROBA:
+        columns = [fmt.class_columns[s] for s in spellings(classes or (), fmt.labels)]
+        return np.column_stack([numeric(frame[c]) for c in columns])
+    codes = codes_of(frame[fmt.value_columns[0]], classes or (), str(where))
+    return np.eye(len(classes or ()))[codes]  # one-hot: the metrics argmax it back to codes

@@ -1,0 +1,303 @@
+"""The local leaderboard: every ledger row of an experiment, scored like Kaggle scores it.
+
+Where the competition folder holds `solution.csv` (id, target, Usage), each submission file is
+scored on the Public rows and on the Private rows separately with the competition's metric.
+Rows are ranked by Public, as Kaggle shows them during the competition, with the Private rank
+beside it: the distance between the two is the "shake-up" the final standings bring.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import Experiment
+from pipeline.metrics import METRICS, Metric
+from pipeline.submission import ledger
+from pipeline.submission.format import (
+    LABEL,
+    Format,
+    codes_of,
+    id_problems,
+    load_format,
+    match_class_columns,
+    metric_form,
+    numeric,
+    read_csv_text,
+    spellings,
+)
+from pipeline.submission.format import check as check_frame
+
+CSV_COLUMNS = (
+    "public_rank",
+    "private_rank",
+    "public",
+    "private",
+    "cv_score",
+    "metric",
+    "trials",
+    "file",
+    "status",
+    "time",
+    "message",
+)
+
+
+@dataclass(frozen=True)
+class Solution:
+    path: Path
+    ids: list[str]
+    y: np.ndarray  # class codes (classification) or values (regression), `ids` order
+    public: np.ndarray  # bool masks over `ids`
+    private: np.ndarray
+
+
+@dataclass
+class Entry:
+    file: str
+    trials: str
+    cv: float
+    time: str = ""
+    message: str = ""
+    status: str = "ok"  # ok | missing | invalid: ... | oracle
+    public: float | None = None
+    private: float | None = None
+    public_rank: int | None = None
+    private_rank: int | None = None
+
+
+# --- solution ------------------------------------------------------------------------------
+
+
+def load_solution(exp: Experiment, fmt: Format, classes: tuple | None) -> Solution | None:
+    path = exp.competition.data_dir / "solution.csv"
+    if not path.is_file():
+        return None
+    frame = read_csv_text(path)
+    comp = exp.competition
+    if comp.id not in frame.columns:
+        raise PipelineError(f"{path}: no id column {comp.id!r}")
+    ids = list(frame[comp.id])
+    problems = id_problems(ids, fmt.test_ids)
+    if problems:
+        raise PipelineError(f"{path}: ids do not match {fmt.test}: {'; '.join(problems)}")
+    usage = frame["Usage"].str.strip().str.lower() if "Usage" in frame.columns else None
+    public = usage.eq("public").to_numpy() if usage is not None else np.ones(len(ids), bool)
+    private = usage.eq("private").to_numpy() if usage is not None else np.zeros(len(ids), bool)
+    return Solution(path, ids, _truth(frame, exp, fmt, classes, path), public, private)
+
+
+def _truth(
+    frame: pd.DataFrame, exp: Experiment, fmt: Format, classes: tuple | None, path: Path
+) -> np.ndarray:
+    target = exp.competition.target
+    if exp.competition.task == "regression":
+        if target not in frame.columns:
+            raise PipelineError(f"{path}: no target column {target!r}")
+        y = numeric(frame[target])
+        if not np.isfinite(y).all():
+            raise PipelineError(f"{path}: column {target!r} has empty or non-numeric values")
+        return y
+    if target in frame.columns:
+        return codes_of(frame[target], classes or (), str(path))
+    # Kaggle's multiclass solutions are often one-hot: one column per class
+    others = [c for c in frame.columns if c not in (exp.competition.id, "Usage")]
+    matched = match_class_columns(others, fmt.labels)
+    if matched is None:
+        raise PipelineError(f"{path}: no target column {target!r} and no column per class")
+    columns = [matched[s] for s in spellings(classes or (), fmt.labels)]
+    return np.column_stack([numeric(frame[c]) for c in columns]).argmax(axis=1)
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+def _score(metric: Metric, y: np.ndarray, pred: np.ndarray, rows: np.ndarray) -> float | None:
+    if not rows.any():
+        return None
+    try:
+        value = metric(y[rows], pred[rows])
+    except ValueError:  # e.g. AUC on a split holding one class only
+        return None
+    return value if math.isfinite(value) else None
+
+
+def score_file(
+    entry: Entry, fmt: Format, solution: Solution | None, classes: tuple | None, metric: Metric
+) -> None:
+    """Fill entry's status and Public / Private scores; a bad file is a status, not a crash."""
+    path = Path(entry.file)
+    if not path.is_file():
+        entry.status = "missing"
+        return
+    try:
+        frame = read_csv_text(path)
+        if entry.status != "oracle":
+            check_frame(frame, fmt, path)
+        if solution is None:
+            return
+        if entry.status == "oracle":
+            pred = _oracle_form(frame, fmt, solution.ids, classes, path)
+        else:
+            pred = metric_form(frame, fmt, solution.ids, classes, path)
+    except (PipelineError, KeyError) as e:
+        entry.status = f"invalid: {e}"
+        return
+    entry.public = _score(metric, solution.y, pred, solution.public)
+    entry.private = _score(metric, solution.y, pred, solution.private)
+
+
+def _oracle_form(
+    frame: pd.DataFrame, fmt: Format, order: list[str], classes: tuple | None, path: Path
+) -> np.ndarray:
+    """The oracle holds P(positive) even when the metric wants labels: metrics threshold it."""
+    if list(frame.columns) != list(fmt.header):
+        raise PipelineError(f"{path}: header is {list(frame.columns)}, expected {list(fmt.header)}")
+    values = numeric(frame.set_index(fmt.id).loc[order, fmt.value_columns[0]])
+    if fmt.kind == LABEL and len(fmt.value_columns) == 1 and np.isfinite(values).all():
+        return values
+    return metric_form(frame, fmt, order, classes, path)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def entries(exp: Experiment) -> tuple[list[Entry], Entry | None, Solution | None]:
+    """Ranked ledger entries of `exp`, the oracle entry (if any) and the solution (if any)."""
+    rows = [r for r in ledger.read() if r.get("experiment") == exp.name]
+    fmt = load_format(exp)
+    metric = METRICS[exp.competition.metric]
+    has_solution = (exp.competition.data_dir / "solution.csv").is_file()
+    classes = _classes(exp) if has_solution and exp.competition.task != "regression" else None
+    solution = load_solution(exp, fmt, classes)
+    found = [
+        Entry(r["file"], r.get("trials", ""), _float(r.get("cv_score")), r.get("time", ""),
+              r.get("message", ""))
+        for r in rows
+    ]
+    for entry in found:
+        score_file(entry, fmt, solution, classes, metric)
+    oracle = None
+    oracle_path = exp.competition.data_dir / "oracle_submission.csv"
+    if oracle_path.is_file():
+        oracle = Entry(str(oracle_path), "oracle", math.nan, status="oracle")
+        score_file(oracle, fmt, solution, classes, metric)
+    _rank(found, metric, by_public=solution is not None)
+    return found, oracle, solution
+
+
+def _classes(exp: Experiment) -> tuple | None:
+    # prepare owns the class order (code i = classes[i]); its cache makes this cheap
+    from pipeline.prepare import prepare
+
+    return prepare(exp).classes
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _rank(found: list[Entry], metric: Metric, *, by_public: bool) -> None:
+    """Kaggle's order: best Public first (ties: earlier submission first), unscored last."""
+    sign = -1.0 if metric.direction == "maximize" else 1.0
+
+    def key_of(attr: str):
+        def key(e: Entry) -> tuple[int, float]:
+            value = getattr(e, attr)
+            ok = value is not None and math.isfinite(value)
+            return (0, sign * value) if ok else (1, 0.0)
+
+        return key
+
+    primary = "public" if by_public else "cv"
+    found.sort(key=key_of(primary))
+    for rank, e in enumerate((e for e in found if key_of(primary)(e)[0] == 0), start=1):
+        e.public_rank = rank
+    if by_public:
+        by_private = sorted((e for e in found if e.private is not None), key=key_of("private"))
+        for rank, e in enumerate(by_private, start=1):
+            e.private_rank = rank
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.5f}"
+
+
+def _shake(e: Entry) -> str:
+    if e.public_rank is None or e.private_rank is None:
+        return ""
+    moved = e.public_rank - e.private_rank
+    return "=" if moved == 0 else f"{moved:+d}"
+
+
+def show(exp: Experiment, *, as_csv: bool = False) -> None:
+    found, oracle, solution = entries(exp)
+    metric = METRICS[exp.competition.metric]
+    if as_csv:
+        _write_csv(found, oracle, metric)
+    else:
+        _print_table(exp, found, oracle, solution, metric)
+
+
+def _write_csv(found: list[Entry], oracle: Entry | None, metric: Metric) -> None:
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(CSV_COLUMNS)
+    for e in ([oracle] if oracle else []) + found:
+        out.writerow([
+            e.public_rank or "", e.private_rank or "", _fmt(e.public), _fmt(e.private),
+            _fmt(e.cv), metric.name, e.trials, e.file, e.status, e.time, e.message,
+        ])
+    sys.stdout.flush()
+
+
+def _print_table(
+    exp: Experiment,
+    found: list[Entry],
+    oracle: Entry | None,
+    solution: Solution | None,
+    metric: Metric,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped / captured: don't squeeze the table into 80 columns
+        console = Console(width=160)
+    if not found:
+        console.print(f"no submissions yet for {exp.name}; run `pipeline submit {exp.name}`")
+    title = f"{exp.name}: {metric.name} ({metric.direction})"
+    if solution is not None:
+        title += f", Public / Private scored on {solution.path}"
+    table = Table(title=title)
+    scored = solution is not None
+    for name in ["#", "CV"] + (["Public", "Private", "Private #", "Shake-up"] if scored else []):
+        table.add_column(name, justify="right")
+    table.add_column("Trials", overflow="fold")
+    table.add_column("File", no_wrap=True)
+    table.add_column("Status", overflow="fold")
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Message", overflow="fold")
+    if oracle is not None:
+        cells = ["ceiling", ""]
+        cells += [_fmt(oracle.public), _fmt(oracle.private), "", ""] if scored else []
+        table.add_row(*cells, "oracle", Path(oracle.file).name, oracle.status, "", "",
+                      style="bold yellow")
+    for e in found:
+        cells = [str(e.public_rank or "-"), _fmt(e.cv)]
+        if scored:
+            cells += [_fmt(e.public), _fmt(e.private), str(e.private_rank or "-"), _shake(e)]
+        style = None if e.status == "ok" else "red"
+        when = e.time[:16].replace("T", " ")  # minutes are enough on screen; --csv has it all
+        table.add_row(*cells, e.trials, Path(e.file).name, e.status, when, e.message, style=style)
+    if found or oracle is not None:
+        console.print(table)

@@ -1,0 +1,340 @@
+"""Submit: the chosen trial(s) -> a Kaggle-valid submission CSV, its model(s), a ledger row.
+
+- refit (default): retrain on every training row with the trial's parameters for the epochs its
+  folds trained on average, with no early stopping (there is no held-out row left to stop on);
+- no refit: average the predictions of the trial's fold models, rebuilt deterministically by
+  `evaluate.cross_validate(..., keep_models=True)` (same seeds -> the same models);
+- several trials: a top-k ensemble, the mean of the members' metric-form predictions. Its CV
+  score is computed from the mean of the members' out-of-fold predictions on the same folds, so
+  the ledger never credits an ensemble with a single member's score.
+
+The CSV is checked with the same rules `validate_file` applies to any file, on the exact text
+that will be written, before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from sklearn.exceptions import ConvergenceWarning
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import Experiment
+from pipeline.metrics import METRICS
+from pipeline.submission import ledger
+from pipeline.submission.format import (
+    LABEL,
+    Format,
+    check,
+    check_file,
+    header_of,
+    load_format,
+    parse_text,
+    to_csv_text,
+    to_frame,
+)
+from pipeline.submission.leaderboard import show as _show_leaderboard
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    number: int
+    params: dict  # full network kwargs, including random_state
+    score: float  # the trial's CV score (mean over folds)
+    n_iter: int  # mean epochs of its folds: the refit trains this long
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    path: Path
+    model_paths: list[Path]
+    sha256: str
+    cv_score: float
+    kaggle_command: str
+
+
+@dataclass
+class _Member:
+    trial: TrialSpec
+    models: list  # fitted estimators whose test predictions were averaged
+    folds: bool  # models are fold models (else one refit model)
+    test_pred: np.ndarray  # metric form, test.csv order
+    oof: np.ndarray | None  # metric form, train order (ensembles only)
+
+
+# --- public entry points -------------------------------------------------------------------
+
+
+def validate_file(exp: Experiment, file: Path) -> None:
+    """Check any CSV against the competition's submission rules; PipelineError if it fails."""
+    check_file(load_format(exp), Path(file))
+
+
+def leaderboard(exp: Experiment, *, as_csv: bool = False) -> None:
+    _show_leaderboard(exp, as_csv=as_csv)
+
+
+def submit(
+    exp: Experiment, trials: list[TrialSpec], *, refit: bool = True, message: str = ""
+) -> SubmissionResult:
+    if not trials:
+        raise PipelineError(f"no finished trial yet; run `pipeline tune {exp.name}` first")
+    # every check on the raw files comes before the (slow) training
+    fmt = load_format(exp)
+    check_test_columns(exp)
+    if fmt.kind == LABEL and METRICS[exp.competition.metric].needs == "proba":
+        typer.echo(
+            f"note: {fmt.sample} has a single prediction column, so the submission holds "
+            f"labels although the metric is {exp.competition.metric}"
+        )
+
+    from pipeline import evaluate  # imported here: `pipeline validate` stays light
+    from pipeline.prepare import prepare
+
+    prepared = prepare(exp)
+    _check_prepared(prepared, fmt)
+    ensemble = len(trials) > 1
+    members = [_member(evaluate, prepared, exp, t, refit=refit, need_oof=ensemble) for t in trials]
+    pred = np.mean([m.test_pred for m in members], axis=0)
+    cv_score = trials[0].score
+    if ensemble:
+        cv_score = _ensemble_report(evaluate, prepared, exp, members)
+
+    text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
+    check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
+    data = text.encode("utf-8")
+    path = _target(exp, trials, cv_score)
+    message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
+    written: list[Path] = []
+    try:
+        model_paths = _save_models(path, members, exp, prepared, refit, written)
+        _write_atomic(path, data)
+        written.append(path)
+        sha = hashlib.sha256(data).hexdigest()
+        ledger.append({
+            "file": path.as_posix(),
+            "sha256": sha,
+            "experiment": exp.name,
+            "trials": " ".join(str(t.number) for t in trials),
+            "cv_score": _score_text(cv_score),
+            "metric": exp.competition.metric,
+            "git_commit": ledger.git_commit(),
+            "fingerprint": prepared.fingerprint,
+            "message": message,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+    except BaseException:
+        for p in written:  # a failed run leaves no orphan file behind
+            p.unlink(missing_ok=True)
+        raise
+    command = kaggle_command(exp, path, message)
+    _report(exp, path, trials, cv_score, refit, command)
+    return SubmissionResult(path, model_paths, sha, cv_score, command)
+
+
+# --- checks on the inputs ------------------------------------------------------------------
+
+
+def check_test_columns(exp: Experiment) -> None:
+    """test.csv must still have every feature column of train.csv.
+
+    prepare() fingerprints the raw bytes, so an edited test.csv is re-prepared anyway; this
+    check turns a renamed or dropped column into one clear line before any training starts.
+    """
+    comp = exp.competition
+    train, test = comp.data_dir / "train.csv", comp.data_dir / "test.csv"
+    skip = {comp.id, comp.target, *comp.drop}
+    features = [c for c in header_of(train) if c not in skip]
+    have = set(header_of(test))
+    missing = [c for c in features if c not in have]
+    if missing:
+        raise PipelineError(
+            f"{test}: missing feature column(s) {', '.join(missing)} that {train} has "
+            "(test.csv's columns changed since prepare; the model needs the training columns)"
+        )
+
+
+def _check_prepared(prepared: Any, fmt: Format) -> None:
+    ids = [str(i) for i in prepared.test_ids]
+    if sorted(ids) != sorted(fmt.test_ids):
+        extra = sorted(set(ids) - set(fmt.test_ids))[:5]
+        raise PipelineError(
+            f"{prepared.path}: prepared test ids differ from {fmt.test} (e.g. {extra}); "
+            "run `pipeline prepare --force`"
+        )
+    if prepared.X_test.shape[1] != prepared.X_train.shape[1]:
+        raise PipelineError(
+            f"{prepared.path}: X_test has {prepared.X_test.shape[1]} features, X_train "
+            f"{prepared.X_train.shape[1]}; run `pipeline prepare --force`"
+        )
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def _params(trial: TrialSpec) -> dict[str, Any]:
+    params = dict(trial.params)
+    if isinstance(params.get("hidden_layer_sizes"), list):  # JSON round trips make lists
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    return params
+
+
+def refit_params(trial: TrialSpec) -> dict[str, Any]:
+    """Train exactly the folds' mean epochs: no early stopping and no loss-plateau stop."""
+    epochs = max(1, int(round(trial.n_iter)))
+    return _params(trial) | {
+        "max_iter": epochs,
+        "early_stopping": False,
+        "n_iter_no_change": epochs + 1,
+    }
+
+
+def _member(
+    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, need_oof: bool
+) -> _Member:
+    try:
+        if refit:
+            est = evaluate.build_estimator(exp.competition.task, refit_params(trial))
+            with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.fit(prepared.X_train, prepared.y)
+            oof = None
+            if need_oof:
+                oof = evaluate.cross_validate(prepared, exp, _params(trial)).oof
+            return _Member(trial, [est], False, evaluate.predict(est, prepared.X_test), oof)
+        cv = evaluate.cross_validate(prepared, exp, _params(trial), keep_models=True)
+        preds = [evaluate.predict(model, prepared.X_test) for model in cv.models]
+        return _Member(trial, list(cv.models), True, np.mean(preds, axis=0), cv.oof)
+    except FloatingPointError as e:  # the network's DivergenceError
+        doing, other = ("refitting", "--no-refit") if refit else ("rebuilding its folds", "--refit")
+        raise PipelineError(
+            f"trial {trial.number} diverged while {doing} ({e}); try {other} or another --trial"
+        ) from None
+
+
+def _ensemble_report(
+    evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member]
+) -> float:
+    """The ensemble's CV score, computed like the members' (mean over the same folds)."""
+    metric = METRICS[exp.competition.metric]
+    folds = evaluate.folds(prepared, exp)
+
+    def cv_of(oof: np.ndarray) -> float:
+        return float(np.mean([metric(prepared.y[val], oof[val]) for _, val in folds]))
+
+    score = cv_of(np.mean([m.oof for m in members], axis=0))
+    singles = [cv_of(m.oof) for m in members]
+    best = max(singles) if metric.direction == "maximize" else min(singles)
+    typer.echo(
+        f"ensemble of {len(members)}: OOF {metric.name} {score:.5f} vs best member {best:.5f} "
+        f"({score - best:+.5f})"
+    )
+    return score
+
+
+def _save_models(
+    csv_path: Path,
+    members: list[_Member],
+    exp: Experiment,
+    prepared: Any,
+    refit: bool,
+    written: list[Path],
+) -> list[Path]:
+    """One refit model -> <stem>.npz; fold models / ensembles -> <stem>.m<i>.npz each."""
+    models = [(m, fold, est) for m in members for fold, est in enumerate(m.models)]
+    paths = []
+    for i, (member, fold, est) in enumerate(models, start=1):
+        suffix = ".npz" if len(models) == 1 else f".m{i}.npz"
+        path = csv_path.with_name(csv_path.stem + suffix)
+        metadata = _json_safe({
+            "experiment": exp.name,
+            "trial": member.trial.number,
+            "params": member.trial.params,
+            "cv_score": member.trial.score,
+            "fingerprint": prepared.fingerprint,
+            "refit": refit,
+            "fold": fold if member.folds else None,
+            "classes": list(prepared.classes) if prepared.classes is not None else None,
+            "submission": csv_path.name,
+        })
+        est.save(path, metadata=metadata)  # the network writes atomically (temp + rename)
+        written.append(path)
+        paths.append(path)
+    return paths
+
+
+def _json_safe(value: Any) -> Any:
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        return str(v)
+
+    return json.loads(json.dumps(value, default=plain))
+
+
+# --- files and messages --------------------------------------------------------------------
+
+
+def _tag(trials: list[TrialSpec]) -> str:
+    numbers = "-".join(f"t{t.number}" for t in trials)
+    return numbers if len(trials) == 1 else f"top{len(trials)}-{numbers}"
+
+
+def _score_text(score: float) -> str:
+    return f"{score:.5f}" if math.isfinite(score) else "nan"
+
+
+def _target(exp: Experiment, trials: list[TrialSpec], cv_score: float) -> Path:
+    folder = ledger.SUBMISSIONS / exp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{stamp}-{_tag(trials)}-cv{_score_text(cv_score)}"
+    path, n = folder / f"{stem}.csv", 1
+    while path.exists() or list(folder.glob(f"{path.stem}.*npz")):  # same second: never overwrite
+        n += 1
+        path = folder / f"{stem}-{n}.csv"
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A temporary file in the same folder, renamed over the target: never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def kaggle_command(exp: Experiment, path: Path, message: str) -> str:
+    slug = exp.competition.kaggle or exp.name
+    quoted = "".join("\\" + ch if ch in '"\\$`' else ch for ch in " ".join(message.split()))
+    return f'kaggle competitions submit -c {slug} -f {path.as_posix()} -m "{quoted}"'
+
+
+def _report(
+    exp: Experiment, path: Path, trials: list[TrialSpec], score: float, refit: bool, command: str
+) -> None:
+    how = "refit on all rows" if refit else "fold models averaged"
+    members = ", ".join(str(t.number) for t in trials)
+    typer.echo(f"wrote {path}")
+    typer.echo(
+        f"cv {exp.competition.metric} {_score_text(score)} "
+        f"(trial{'s' if len(trials) > 1 else ''} {members}, {how})"
+    )
+    typer.echo(f"upload: {command}")

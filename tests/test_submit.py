@@ -1,0 +1,430 @@
+"""Submissions: Kaggle's format and checks, refit / fold-average / top-k, the ledger.
+
+Most tests run the submission logic against stand-ins for prepare / evaluate (tests/
+helpers_submit.py) so they take milliseconds; `test_real_stages_*` run the real network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_submit import (
+    _cross_validate,
+    _folds,
+    fake_prepare,
+    install_fake_stages,
+    write_competition,
+)
+from sklearn.metrics import mean_squared_error, roc_auc_score
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.errors import PipelineError
+from pipeline.submission import ledger
+from pipeline.submission.format import load_format, match_class_columns
+from pipeline.submit import TrialSpec, refit_params, submit, validate_file
+
+NAME = re.compile(r"^\d{8}T\d{6}Z-(t\d+|top\d+(-t\d+)+)-cv-?\d+\.\d{5}(-\d+)?\.csv$")
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return install_fake_stages(monkeypatch)
+
+
+def trial(number: int = 7, alpha: float = 0.0, score: float = 0.9, n_iter: int = 6) -> TrialSpec:
+    return TrialSpec(number, {"alpha": alpha, "random_state": 0, "max_iter": 30}, score, n_iter)
+
+
+def read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def nothing_written(exp) -> bool:
+    folder = Path("submissions") / exp.name
+    return not ledger.LEDGER.exists() and not (folder.exists() and any(folder.iterdir()))
+
+
+# --- the format, per kind of competition ---------------------------------------------------
+
+
+def test_binary_probabilities_follow_the_sample_exactly(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    result = submit(exp, [trial()], message="first")
+    sample = read(exp.competition.data_dir / "sample_submission.csv")
+    out = read(result.path)
+    assert list(out.columns) == ["id", "y"]
+    assert list(out["id"]) == list(sample["id"])  # the sample's order and spelling ("0041")
+    values = out["y"].astype(float)
+    assert values.between(0, 1).all() and values.nunique() > 1
+    assert NAME.match(result.path.name) and result.path.parent == Path("submissions/bin")
+    assert "-t7-cv0.90000" in result.path.name
+    assert result.model_paths == [result.path.with_suffix(".npz")]
+    assert result.model_paths[0].is_file()
+    assert result.kaggle_command == (
+        f'kaggle competitions submit -c bin -f {result.path.as_posix()} -m "first"'
+    )
+    validate_file(exp, result.path)
+    assert not list(result.path.parent.glob(".*tmp*"))  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "labels", [("no", "yes"), ("<=50K", ">50K"), (False, True)], ids=["yes-no", "adult", "bool"]
+)
+def test_accuracy_labels_are_written_in_the_training_files_spelling(fake, labels):
+    exp = write_competition(Path.cwd(), "acc", metric="accuracy", labels=labels)
+    out = read(submit(exp, [trial()]).path)
+    spelled = {str(v) for v in labels}
+    assert set(out["y"]) <= spelled and len(set(out["y"])) == 2
+    truth = read(exp.competition.data_dir / "solution.csv").set_index("id")["y"]
+    accuracy = (out.set_index("id")["y"] == truth.loc[out["id"]]).mean()
+    assert accuracy > 0.7  # labels not swapped
+
+
+def test_multiclass_gets_one_probability_column_per_class(fake):
+    labels = ("cat", "dog", "eel")
+    exp = write_competition(
+        Path.cwd(), "multi", task="multiclass", metric="log_loss", labels=labels,
+        sample_columns=["eel", "cat", "dog"],
+    )
+    out = read(submit(exp, [trial()]).path)
+    assert list(out.columns) == ["id", "eel", "cat", "dog"]
+    proba = out[["eel", "cat", "dog"]].astype(float)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    truth = read(exp.competition.data_dir / "solution.csv").set_index("id")["y"]
+    best = proba.idxmax(axis=1).to_numpy()
+    assert (best == truth.loc[out["id"]].to_numpy()).mean() > 0.6  # columns matched by name
+
+
+def test_regression_values(fake):
+    exp = write_competition(Path.cwd(), "reg", task="regression", metric="rmse")
+    out = read(submit(exp, [trial(score=0.5)]).path)
+    truth = read(exp.competition.data_dir / "solution.csv").set_index("id")["y"].astype(float)
+    rmse = mean_squared_error(truth.loc[out["id"]], out["y"].astype(float)) ** 0.5
+    assert rmse < 0.5
+
+
+def test_class_columns_are_matched_by_name():
+    assert match_class_columns(["b", "a"], ("a", "b")) == {"a": "a", "b": "b"}
+    assert match_class_columns(["Class_1", "Class_2"], ("1", "2")) == {
+        "1": "Class_1", "2": "Class_2"}
+    assert match_class_columns(["c1", "c10", "c11"], ("1", "10", "11")) is not None
+    assert match_class_columns(["p", "q"], ("a", "b")) is None
+
+
+# --- refit, fold averaging, top-k ----------------------------------------------------------
+
+
+def test_refit_trains_the_mean_fold_epochs_without_early_stopping(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    submit(exp, [trial(n_iter=6)])
+    assert fake.fit == 1 and fake.cross_validate == 0  # one trial: its own CV score is used
+    params = fake.last_params
+    assert params["max_iter"] == 6 and params["early_stopping"] is False
+    assert params["n_iter_no_change"] > params["max_iter"]
+    assert refit_params(trial(n_iter=0))["max_iter"] == 1
+
+
+def test_no_refit_averages_the_fold_models(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    result = submit(exp, [trial()], refit=False)
+    assert fake.fit == 0 and fake.cross_validate == 1
+    assert [p.name[-7:] for p in result.model_paths] == [".m1.npz", ".m2.npz", ".m3.npz"]
+    assert all(p.is_file() for p in result.model_paths)
+    prepared = fake_prepare(exp)
+    cv = _cross_validate(prepared, exp, trial().params, keep_models=True)
+    expected = np.mean([m.predict_metric(prepared.X_test) for m in cv.models], axis=0)
+    expected = pd.Series(expected, index=prepared.test_ids)
+    out = read(result.path)
+    assert np.allclose(out["y"].astype(float), expected.loc[out["id"]].to_numpy())
+
+
+def test_top_k_ensemble_scores_the_mean_of_the_members_oof(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    members = [trial(3, alpha=0.0, score=0.95), trial(1, alpha=0.5, score=0.9)]
+    result = submit(exp, members)
+    prepared = fake_prepare(exp)
+    oof = np.mean(
+        [_cross_validate(prepared, exp, t.params).oof for t in members], axis=0
+    )
+    by_hand = np.mean([roc_auc_score(prepared.y[v], oof[v]) for _, v in _folds(prepared, exp)])
+    assert result.cv_score == pytest.approx(by_hand)
+    assert "-top2-t3-t1-cv" in result.path.name
+    assert [p.name[-7:] for p in result.model_paths] == [".m1.npz", ".m2.npz"]
+    (row,) = ledger.read()
+    assert row["trials"] == "3 1" and row["cv_score"] == f"{by_hand:.5f}"
+
+
+# --- the ledger ----------------------------------------------------------------------------
+
+
+def test_ledger_row_records_the_submission(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    first = submit(exp, [trial()], message='tuned "best"\nrun')
+    second = submit(exp, [trial(8, alpha=0.3, score=0.8)])
+    rows = ledger.read()
+    assert [r["file"] for r in rows] == [first.path.as_posix(), second.path.as_posix()]
+    row = rows[0]
+    assert tuple(row) == ledger.COLUMNS
+    assert row["sha256"] == hashlib.sha256(first.path.read_bytes()).hexdigest() == first.sha256
+    assert row["experiment"] == "bin" and row["trials"] == "7"
+    assert row["cv_score"] == "0.90000" and row["metric"] == "roc_auc"
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", row["git_commit"])
+    assert row["fingerprint"] == "f" * 16
+    assert row["message"] == 'tuned "best" run'  # one line per row
+    assert datetime.fromisoformat(row["time"]).tzinfo is not None
+    assert rows[1]["message"] == "bin t8 cv 0.80000"  # the default message
+    assert ledger.LEDGER.read_text().count("\n") == 3
+    assert '-m "tuned \\"best\\" run"' in first.kaggle_command
+
+
+def test_kaggle_slug_comes_from_the_experiment(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    text = exp.path.read_text().replace('id = "id"', 'id = "id"\nkaggle = "avocado-ripeness"')
+    exp.path.write_text(text)
+    from pipeline.experiment import load
+
+    result = submit(load("bin"), [trial()], message="m")
+    assert result.kaggle_command.startswith("kaggle competitions submit -c avocado-ripeness -f ")
+
+
+# --- bad input: one clear error, nothing written -------------------------------------------
+
+
+def test_no_trial_yet(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    expected = r"^no finished trial yet; run `pipeline tune bin` first$"
+    with pytest.raises(PipelineError, match=expected):
+        submit(exp, [])
+    assert nothing_written(exp)
+
+
+def test_test_columns_changed_since_prepare(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    submit(exp, [trial()])
+    before = ledger.LEDGER.read_bytes()
+    files = sorted(Path("submissions/bin").iterdir())
+    test = exp.competition.data_dir / "test.csv"
+    test.write_text(test.read_text().replace("id,x1,x2", "id,x1,x2_renamed", 1))
+    with pytest.raises(PipelineError, match=r"test\.csv: missing feature column\(s\) x2 "):
+        submit(exp, [trial()])
+    assert ledger.LEDGER.read_bytes() == before
+    assert sorted(Path("submissions/bin").iterdir()) == files
+
+
+def test_missing_sample_submission(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    (exp.competition.data_dir / "sample_submission.csv").unlink()
+    with pytest.raises(PipelineError, match=r"sample_submission\.csv: file not found"):
+        submit(exp, [trial()])
+    assert nothing_written(exp)
+
+
+def test_sample_submission_without_the_id_column(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    sample = exp.competition.data_dir / "sample_submission.csv"
+    sample.write_text(sample.read_text().replace("id,y", "Id,y", 1))
+    expected = r"sample_submission\.csv: header \['Id', 'y'\] has no id column 'id'"
+    with pytest.raises(PipelineError, match=expected):
+        submit(exp, [trial()])
+    assert nothing_written(exp)
+
+
+@pytest.mark.parametrize(
+    "corrupt, problem",
+    [
+        (lambda f: f.assign(y=np.nan), "NaN"),
+        (lambda f: f.assign(y=1.5), r"probabilities outside \[0, 1\]"),
+        (lambda f: f.iloc[1:], "1 missing id"),
+        (lambda f: pd.concat([f, f.iloc[:1]]), "1 duplicate id"),
+        (lambda f: f.rename(columns={"y": "target"}), "header is"),
+    ],
+    ids=["nan", "range", "missing", "duplicate", "header"],
+)
+def test_a_submission_failing_the_checks_writes_nothing(fake, monkeypatch, corrupt, problem):
+    import pipeline.submit as submit_module
+
+    exp = write_competition(Path.cwd(), "bin")
+    real = submit_module.to_frame
+    monkeypatch.setattr(submit_module, "to_frame", lambda *a: corrupt(real(*a)))
+    with pytest.raises(PipelineError, match=problem):
+        submit(exp, [trial()])
+    assert nothing_written(exp)
+
+
+# --- validate_file on hand-made files ------------------------------------------------------
+
+
+def good_frame(exp) -> pd.DataFrame:
+    sample = read(exp.competition.data_dir / "sample_submission.csv")
+    return sample.assign(y=np.linspace(0, 1, len(sample)).round(3).astype(str))
+
+
+def write(frame: pd.DataFrame, path: str = "mine.csv") -> Path:
+    frame.to_csv(path, index=False)
+    return Path(path)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda f: f.rename(columns={"y": "Y"}), r"is \['id', 'Y'\], expected \['id', 'y'\]"),
+        (lambda f: f[["y", "id"]], r"header is \['y', 'id'\]"),
+        (lambda f: f.iloc[3:], r"3 missing id\(s\): '\d{4}', '\d{4}', '\d{4}'; 11 rows, expected"),
+        (lambda f: pd.concat([f, f.iloc[:2]]), r"2 duplicate id\(s\): '\d{4}', '\d{4}'; 16 rows"),
+        (lambda f: f.assign(id=f["id"].str.lstrip("0")), r"14 unexpected id\(s\): '\d+'"),
+        (lambda f: f.assign(y=f["y"].where(f.index != 2, "nan")), r"1 column 'y': empty.*'nan'"),
+        (lambda f: f.assign(y=f["y"].where(f.index != 2, "inf")), r"infinite"),
+        (lambda f: f.assign(y=f["y"].where(f.index != 2, "")), r"empty, NaN"),
+        (
+            lambda f: f.assign(y=f["y"].where(f.index > 6, "-0.1")),
+            r"7 column 'y': probabilities outside \[0, 1\]: id '\d{4}' \('-0.1'\), .*, \.\.\.",
+        ),
+    ],
+    ids=["renamed", "order", "missing", "duplicate", "extra", "nan", "inf", "empty", "range"],
+)
+def test_validate_names_the_problem(tmp_path, monkeypatch, edit, expected):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "bin")
+    validate_file(exp, write(good_frame(exp)))
+    with pytest.raises(PipelineError, match=expected):
+        validate_file(exp, write(edit(good_frame(exp))))
+
+
+def test_validate_labels_must_be_in_the_label_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "acc", metric="accuracy", labels=("no", "yes"))
+    frame = good_frame(exp).assign(y="yes")
+    validate_file(exp, write(frame))
+    frame.loc[4, "y"] = "Yes"
+    expected = r"1 column 'y': label\(s\) not in \{no, yes\}: id '\d{4}' \('Yes'\)"
+    with pytest.raises(PipelineError, match=expected):
+        validate_file(exp, write(frame))
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "file is empty"),
+        (b'id,y\n"0036,0.5\n', "not a valid CSV"),
+        (b"id,y\n0036,0.5,7\n", "not a valid CSV"),
+        (b"\xff\xfe\x00i\x00d", "not UTF-8"),
+    ],
+    ids=["empty", "quote", "fields", "binary"],
+)
+def test_validate_unreadable_files(tmp_path, monkeypatch, content, expected):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "bin")
+    Path("bad.csv").write_bytes(content)
+    with pytest.raises(PipelineError, match=f"^bad.csv: {expected}"):
+        validate_file(exp, Path("bad.csv"))
+    with pytest.raises(PipelineError, match="nope.csv: file not found"):
+        validate_file(exp, Path("nope.csv"))
+
+
+def test_format_kinds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_format(write_competition(tmp_path, "a")).kind == "proba"
+    assert load_format(write_competition(tmp_path, "b", metric="accuracy")).kind == "label"
+    regression = write_competition(tmp_path, "c", task="regression", metric="rmse")
+    assert load_format(regression).kind == "value"
+    multi = write_competition(
+        tmp_path, "d", task="multiclass", metric="log_loss", labels=("a", "b", "c"),
+        sample_columns=["a", "b", "c"],
+    )
+    assert load_format(multi).kind == "class_proba"
+
+
+def test_cli_validate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "bin")
+    good = write(good_frame(exp))
+    result = CliRunner().invoke(app, ["validate", "bin", str(good)])
+    assert result.exit_code == 0 and "valid" in result.output
+    bad = write(good_frame(exp).iloc[1:], "bad.csv")
+    result = CliRunner().invoke(app, ["validate", "bin", str(bad)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: bad.csv: 1 missing id(s)")
+
+
+# --- the real stages (skipped until prepare / evaluate / network exist) --------------------
+
+
+def real_stages():
+    pytest.importorskip("pipeline.prepare")
+    evaluate = pytest.importorskip("pipeline.evaluate")
+    return evaluate
+
+
+def real_trial(exp, number: int, **overrides) -> TrialSpec:
+    params = exp.model.params() | {"random_state": number} | overrides
+    return TrialSpec(number, params, 0.5, 5)
+
+
+@pytest.mark.parametrize("refit", [True, False], ids=["refit", "no-refit"])
+def test_real_stages_binary(tmp_path, monkeypatch, refit):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "real")
+    result = submit(exp, [real_trial(exp, 1)], refit=refit)
+    validate_file(exp, result.path)
+    assert all(p.is_file() for p in result.model_paths)
+    assert len(result.model_paths) == (1 if refit else exp.cv.folds)
+
+
+def test_real_stages_top_k_multiclass_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(
+        tmp_path, "realm", task="multiclass", metric="accuracy", labels=("x", "y", "z")
+    )
+    trials = [real_trial(exp, 1), real_trial(exp, 2, alpha=0.01)]
+    result = submit(exp, trials)
+    validate_file(exp, result.path)
+    assert set(read(result.path)["y"]) <= {"x", "y", "z"}
+    assert np.isfinite(result.cv_score) and "top2-t1-t2" in result.path.name
+
+
+@pytest.mark.parametrize(
+    "labels", [("<=50K", ">50K"), (False, True)], ids=["adult", "bool"]
+)
+def test_real_stages_labels_round_trip_to_the_leaderboard(tmp_path, monkeypatch, capsys, labels):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "reall", metric="accuracy", labels=labels)
+    result = submit(exp, [real_trial(exp, 1, max_iter=30, learning_rate_init=0.05)])
+    out = read(result.path)
+    assert set(out["y"]) <= {str(v) for v in labels}
+    capsys.readouterr()
+    from pipeline.submit import leaderboard
+
+    leaderboard(exp, as_csv=True)
+    (row,) = pd.read_csv(io.StringIO(capsys.readouterr().out)).to_dict("records")
+    truth = read(exp.competition.data_dir / "solution.csv").set_index("id")
+    pub = truth["Usage"] == "Public"
+    mine = out.set_index("id").loc[truth.index, "y"]
+    assert row["public"] == pytest.approx((mine[pub] == truth["y"][pub]).mean(), abs=1e-5)
+    assert row["private"] == pytest.approx((mine[~pub] == truth["y"][~pub]).mean(), abs=1e-5)
+
+
+def test_divergence_is_one_clear_error(fake, monkeypatch):
+    import pipeline.evaluate as evaluate
+
+    class Diverges:
+        def fit(self, X, y):
+            raise FloatingPointError("training diverged in epoch 3: loss = nan")
+
+    monkeypatch.setattr(evaluate, "build_estimator", lambda task, params: Diverges())
+    exp = write_competition(Path.cwd(), "bin")
+    with pytest.raises(PipelineError, match=r"^trial 7 diverged while refitting .*--no-refit"):
+        submit(exp, [trial()])
+    assert nothing_written(exp)
