@@ -1,0 +1,120 @@
+"""Tracking overhead: the same small study with MLflow tracking on and with the no-op tracker.
+
+The study is `make tune`'s: experiments/avocado.toml on the generated avocado data, with fewer
+trials (--trials). Both runs tune it in fresh stores of their own with the same seeds, so they
+sample, prune and train exactly the same trials (tracking never touches the numbers); they
+alternate and repeat, and the best wall time of each is compared. The wall time includes
+waiting for every MLflow write (the writer process is drained) and the study plots on the
+parent run. mlflow and optuna are imported once before timing: a process pays that once, not
+per study. Goal: tracked / untracked <= 1.05.
+
+    python benchmarks/bench_tracking.py [--trials 12] [--repeat 2] [--check]   # ~2 minutes
+    python benchmarks/bench_tracking.py --small     # a toy study: fixed costs dominate it
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+GOAL = 1.05
+EXPERIMENT = """[competition]
+data_dir = "data/avocado"
+id = "id"
+target = "ripe"
+task = "binary"
+metric = "roc_auc"
+
+[model]
+hidden_layer_sizes = [16]
+activation = "tanh"
+batch_size = 64
+max_iter = {epochs}
+n_iter_no_change = 1000
+
+[cv]
+folds = 5
+seed = 42
+
+[tune]
+trials = {trials}
+seed = 0
+pruner = "none"
+
+[tune.space]
+learning_rate_init = {{ low = 0.001, high = 0.02, log = true }}
+alpha = {{ low = 1e-6, high = 1e-3, log = true }}
+"""
+
+
+def one_run(root: Path, track: bool, trials: int, n: int) -> float:
+    from pipeline.experiment import load
+    from pipeline.tune import tune
+
+    os.chdir(root)
+    # fresh stores per run (MLflow caches engines by URI: never delete a file it has open)
+    storage, uri = f"sqlite:///{root}/optuna-{n}.db", f"sqlite:///{root}/mlflow-{n}.db"
+    exp = load("bench")
+    if track:  # the schema is created once per store (`make tune` pays it once): not timed
+        from pipeline.tracking import MlflowTracker
+
+        MlflowTracker(uri).setup(exp)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        tune(exp, trials=trials, quiet=True, track=track, storage=storage, tracking_uri=uri)
+    return time.perf_counter() - start
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--small", action="store_true", help="toy study: 30 epochs, 4000 rows")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--check", action="store_true", help="exit 1 when the ratio misses the goal")
+    args = ap.parse_args()
+
+    import mlflow  # noqa: F401  (one-time import cost, outside the timings)
+    import optuna  # noqa: F401
+
+    from pipeline.competitions import generate
+    from pipeline.prepare import prepare
+
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        root = Path(tmp)
+        generate("avocado", root / "data" / "avocado", seed=0, rows=4000 if args.small else None)
+        (root / "experiments").mkdir()
+        text = (EXPERIMENT.format(epochs=30, trials=args.trials) if args.small
+                else (ROOT / "experiments" / "avocado.toml").read_text(encoding="utf-8"))
+        (root / "experiments" / "bench.toml").write_text(text, encoding="utf-8")
+        os.chdir(root)
+        from pipeline.experiment import load
+
+        prepare(load("bench"))  # the cache, shared by both
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for i in range(args.repeat):
+            for track in (False, True) if i % 2 == 0 else (True, False):
+                times[track].append(one_run(root, track, args.trials, 2 * i + track))
+                label = "mlflow" if track else "null  "
+                print(f"  run {i + 1} {label}: {times[track][-1]:.2f} s", flush=True)
+        os.chdir("/")
+    on, off = min(times[True]), min(times[False])
+    ratio = on / off
+    print(f"{args.trials} trials of {'a toy study' if args.small else 'experiments/avocado.toml'}")
+    print(f"wall time: tracking {on:.2f} s, no-op tracker {off:.2f} s")
+    print(f"ratio {ratio:.3f} (goal <= {GOAL}): {'ok' if ratio <= GOAL else 'MISSED'}")
+    return 1 if args.check and ratio > GOAL else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""k-fold cross-validation of one parameter set: fold scores, out-of-fold predictions, curves.
+
+The folds come from scikit-learn, shuffled with `[cv] seed`, so every trial of a study is
+scored on the same rows. Each fold's held-out rows are also the network's `eval_set`: that is
+for the per-epoch curves and for pruning only, never for early stopping (the network's own
+`early_stopping` carves its validation split out of the training rows).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.metrics import METRICS
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment
+    from pipeline.prepare import Prepared
+
+CURVE_KEYS = ("train_loss", "val_loss", "val_error")
+FoldEpochCallback = Callable[[int, int, dict[str, float]], object]
+
+
+@dataclass
+class CVResult:
+    scores: list[float]
+    mean: float
+    std: float
+    oof: np.ndarray  # metric-form out-of-fold predictions, in train row order
+    curves: list[dict[str, list[float]]]  # per fold: CURVE_KEYS -> one value per epoch
+    n_iters: list[int]  # epochs each fold trained
+    models: list = field(default_factory=list)  # fold estimators when keep_models=True
+
+
+def build_estimator(task: str, params: dict[str, Any]) -> Any:
+    """The network for `task` with scikit-learn MLP keyword arguments."""
+    from pipeline.network import SigmoidNetworkClassifier, SigmoidNetworkRegressor
+
+    cls = SigmoidNetworkRegressor if task == "regression" else SigmoidNetworkClassifier
+    kwargs = dict(params)
+    if "hidden_layer_sizes" in kwargs:
+        kwargs["hidden_layer_sizes"] = tuple(int(u) for u in kwargs["hidden_layer_sizes"])
+    return cls(**kwargs)
+
+
+def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, val_idx) per fold: stratified for classification, plain for regression."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    k = exp.cv.folds
+    y = prepared.y
+    n = len(y)
+    if n < k:
+        raise PipelineError(f"{exp.path}: [cv] folds = {k} but the training data has {n} rows")
+    if exp.competition.task == "regression":
+        splitter: Any = KFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
+    else:
+        smallest = int(np.bincount(y).min()) if len(y) else 0
+        if smallest < k:
+            raise PipelineError(
+                f"{exp.path}: [cv] folds = {k} but the rarest class of "
+                f"{exp.competition.target!r} has only {smallest} rows (lower folds)"
+            )
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
+    return [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y)]
+
+
+def predict(model: Any, X: np.ndarray) -> np.ndarray:
+    """Metric-form prediction: P(class 1) for binary, (n, k) probabilities, or values."""
+    if not hasattr(model, "predict_proba"):
+        return np.asarray(model.predict(X), dtype=np.float64)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    return proba[:, 1] if proba.shape[1] == 2 else proba
+
+
+def cross_validate(
+    prepared: Prepared,
+    exp: Experiment,
+    params: dict[str, Any],
+    *,
+    on_epoch: FoldEpochCallback | None = None,
+    keep_models: bool = False,
+) -> CVResult:
+    """Fit one network per fold; fold f uses `random_state + f` so folds differ but repeat.
+
+    Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    task = exp.competition.task
+    metric = METRICS[exp.competition.metric]
+    X, y = prepared.X_train, prepared.y
+    n_classes = len(prepared.classes) if prepared.classes is not None else 0
+    oof = np.zeros((len(y), n_classes)) if task == "multiclass" else np.zeros(len(y))
+    seed = int(params.get("random_state") or 0)
+    scores: list[float] = []
+    curves: list[dict[str, list[float]]] = []
+    n_iters: list[int] = []
+    models: list = []
+    for f, (tr, va) in enumerate(folds(prepared, exp)):
+        curve: dict[str, list[float]] = {k: [] for k in CURVE_KEYS}
+        curves.append(curve)
+
+        def record(epoch: int, m: dict[str, float], f: int = f, curve=curve) -> None:
+            for key in CURVE_KEYS:
+                if key in m:
+                    curve[key].append(float(m[key]))
+            if on_epoch is not None:
+                on_epoch(f, epoch, m)
+
+        est = build_estimator(task, {**params, "random_state": seed + f})
+        with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=record)
+        pred = predict(est, X[va])
+        oof[va] = pred
+        scores.append(metric(y[va], pred))
+        n_iters.append(int(est.n_iter_))
+        if keep_models:
+            models.append(est)
+    return CVResult(
+        scores=scores,
+        mean=float(np.mean(scores)),
+        std=float(np.std(scores)),
+        oof=oof,
+        curves=curves,
+        n_iters=n_iters,
+        models=models,
+    )

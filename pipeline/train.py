@@ -1,0 +1,117 @@
+"""`pipeline train`: cross-validate one parameter set ([model] + --set overrides), log one run."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.metrics import METRICS
+from pipeline.tracking import make_tracker
+from pipeline.tune_progress import print_cv
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment
+
+
+def parse_overrides(exp: Experiment, overrides: list[str]) -> dict[str, Any]:
+    """`key=value` strings -> validated [model] values (TOML syntax: 0.01, [64, 32], "relu")."""
+    from pipeline.experiment import Model, _model_value
+
+    known = [f.name for f in fields(Model)]
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise PipelineError(f"--set {item!r}: expected key=value, e.g. learning_rate_init=0.01")
+        if key not in known:
+            raise PipelineError(
+                f"--set {key}: unknown [model] key (expected one of {', '.join(known)})"
+            )
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word such as relu
+        out[key] = _model_value(key, value, exp.path, f"--set {key}")
+    return out
+
+
+def train_once(
+    exp: Experiment, *, overrides: list[str], tracking_uri: str | None = None, track: bool = True
+) -> Any:
+    """k-fold CV of [model] + overrides; one MLflow run with curves, OOF predictions, config."""
+    from pipeline.evaluate import cross_validate
+    from pipeline.network import DivergenceError
+    from pipeline.prepare import prepare
+
+    values = parse_overrides(exp, overrides)
+    params = {**exp.model.params(), **values, "random_state": exp.tune.seed}
+    metric = METRICS[exp.competition.metric]
+    prepared = prepare(exp)
+    tracker = make_tracker(tracking_uri, track)
+    tracker.setup(exp)
+    run = tracker.start_run(
+        exp, "train", params=params,
+        tags={"kind": "train", "data_fingerprint": prepared.fingerprint,
+              "overrides": " ".join(overrides) or "-"},
+    )
+
+    def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
+        run.epoch(fold, m)
+        if epoch == 1 and fold > 0:
+            run.flush()
+
+    started = time.monotonic()
+    try:
+        res = cross_validate(prepared, exp, params, on_epoch=on_epoch)
+    except DivergenceError as e:
+        run.end("failed", config=exp.as_dict())
+        raise PipelineError(
+            f"{exp.path}: training diverged ({e}); try --set learning_rate_init=<smaller>"
+        ) from None
+    except BaseException:
+        run.end("failed", config=exp.as_dict())
+        raise
+    seconds = time.monotonic() - started
+    name = f"cv_{metric.name}"
+    run.end(
+        "complete",
+        metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds,
+                 **{f"fold{f}/{metric.name}": s for f, s in enumerate(res.scores)}},
+        config=exp.as_dict(),
+    )
+    if tracker.enabled:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "oof.csv"
+            write_oof(path, prepared, res.oof)
+            tracker.log_files(run.run_id, [path], None)
+    print_cv(res.scores, res.n_iters, res.mean, res.std, metric.name, seconds)
+    if tracker.enabled:
+        print(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")
+    return res
+
+
+def write_oof(path: Path, prepared: Any, oof: np.ndarray) -> None:
+    """Out-of-fold predictions by id, in the metric's form (P(class) / value)."""
+    classes = prepared.classes
+    if oof.ndim == 2:
+        header = [f"p_{c}" for c in classes]
+    elif classes is not None:
+        header = [f"p_{classes[-1]}"]
+    else:
+        header = ["prediction"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "target", *header])
+        target = prepared.y if classes is None else np.asarray(classes, dtype=object)[prepared.y]
+        for i, row in enumerate(np.atleast_2d(oof.T).T):
+            values = (f"{v:.6g}" for v in np.atleast_1d(row))
+            w.writerow([prepared.train_ids[i], target[i], *values])

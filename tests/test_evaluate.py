@@ -1,0 +1,78 @@
+"""k-fold cross-validation: fixed folds, out-of-fold predictions, per-epoch curves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from helpers_tune import tiny_project
+
+from pipeline import evaluate
+from pipeline.experiment import load
+from pipeline.prepare import prepare
+
+
+@pytest.fixture
+def tiny(project):
+    exp = load(tiny_project(project, folds=3, max_iter=4))
+    return exp, prepare(exp)
+
+
+def test_folds_are_fixed_by_the_seed_and_stratified(tiny):
+    exp, prepared = tiny
+    a, b = evaluate.folds(prepared, exp), evaluate.folds(prepared, exp)
+    assert len(a) == 3
+    for (tr1, va1), (tr2, va2) in zip(a, b, strict=True):
+        assert np.array_equal(tr1, tr2) and np.array_equal(va1, va2)
+    covered = np.sort(np.concatenate([va for _, va in a]))
+    assert np.array_equal(covered, np.arange(len(prepared.y)))  # every row held out once
+    rate = prepared.y.mean()
+    for _, va in a:
+        assert abs(prepared.y[va].mean() - rate) < 0.05
+    other = evaluate.folds(prepared, replace(exp, cv=replace(exp.cv, seed=99)))
+    assert not np.array_equal(a[0][1], other[0][1])
+
+
+def test_cross_validate_gives_scores_oof_and_curves(tiny):
+    exp, prepared = tiny
+    seen: list[tuple[int, int]] = []
+    params = {**exp.model.params(), "random_state": 1}
+    res = evaluate.cross_validate(
+        prepared, exp, params, on_epoch=lambda f, e, m: seen.append((f, e)), keep_models=True
+    )
+    n = len(prepared.y)
+    assert res.oof.shape == (n,) and np.all((res.oof >= 0) & (res.oof <= 1))
+    assert len(res.scores) == 3 and res.mean == pytest.approx(np.mean(res.scores))
+    assert res.std == pytest.approx(np.std(res.scores))
+    assert len(res.models) == 3 and res.n_iters == [4, 4, 4]
+    for curve, n_iter in zip(res.curves, res.n_iters, strict=True):
+        assert set(curve) == {"train_loss", "val_loss", "val_error"}
+        assert all(len(v) == n_iter for v in curve.values())
+    assert seen == [(f, e) for f in range(3) for e in range(1, 5)]
+    # same params, same seed -> same numbers (each trial can be re-run exactly)
+    again = evaluate.cross_validate(prepared, exp, params)
+    assert np.allclose(again.oof, res.oof)
+
+
+def test_exceptions_from_on_epoch_propagate(tiny):
+    exp, prepared = tiny
+
+    class Stop(Exception):
+        pass
+
+    def stop(fold, epoch, m):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0},
+                                on_epoch=stop)
+
+
+def test_regression_uses_plain_kfold(project):
+    exp = load(tiny_project(project, task="regression", metric="rmse", max_iter=3))
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0})
+    assert res.oof.shape == (len(prepared.y),) and res.mean > 0
+    assert all(len(c["val_error"]) == 3 for c in res.curves)

@@ -1,0 +1,435 @@
+"""The NumPy sigmoid network: math against scikit-learn, learning, callbacks, errors, files."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from pipeline.network import (
+    DivergenceError,
+    ModelFileError,
+    SigmoidNetworkClassifier,
+    SigmoidNetworkRegressor,
+    load_model,
+)
+from pipeline.network.core import Network
+from pipeline.network.losses import binary_loss_delta_, multiclass_loss_delta_
+from pipeline.network.optimizers import SGD, Adam
+from pipeline.network.training import History, TrainConfig, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def blobs(n=300, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])[:k]
+    codes = rng.integers(0, k, n)
+    return centers[codes] + rng.normal(0, 1, (n, 2)), codes
+
+
+# ---------------------------------------------------------------- math against scikit-learn
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_loss_and_probabilities_match_sklearn_on_identical_weights(n_classes):
+    X, y = blobs(n=200, k=n_classes)
+    alpha = 0.01
+    mlp = MLPClassifier(hidden_layer_sizes=(5, 4), activation="logistic", alpha=alpha,
+                        max_iter=3, random_state=0).fit(X, y)
+    ours = SigmoidNetworkClassifier(hidden_layer_sizes=(5, 4), dtype="float64", max_iter=1)
+    ours.fit(X, y)
+    ours.coefs_ = [W.copy() for W in mlp.coefs_]
+    ours.intercepts_ = [b.copy() for b in mlp.intercepts_]
+    np.testing.assert_allclose(ours.predict_proba(X), mlp.predict_proba(X), rtol=1e-10)
+    np.testing.assert_array_equal(ours.predict(X), mlp.predict(X))
+
+    l2 = 0.5 * alpha * sum(float((W**2).sum()) for W in mlp.coefs_) / len(X)
+    expected = log_loss(y, mlp.predict_proba(X)) + l2
+    Y = np.eye(n_classes)[y] if n_classes > 2 else y.reshape(-1, 1).astype(float)
+    assert ours._network().loss(X, Y, alpha) == pytest.approx(expected, rel=1e-10)
+
+
+def test_regression_loss_matches_sklearn_on_identical_weights():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((100, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.standard_normal(100)
+    mlp = MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", max_iter=2,
+                       random_state=0).fit(X, y)
+    ours = SigmoidNetworkRegressor(hidden_layer_sizes=(6,), activation="tanh", dtype="float64",
+                                   max_iter=1).fit(X, y)
+    ours.coefs_, ours.intercepts_ = mlp.coefs_, mlp.intercepts_
+    np.testing.assert_allclose(ours.predict(X), mlp.predict(X), rtol=1e-10)
+    expected = 0.5 * np.mean((y - mlp.predict(X)) ** 2)  # sklearn's squared_loss, alpha=0
+    assert ours._network().loss(X, y.reshape(-1, 1)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_stopping_rule_matches_sklearn():
+    """With a huge tol no epoch counts as an improvement: both stop after n_iter_no_change + 2."""
+    X, y = blobs(n=100, k=2)
+    kw = dict(hidden_layer_sizes=(4,), tol=1e9, n_iter_no_change=3, max_iter=50, random_state=0)
+    ours = SigmoidNetworkClassifier(**kw).fit(X, y)
+    mlp = MLPClassifier(activation="logistic", **kw).fit(X, y)
+    assert ours.n_iter_ == mlp.n_iter_ == 5
+    assert ours.best_loss_ == min(ours.loss_curve_)
+    assert ours.validation_scores_ is None
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_step_matches_sklearn(nesterov):
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(10)
+    ref = [theta.copy()]
+    ours = SGD(10, np.float64, learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+    sk = SGDOptimizer(ref, learning_rate_init=0.1, momentum=0.9, nesterov=nesterov)
+    for _ in range(5):
+        g = rng.standard_normal(10)
+        sk.update_params(ref, [g.copy()])
+        ours.step(theta, g.copy())
+    np.testing.assert_allclose(theta, ref[0], rtol=1e-12)
+
+
+def test_adam_step_matches_sklearn():
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(10)
+    ref = [theta.copy()]
+    ours = Adam(10, np.float64, learning_rate=0.01)
+    sk = AdamOptimizer(ref, learning_rate_init=0.01)
+    for _ in range(5):
+        g = rng.standard_normal(10)
+        sk.update_params(ref, [g.copy()])
+        ours.step(theta, g.copy())
+    np.testing.assert_allclose(theta, ref[0], rtol=1e-12)
+
+
+def test_losses_are_stable_for_extreme_logits():
+    Z = np.array([[1000.0], [-1000.0], [0.0]], dtype=np.float32)
+    Y = np.array([[0.0], [1.0], [1.0]], dtype=np.float32)
+    D = np.empty_like(Z)
+    loss = binary_loss_delta_(Z, Y, D, np.empty_like(Z))
+    assert loss == pytest.approx(2000.0 + math.log(2), rel=1e-6)
+    np.testing.assert_allclose(D[:, 0], [1 / 3, -1 / 3, -0.5 / 3], rtol=1e-6)
+    Z3 = np.array([[1e4, -1e4, 0.0]], dtype=np.float32)
+    Y3 = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)
+    D3 = np.empty_like(Z3)
+    assert multiclass_loss_delta_(Z3, Y3, D3, np.empty_like(Z3)) == pytest.approx(2e4)
+    assert np.isfinite(D3).all()
+
+
+def test_predict_proba_is_finite_for_huge_inputs():
+    X, y = blobs(n=100, k=3)
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        P = clf.predict_proba(X * 1e8)
+    assert np.isfinite(P).all()
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+
+
+# ---------------------------------------------------------------- learning
+def test_learns_xor_which_a_linear_model_cannot():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    assert LogisticRegression().fit(X, y).score(X, y) < 0.7
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.03,
+                                   max_iter=300, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.95
+
+
+def test_learns_a_band_with_two_sigmoid_layers_and_sgd():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, (500, 1))
+    y = (np.abs(X[:, 0]) < 1).astype(int)  # 1 inside the band: not linearly separable
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(8, 8), solver="sgd",
+                                   learning_rate_init=0.5, batch_size=32, max_iter=400,
+                                   random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.95
+
+
+def test_multiclass_with_string_labels():
+    X, codes = blobs(n=300, k=3)
+    y = np.array(["red", "green", "blue"])[codes]
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(8,), learning_rate_init=0.02,
+                                   max_iter=100, random_state=0).fit(X, y)
+    assert list(clf.classes_) == ["blue", "green", "red"]
+    assert clf.predict(X[:5]).dtype.kind == "U"
+    P = clf.predict_proba(X)
+    assert P.shape == (300, 3)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert clf.score(X, y) > 0.9
+    assert clf.out_activation_ == "softmax" and clf.n_outputs_ == 3
+
+
+def test_regression_single_and_multi_output():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-2, 2, (400, 2))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1]
+    reg = SigmoidNetworkRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02,
+                                  max_iter=200, random_state=0).fit(X, y)
+    assert reg.predict(X).shape == (400,)
+    assert reg.score(X, y) > 0.9
+    Y2 = np.column_stack([y, -y])
+    reg2 = SigmoidNetworkRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02,
+                                   max_iter=100, random_state=0).fit(X, Y2)
+    assert reg2.predict(X).shape == (400, 2)
+    assert reg2.score(X, Y2) > 0.8
+
+
+def test_float32_default_and_float64_option():
+    X, y = blobs(n=100, k=2)
+    c32 = SigmoidNetworkClassifier(max_iter=3, random_state=0).fit(X, y)
+    c64 = SigmoidNetworkClassifier(max_iter=3, random_state=0, dtype="float64").fit(X, y)
+    assert all(W.dtype == np.float32 for W in c32.coefs_ + c32.intercepts_)
+    assert all(W.dtype == np.float64 for W in c64.coefs_ + c64.intercepts_)
+    # same initial weights (drawn in float64), so the two runs track each other closely
+    np.testing.assert_allclose(c32.loss_curve_, c64.loss_curve_, rtol=1e-4)
+    assert c32.predict_proba(X).dtype == np.float64
+
+
+def test_reproducible_bit_for_bit():
+    X, y = blobs(n=200, k=3)
+    kw = dict(hidden_layer_sizes=(8, 8), max_iter=5, random_state=42)
+    a = SigmoidNetworkClassifier(**kw).fit(X, y)
+    b = SigmoidNetworkClassifier(**kw).fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_
+    for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        assert np.array_equal(Wa, Wb)
+    c = SigmoidNetworkClassifier(**{**kw, "random_state": 7}).fit(X, y)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_batch_size_auto_and_clipping():
+    X, y = blobs(n=50, k=2)
+    for batch_size in ("auto", 10_000):
+        clf = SigmoidNetworkClassifier(batch_size=batch_size, max_iter=2, random_state=0)
+        assert clf.fit(X, y).n_iter_ == 2
+
+
+def test_convergence_warning_when_max_iter_reached():
+    X, y = blobs(n=50, k=2)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        SigmoidNetworkClassifier(max_iter=2, random_state=0).fit(X, y)
+
+
+def test_invalid_parameters_are_reported():
+    X, y = blobs(n=50, k=2)
+    with pytest.raises(ValueError, match="activation"):
+        SigmoidNetworkClassifier(activation="swish").fit(X, y)
+    with pytest.raises(ValueError, match="solver"):
+        SigmoidNetworkClassifier(solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="dtype"):
+        SigmoidNetworkClassifier(dtype="float16").fit(X, y)
+    assert SigmoidNetworkClassifier(activation="logistic", max_iter=1).fit(X, y).score(X, y) >= 0
+
+
+# ---------------------------------------------------------------- callbacks, stopping, errors
+def test_on_epoch_receives_metrics_with_eval_set():
+    X, y = blobs(n=200, k=3)
+    Xv, yv = blobs(n=60, k=3, seed=0)
+    seen = []
+    clf = SigmoidNetworkClassifier(max_iter=4, random_state=0)
+    clf.fit(X, y, eval_set=(Xv, yv), on_epoch=lambda e, m: seen.append((e, dict(m))))
+    assert [e for e, _ in seen] == [1, 2, 3, 4]
+    for (_, m), loss in zip(seen, clf.loss_curve_, strict=True):
+        assert set(m) == {"train_loss", "val_loss", "val_error"}
+        assert m["train_loss"] == loss
+        assert 0 <= m["val_error"] <= 1 and m["val_loss"] > 0
+    assert seen[-1][1]["val_error"] == pytest.approx(1 - clf.score(Xv, yv))
+
+    reg_seen = []
+    rng = np.random.default_rng(0)
+    Xr = rng.standard_normal((100, 2))
+    yr = Xr.sum(axis=1)
+    reg = SigmoidNetworkRegressor(max_iter=3, early_stopping=True, random_state=0)
+    reg.fit(Xr, yr, eval_set=(Xr, yr), on_epoch=lambda e, m: reg_seen.append(m))
+    assert set(reg_seen[0]) == {"train_loss", "val_loss", "val_error", "val_score"}
+    rmse = np.sqrt(np.mean((reg.predict(Xr) - yr) ** 2))
+    assert reg_seen[-1]["val_error"] == pytest.approx(rmse, rel=1e-4) or reg.n_iter_ < 3
+    assert reg_seen[-1]["val_loss"] == pytest.approx(0.5 * reg_seen[-1]["val_error"] ** 2,
+                                                     rel=1e-3) or reg.n_iter_ < 3
+
+
+class Pruned(Exception):
+    pass
+
+
+def test_exception_in_on_epoch_propagates_and_leaves_a_usable_estimator():
+    X, y = blobs(n=200, k=2)
+
+    def prune(epoch, metrics):
+        if epoch == 3:
+            raise Pruned(f"pruned at {epoch}")
+
+    clf = SigmoidNetworkClassifier(max_iter=50, random_state=0)
+    with pytest.raises(Pruned, match="pruned at 3"):
+        clf.fit(X, y, on_epoch=prune)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert clf.predict(X).shape == (200,)
+
+
+def test_divergence_raises_a_clear_catchable_error():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3)) * 100
+    y = X.sum(axis=1) * 1e3
+    reg = SigmoidNetworkRegressor(activation="relu", solver="sgd", learning_rate_init=1e3,
+                                  max_iter=20, random_state=0)
+    with pytest.raises(DivergenceError, match=r"diverged in epoch 1 .*loss = (nan|inf)"):
+        reg.fit(X, y)
+    with pytest.raises(FloatingPointError):  # the documented base class
+        reg.fit(X, y)
+    assert all(np.isfinite(W).all() for W in reg.coefs_)  # last good weights kept
+
+
+def test_early_stopping_restores_the_best_weights():
+    """Drive train() with scripted validation scores: the best epoch's weights must come back."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    net = Network([3, 4, 1], "sigmoid", "binary", np.float32)
+    net.init(rng)
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.65, 0.6, 0.6, 0.6])
+    snapshots = []
+    cfg = TrainConfig(solver="sgd", learning_rate_init=0.5, batch_size=16, max_iter=8,
+                      early_stopping=True, n_iter_no_change=3)
+    h = train(net, X, Y, cfg, rng, val_score=lambda: next(scores),
+              on_epoch=lambda e, m: snapshots.append(net.theta.copy()), history=History())
+    assert h.validation_scores == [0.5, 0.9, 0.6, 0.7, 0.65, 0.6]  # 4 epochs without gain > 3
+    assert h.best_validation_score == 0.9 and h.converged
+    assert np.array_equal(net.theta, snapshots[1])
+    assert not np.array_equal(net.theta, snapshots[-1])
+
+
+def test_early_stopping_through_the_estimator():
+    X, y = blobs(n=300, k=3)
+    clf = SigmoidNetworkClassifier(early_stopping=True, n_iter_no_change=3, max_iter=200,
+                                   learning_rate_init=0.05, random_state=0).fit(X, y)
+    assert clf.n_iter_ < 200
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+
+
+def test_eval_set_with_unknown_labels_is_rejected():
+    X, y = blobs(n=100, k=2)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        SigmoidNetworkClassifier(max_iter=1).fit(X, y, eval_set=(X[:5], np.full(5, 7)))
+
+
+def test_single_class_is_rejected():
+    X, _ = blobs(n=20, k=2)
+    with pytest.raises(ValueError, match="1 class"):
+        SigmoidNetworkClassifier().fit(X, np.zeros(20))
+
+
+# ---------------------------------------------------------------- save / load
+def test_save_load_round_trip_classifier(tmp_path):
+    X, codes = blobs(n=120, k=3)
+    y = np.array(["a", "b", "c"])[codes]
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(6, 5), activation="tanh", max_iter=5,
+                                   random_state=0).fit(X, y)
+    path = tmp_path / "model.npz"
+    clf.save(path, metadata={"fingerprint": "abc123", "cv": 0.9})
+    loaded = load_model(path)
+    assert isinstance(loaded, SigmoidNetworkClassifier)
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert np.array_equal(loaded.predict(X), clf.predict(X))
+    assert loaded.metadata_ == {"fingerprint": "abc123", "cv": 0.9}
+    assert loaded.get_params() == {**clf.get_params(), "hidden_layer_sizes": (6, 5)}
+    assert loaded.loss_curve_ == clf.loss_curve_ and loaded.n_iter_ == clf.n_iter_
+    with np.load(path, allow_pickle=False) as npz:  # plain arrays, no pickle needed
+        header = json.loads(str(npz["header"][()]))
+    assert header["layer_sizes"] == [2, 6, 5, 3] and header["activation"] == "tanh"
+    assert header["task"] == "multiclass" and header["classes"] == ["a", "b", "c"]
+    assert header["dtype"] == "float32" and "package_version" in header
+
+
+def test_save_load_round_trip_regressor_float64(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    Y = np.column_stack([X.sum(axis=1), X[:, 0]])
+    reg = SigmoidNetworkRegressor(dtype="float64", max_iter=3, random_state=0).fit(X, Y)
+    reg.save(tmp_path / "reg.npz")
+    loaded = load_model(tmp_path / "reg.npz")
+    assert np.array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.coefs_[0].dtype == np.float64 and loaded.metadata_ == {}
+
+
+def _rewrite(path, **changes):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays["header"][()]))
+    for key, value in changes.items():
+        if key in header:
+            header[key] = value
+        else:
+            arrays[key] = value
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda p: p.write_bytes(b"not a zip file at all"), "not a readable .npz"),
+        (lambda p: p.write_bytes(p.read_bytes()[:200]), "not a readable .npz"),
+        (lambda p: np.savez(p, W_0=np.zeros(3)), "no 'header'"),
+        (lambda p: _rewrite(p, format="something-else"), "does not describe"),
+        (lambda p: _rewrite(p, format_version=99), "format_version 99"),
+        (lambda p: _rewrite(p, layer_sizes=[2, 7, 1]), "array 'W_0' has shape"),
+        (lambda p: _rewrite(p, W_1=np.full((4, 1), np.nan, np.float32)), "NaN"),
+        (lambda p: _rewrite(p, task="regression"), "does not fit estimator"),
+        (lambda p: _rewrite(p, classes=None, activation="swish"), "activation"),
+    ],
+)
+def test_corrupted_or_mismatched_files_raise_model_file_error(tmp_path, corrupt, message):
+    X, y = blobs(n=60, k=2)
+    path = tmp_path / "m.npz"
+    SigmoidNetworkClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, y).save(path)
+    corrupt(path)
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_file_and_unfitted_save(tmp_path):
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nope.npz")
+    with pytest.raises(ValueError, match="unfitted"):
+        SigmoidNetworkClassifier().save(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize(
+    "solver, task", [("sgd", "binary"), ("adam", "binary"), ("sgd", "multiclass"),
+                     ("adam", "multiclass"), ("sgd", "regression")]
+)
+def test_training_curve_matches_sklearn_from_identical_initial_weights(solver, task, monkeypatch):
+    """Same start, no shuffling, float64: the whole loop (batches, per-batch L2, optimiser,
+    epoch loss) reproduces scikit-learn's loss_curve_ to rounding error."""
+    X, codes = blobs(n=120, k=2 if task == "binary" else 3, seed=3)
+    y = X.sum(axis=1) if task == "regression" else codes
+    theirs, ours_cls = ((MLPRegressor, SigmoidNetworkRegressor) if task == "regression"
+                        else (MLPClassifier, SigmoidNetworkClassifier))
+    kw = dict(hidden_layer_sizes=(5, 4), activation="logistic", solver=solver, alpha=0.01,
+              batch_size=50, learning_rate_init=0.05, shuffle=False, tol=0.0,
+              n_iter_no_change=1000, random_state=0)
+    ref = theirs(max_iter=1, warm_start=True, **kw).fit(X, y)
+    W0 = [W.copy() for W in ref.coefs_]
+    b0 = [b.copy() for b in ref.intercepts_]
+    ref.set_params(max_iter=6)
+    ref.fit(X, y)  # warm start: continues from (W0, b0) with a fresh optimiser
+    expected = ref.loss_curve_[-6:]
+
+    monkeypatch.setattr(Network, "init", lambda self, rng: self.set_params(W0, b0))
+    ours = ours_cls(max_iter=6, dtype="float64", **kw).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, expected, rtol=1e-9)
+    for W_ours, W_ref in zip(ours.coefs_, ref.coefs_, strict=True):
+        np.testing.assert_allclose(W_ours, W_ref, rtol=1e-8, atol=1e-12)

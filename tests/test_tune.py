@@ -1,0 +1,211 @@
+"""Tuning: exact budgets, resume, crash recovery, pruning, divergence, workers, MLflow runs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers_tune import fresh_mlflow_db, tiny_project
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from pipeline import evaluate, tune
+from pipeline.cli import app
+from pipeline.errors import PipelineError
+from pipeline.experiment import load
+from pipeline.network import DivergenceError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _study(name="tiny"):
+    return optuna.load_study(study_name=name, storage="sqlite:///optuna.db")
+
+
+def _client():
+    # absolute: MLflow caches engines by URI, and every test has its own cwd
+    return MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+
+def _runs(exp_name="tiny"):
+    c = _client()
+    e = c.get_experiment_by_name(exp_name)
+    runs = c.search_runs([e.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, children
+
+
+def _check_runs_match_study(study):
+    """One parent, one child per trial, states as in Optuna, curves as metric steps."""
+    c, parents, children = _runs()
+    assert len(parents) == 1
+    parent = parents[0].info.run_id
+    assert study.user_attrs[tune.PARENT_ATTR] == parent
+    by_run = {r.info.run_id: r for r in children}
+    assert all(r.data.tags["mlflow.parentRunId"] == parent for r in children)
+    for t in study.trials:
+        if t.user_attrs.get("skipped"):
+            continue
+        run = by_run[t.user_attrs["mlflow_run_id"]]
+        want = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name]
+        assert run.data.tags["state"] == want and run.info.status != "RUNNING"
+        if t.state == TrialState.COMPLETE:
+            steps = [m.step for m in c.get_metric_history(run.info.run_id, "fold0/val_loss")]
+            assert steps == list(range(1, t.user_attrs["n_iters"][0] + 1))
+            assert len(c.get_metric_history(run.info.run_id, "val_loss")) == max(
+                t.user_attrs["n_iters"])
+    return parents[0]
+
+
+def test_tune_budget_resume_and_mlflow(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "best trial" in result.output
+    study = _study()
+    assert len(study.get_trials(states=FINISHED)) == 2
+    # resume with a bigger budget: same study, same parent run, exactly 4 finished
+    tune.tune(exp, trials=4, quiet=True)
+    study = _study()
+    assert len(study.get_trials(states=FINISHED)) == 4 and len(study.trials) == 4
+    parent = _check_runs_match_study(study)
+    assert parent.info.status == "FINISHED"
+    assert "best_cv_roc_auc" in parent.data.metrics
+    c = _client()
+    plots = {a.path for a in c.list_artifacts(parent.info.run_id, "study")}
+    assert "study/optimization_history.png" in plots
+    best = json.loads((project / "experiments" / "tiny.best.json").read_text())
+    t = study.best_trial
+    assert best["trial"] == t.number and best["score"] == pytest.approx(t.value)
+    # each trial records what it takes to re-run it exactly
+    params = t.user_attrs["params"]
+    assert params["random_state"] == t.user_attrs["random_state"]
+    assert tuple(params["hidden_layer_sizes"]) == (t.params["units"],) * t.params["n_layers"]
+    assert isinstance(t.user_attrs["n_iter"], int)
+    # the same command once more: the budget is spent, nothing new runs
+    tune.tune(exp, trials=4, quiet=True)
+    assert len(_study().trials) == 4
+
+
+def _dead_pid() -> int:
+    p = mp.get_context("spawn").Process(target=int)
+    p.start()
+    p.join()
+    return p.pid
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_crashed_running_trial_is_failed_and_retried(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    study, _ = tune.open_study("sqlite:///optuna.db", "tiny", "maximize")
+    from pipeline.tracking import MlflowTracker
+
+    tracker = MlflowTracker()
+    tracker.setup(exp)
+    parent = tracker.parent_run(exp, "tiny", None, {})
+    study.set_user_attr(tune.PARENT_ATTR, parent)
+    run = tracker.start_run(exp, "trial-0000", {}, {}, parent_id=parent)
+    crashed = study.ask({"n_layers": optuna.distributions.IntDistribution(1, 2)})
+    for key, value in {"host": tune.HOST, "pid": _dead_pid(), "mlflow_run_id": run.run_id}.items():
+        crashed.set_user_attr(key, value)  # as a worker killed with -9 leaves it
+
+    tune.tune(exp, quiet=True)
+    study = _study()
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.FAIL and "died" in study.trials[0].user_attrs["error"]
+    assert len(study.get_trials(states=FINISHED)) == 2
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].params["n_layers"] == crashed.params["n_layers"]
+    c = _client()
+    assert c.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_divergence_fails_the_trial_and_the_study_goes_on(project, monkeypatch):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    real = evaluate.cross_validate
+    calls = []
+
+    def first_diverges(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise DivergenceError("loss = nan")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "cross_validate", first_diverges)
+    tune.tune(exp, quiet=True)
+    study = _study()
+    assert [t.state for t in study.trials] == [TrialState.FAIL, *[TrialState.COMPLETE] * 2]
+    assert study.trials[0].user_attrs["error"].startswith("diverged")
+    _check_runs_match_study(study)
+
+
+def test_pruned_trials_are_pruned_everywhere(project):
+    fresh_mlflow_db(project)
+    space = "learning_rate_init = { low = 0.0001, high = 0.05, log = true }\n"
+    exp = load(tiny_project(project, trials=6, pruner="median", max_iter=8, space=space))
+    tune.tune(exp, quiet=True)
+    study = _study()
+    assert len(study.get_trials(states=FINISHED)) == 6
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, "the slow learning rates should be pruned"
+    _check_runs_match_study(study)
+
+
+def test_two_worker_processes_share_the_budget(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=4))
+    tune.tune(exp, jobs=2, quiet=True)
+    study = _study()
+    finished = study.get_trials(states=FINISHED)
+    assert len(finished) == 4 and len({t.number for t in finished}) == 4
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}
+    assert len({t.user_attrs["sampler_seed"] for t in finished}) == 2
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    _check_runs_match_study(study)
+
+
+def test_train_once_and_overrides(project, capsys):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project))
+    with pytest.raises(PipelineError, match="--set nope: unknown \\[model\\] key"):
+        tune.train_once(exp, overrides=["nope=1"])
+    with pytest.raises(PipelineError, match="--set alpha"):
+        tune.train_once(exp, overrides=["alpha=minus"])
+    res = tune.train_once(exp, overrides=["learning_rate_init=0.03", "activation=relu"])
+    assert "cross-validation" in capsys.readouterr().out and len(res.scores) == 2
+    c, parents, children = _runs()
+    assert len(parents) == 1 and not children
+    run = parents[0]
+    assert run.data.params["activation"] == "relu" and "cv_roc_auc" in run.data.metrics
+    assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {"oof.csv", "config.json"}
+
+
+def test_submit_best_hands_the_best_trials_to_submit(project, monkeypatch):
+    exp = load(tiny_project(project, trials=3))
+    tune.tune(exp, quiet=True, track=False)
+    seen = {}
+
+    def fake_submit(exp, trials, *, refit=True, message=""):
+        seen["trials"] = trials
+        raise PipelineError("stop here")
+
+    import pipeline.submit
+
+    monkeypatch.setattr(pipeline.submit, "submit", fake_submit)
+    with pytest.raises(PipelineError, match="stop here"):
+        tune.submit_best(exp, top_k=2)
+    specs, study = seen["trials"], _study()
+    ranked = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
+    assert [s.number for s in specs] == [t.number for t in ranked[:2]]
+    assert specs[0].params == ranked[0].user_attrs["params"] and specs[0].n_iter >= 1
+    with pytest.raises(PipelineError, match="no study"):
+        tune.submit_best(exp, study_name="other")
