@@ -8,6 +8,10 @@ EXP    ?= avocado
 TRIALS ?=
 JOBS   ?= 1
 PORT   ?=
+# `make mlflow-server`: a database backend and an artifact destination (docs/distributed.md).
+BACKEND   ?= sqlite:///mlflow.db
+ARTIFACTS ?= $(CURDIR)/mlartifacts
+HOST      ?= 127.0.0.1
 # The built-in competition is generated on first use; other experiments bring their own data.
 AVOCADO = $(if $(filter avocado,$(EXP)),data/avocado/train.csv)
 
@@ -53,6 +57,10 @@ leaderboard: $(STAMP) ## every submission of EXP with CV and local Public / Priv
 
 ui: $(STAMP) ## MLflow UI on 127.0.0.1 (PORT=, default a free port)
 	$(BIN)/pipeline ui $(if $(PORT),--port $(PORT))
+
+mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db URL, ARTIFACTS=dir, HOST=, PORT=5000)
+	$(BIN)/mlflow server --backend-store-uri '$(BACKEND)' --artifacts-destination '$(ARTIFACTS)' \
+		--serve-artifacts --host $(HOST) --port $(or $(PORT),5000)
 
 gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
 	$(BIN)/pipeline gradcheck
