@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
+from pipeline.files import write_bytes_atomic
 from pipeline.metrics import METRICS
 from pipeline.submission import ledger
 from pipeline.submission.format import (
@@ -118,7 +118,7 @@ def submit(
     written: list[Path] = []
     try:
         model_paths = _save_models(path, members, exp, prepared, refit, written)
-        _write_atomic(path, data)
+        write_bytes_atomic(path, data)
         written.append(path)
         sha = hashlib.sha256(data).hexdigest()
         ledger.append({
@@ -306,19 +306,6 @@ def _target(exp: Experiment, trials: list[TrialSpec], cv_score: float) -> Path:
         n += 1
         path = folder / f"{stem}-{n}.csv"
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A temporary file in the same folder, renamed over the target: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def kaggle_command(exp: Experiment, path: Path, message: str) -> str:

@@ -31,13 +31,13 @@ indicator, one-hot, scaling) 0.730, scikit-learn MLPClassifier((32,)) 0.917.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.files import atomic_path
 
 ID = "id"
 TARGET = "ripe"
@@ -139,15 +139,8 @@ def _table(rng: np.random.Generator, n: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV to a temp file next to `path`, then rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def generate(
