@@ -1,3 +1,3 @@
-"""A Kaggle-style experiment and competition pipeline around a from-scratch NumPy sigmoid network."""
+"""A Kaggle-style competition pipeline around a from-scratch NumPy sigmoid network."""
 
 __version__ = "0.1.0"

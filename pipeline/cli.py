@@ -82,7 +82,9 @@ def load_experiment(name: str):  # -> pipeline.experiment.Experiment
 @app.command()
 @user_errors
 def data(
-    competition: Annotated[str, typer.Argument(help="Built-in competition to generate.")] = "avocado",
+    competition: Annotated[
+        str, typer.Argument(help="Built-in competition to generate.")
+    ] = "avocado",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
     rows: Annotated[
         int | None, typer.Option(min=10, help="Training rows (test gets half as many).")
@@ -102,8 +104,13 @@ def data(
 @app.command()
 @user_errors
 def init(
-    data_dir: Annotated[Path, typer.Argument(help="Kaggle-layout folder: train.csv, test.csv, sample_submission.csv.")],
-    name: Annotated[str | None, typer.Option(help="Experiment name [default: the folder's name].")] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Argument(help="Kaggle-layout folder: train.csv, test.csv, sample_submission.csv."),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Experiment name [default: the folder's name].")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing experiment file.")] = False,
 ) -> None:
     """Infer id, target, task and metric from a competition folder -> experiments/NAME.toml."""
@@ -117,7 +124,9 @@ def init(
 @user_errors
 def prepare(
     experiment: Experiment,
-    force: Annotated[bool, typer.Option(help="Rebuild the cache even if it is up to date.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild the cache even if it is up to date.")
+    ] = False,
 ) -> None:
     """Raw CSVs -> numeric arrays and a fitted preprocessor, cached by fingerprint."""
     from pipeline.prepare import prepare as run_prepare
@@ -149,8 +158,13 @@ def train(
 @user_errors
 def tune(
     experiment: Experiment,
-    trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials].")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials]."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")] = 1,
     storage: Storage = None,
     study: StudyName = None,
@@ -178,10 +192,18 @@ def tune(
 @user_errors
 def submit(
     experiment: Experiment,
-    trial: Annotated[int | None, typer.Option(help="Trial number [default: the best trial].")] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Average the predictions of the K best trials.")] = 1,
-    refit: Annotated[bool, typer.Option(help="Refit on all rows (else average the fold models).")] = True,
-    message: Annotated[str, typer.Option(help="Submission message for the ledger and Kaggle.")] = "",
+    trial: Annotated[
+        int | None, typer.Option(help="Trial number [default: the best trial].")
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option(min=1, help="Average the predictions of the K best trials.")
+    ] = 1,
+    refit: Annotated[
+        bool, typer.Option(help="Refit on all rows (else average the fold models).")
+    ] = True,
+    message: Annotated[
+        str, typer.Option(help="Submission message for the ledger and Kaggle.")
+    ] = "",
     storage: Storage = None,
     study: StudyName = None,
     tracking_uri: TrackingUri = None,
@@ -230,8 +252,12 @@ def leaderboard(
 @user_errors
 def run(
     experiment: Experiment,
-    trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials for the study.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Total finished trials for the study.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")] = 1,
     storage: Storage = None,
     study: StudyName = None,
@@ -265,7 +291,9 @@ def run(
 @app.command()
 @user_errors
 def ui(
-    port: Annotated[int | None, typer.Option(envvar="PORT", help="Port [default: a free one].")] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="PORT", help="Port [default: a free one].")
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     tracking_uri: TrackingUri = None,
 ) -> None:
