@@ -43,7 +43,7 @@ def cli(project: Path, *args: str) -> str:
     """Run `python -m pipeline ARGS` in `project`; its stdout, or exit with its stderr."""
     env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
     run = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=project, env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=1800)  # a hang must not block
     if run.returncode:
         sys.exit(f"`pipeline {' '.join(args)}` failed ({run.returncode}):\n"
                  f"{run.stdout[-2000:]}{run.stderr[-2000:]}")
