@@ -142,3 +142,35 @@ def test_ui_server_shows_parent_children_and_histories(setup, project):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_workers_without_a_parent_id_settle_on_the_earliest(setup):
+    exp, tracker = setup
+    tags = {"optuna.study": "s", "optuna.study_id": 7}
+    first = tracker.parent_run(exp, "s", None, tags)  # the creator: no look-up
+    other = tracking.MlflowTracker("sqlite:///mlflow.db")
+    assert other.parent_run(exp, "s", None, tags, settle=True) == first  # found, not created
+    # a study of another id gets its own parent
+    assert other.parent_run(exp, "s", None, {**tags, "optuna.study_id": 8}, settle=True) != first
+
+
+def test_setup_retries_a_raced_schema_then_fails_in_one_line(setup, monkeypatch):
+    exp, _ = setup
+    from pipeline.errors import PipelineError
+
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    tracker = tracking.MlflowTracker("sqlite:///mlflow.db")
+    real, calls = tracker.experiment_id, []
+
+    def flaky(e):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("UniqueViolation: alembic_version_pkc")
+        return real(e)
+
+    monkeypatch.setattr(tracker, "experiment_id", flaky)
+    tracker.setup(exp)
+    assert len(calls) == 2
+    monkeypatch.setattr(tracker, "experiment_id", lambda e: 1 / 0)
+    with pytest.raises(PipelineError, match="cannot set up MLflow .ZeroDivisionError"):
+        tracker.setup(exp)

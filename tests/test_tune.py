@@ -113,7 +113,9 @@ def test_crashed_running_trial_is_failed_and_retried(project):
     study.set_user_attr(tune.PARENT_ATTR, parent)
     run = tracker.start_run(exp, "trial-0000", {}, {}, parent_id=parent)
     crashed = study.ask({"n_layers": optuna.distributions.IntDistribution(1, 2)})
-    for key, value in {"host": tune.HOST, "pid": _dead_pid(), "mlflow_run_id": run.run_id}.items():
+    dead = {"host": tune.HOST, "host_id": tune.HOST_ID, "pid": _dead_pid(),
+            "mlflow_run_id": run.run_id}
+    for key, value in dead.items():
         crashed.set_user_attr(key, value)  # as a worker killed with -9 leaves it
 
     tune.tune(exp, quiet=True)
@@ -209,3 +211,28 @@ def test_submit_best_hands_the_best_trials_to_submit(project, monkeypatch):
     assert specs[0].params == ranked[0].user_attrs["params"] and specs[0].n_iter >= 1
     with pytest.raises(PipelineError, match="no study"):
         tune.submit_best(exp, study_name="other")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_heartbeat_failed_trial_closes_its_run_and_is_retried(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    from pipeline.tracking import MlflowTracker
+
+    tracker = MlflowTracker()
+    tracker.setup(exp)
+    run = tracker.start_run(exp, "trial-0000", {}, {})
+    study, _ = tune.open_study("sqlite:///optuna.db", "tiny", "maximize", tracker=tracker)
+    trial = study.ask({"n_layers": optuna.distributions.IntDistribution(1, 2)})
+    trial.set_user_attr("mlflow_run_id", run.run_id)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    # what Optuna's fail_stale_trials does once the heartbeat is stale
+    study._storage.get_heartbeat_stale_trial_callback()(study, study.trials[0])
+    r = _client().get_run(run.run_id)
+    assert r.info.status == "FAILED" and r.data.tags["state"] == "failed"
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == 0
+
+
+def test_host_id_is_more_than_the_host_name():
+    assert tune.HOST_ID.startswith(tune.HOST + "/")

@@ -1,97 +1,52 @@
 """The MLflow side: experiment, parent and child runs, batched per-epoch metrics, artifacts.
 
-The only module that imports mlflow, and only inside functions: `pipeline --help` stays fast.
+The only package that imports mlflow, and only inside functions: `pipeline --help` stays fast.
 We use `MlflowClient` with explicit run ids, never the fluent `mlflow.start_run` state, so
 several trials (threads or processes) never share an "active run".
 
 Layout: one MLflow experiment per experiment file; one parent run per Optuna study; one
 child run per trial (tag `mlflow.parentRunId`), with per-epoch curves as metric steps: one
 series per fold (`fold0/val_loss`) and the fold mean (`val_loss`).
+
+Modules: this one (the Tracker interface, runs, the MlflowTracker); `store` (URIs, the
+race-safe schema set-up lock, small helpers); `writer` (the writes, inline or in the writer
+process); `plots` (the convergence figure); `ui` (`make ui`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterable
-from functools import cache
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-ARTIFACT_DIR = "mlartifacts"
-BATCH = 1000  # MLflow's per-call limit for metrics in log_batch
-CURVE_KEYS = ("train_loss", "val_loss", "val_error")
-TERMINAL = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+from pipeline.tracking.plots import CURVE_KEYS, convergence_figure, mean_curves
+from pipeline.tracking.store import (
+    ARTIFACT_DIR,
+    DEFAULT_TRACKING_URI,
+    SETUP_ATTEMPTS,
+    _is_local,
+    _param_str,
+    _safe_uri,
+    _schema_lock,
+    _sqlite_path,
+    _str_tags,
+    git_commit,
+    resolve_uri,
+)
+from pipeline.tracking.ui import free_port, serve_ui, ui_command, ui_env
+from pipeline.tracking.writer import TERMINAL, _write, _writer_main
 
+__all__ = [
+    "ARTIFACT_DIR", "CURVE_KEYS", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog",
+    "MlflowTracker", "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port",
+    "git_commit", "make_tracker", "mean_curves", "resolve_uri", "serve_ui", "ui_command",
+    "ui_env",
+]
 
-def resolve_uri(tracking_uri: str | None) -> str:
-    """The URI to use; a relative SQLite path is made absolute (MLflow caches engines by URI,
-    so `sqlite:///mlflow.db` must not mean another file after a chdir)."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    path = _sqlite_path(uri)
-    if path is not None and not Path(path).is_absolute():
-        uri = "sqlite:///" + str(Path.cwd() / path)
-    return uri
-
-
-@cache
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def mean_curves(curves: list[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """Fold mean per epoch, over the folds that reached that epoch (folds stop early)."""
-    out: dict[str, list[float]] = {}
-    for key in CURVE_KEYS:
-        series = [c.get(key, []) for c in curves if c.get(key)]
-        if not series:
-            continue
-        longest = max(len(s) for s in series)
-        out[key] = [
-            sum(s[i] for s in series if i < len(s)) / sum(1 for s in series if i < len(s))
-            for i in range(longest)
-        ]
-    return out
-
-
-def convergence_figure(curves: list[dict[str, list[float]]], title: str) -> Any:
-    """Loss and error per epoch, one thin line per fold and the mean in bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 3.4), dpi=72)
-    # fixed margins instead of a layout engine: half the drawing time
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.82, wspace=0.2)
-    ax_loss, ax_err = fig.subplots(1, 2)
-    for f, c in enumerate(curves):
-        for key, ls in (("train_loss", "--"), ("val_loss", "-")):
-            if c.get(key):
-                ax_loss.plot(range(1, len(c[key]) + 1), c[key], ls, lw=0.7, color=f"C{f % 10}")
-        if c.get("val_error"):
-            values = c["val_error"]
-            ax_err.plot(range(1, len(values) + 1), values, lw=0.7, color=f"C{f % 10}")
-    mean = mean_curves(curves)
-    for key, ax in (("val_loss", ax_loss), ("val_error", ax_err)):
-        if key in mean:
-            ax.plot(range(1, len(mean[key]) + 1), mean[key], color="black", lw=1.8, label="mean")
-    ax_loss.set(title="loss (-- train, — validation)", xlabel="epoch")
-    ax_err.set(title="validation error", xlabel="epoch")
-    fig.suptitle(title, fontsize=9)
-    return fig
+SETTLE = 1.5  # seconds workers without a parent id wait before agreeing on one (rare path)
 
 
 class Tracker:
@@ -102,7 +57,9 @@ class Tracker:
     def setup(self, exp: Any) -> None:
         """Create the store's schema and the experiment once, before any worker starts."""
 
-    def parent_run(self, exp: Any, study_name: str, run_id: str | None, tags: dict) -> str:
+    def parent_run(
+        self, exp: Any, study_name: str, run_id: str | None, tags: dict, settle: bool = False
+    ) -> str:
         """The study's parent run: `run_id` if it still exists here, else a new one."""
         return run_id or "null-parent"
 
@@ -122,9 +79,18 @@ class Tracker:
 
     def finish_parent(
         self, parent_id: str, metrics: dict[str, float], tags: dict[str, str],
-        figures: dict[str, Any], files: Iterable[Path] = (),
+        figures: Callable[..., dict[str, Any]] | None = None, figure_args: tuple = (),
+        files: Iterable[Path] = (),
     ) -> None:
-        """Best trial's metrics and the study plots onto the parent run."""
+        """Best trial's metrics and the study plots onto the parent run; the run ends FINISHED.
+
+        `figures(*figure_args)` draws the plots ({name: matplotlib figure}) where the write
+        happens: in the writer process for a background tracker, off the tune process's path.
+        It must be a module-level function (it is pickled by reference).
+        """
+
+    def preload(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` in the writer process while it is idle (imports for later writes)."""
 
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None) -> None:
         pass
@@ -195,71 +161,6 @@ class MlflowRunLog(RunLog):
                                 metrics or {}, config, title)
 
 
-def _write(client: Any, op: str, args: tuple) -> None:
-    """Carry out one write; the same code runs inline or in the writer process."""
-    from mlflow.entities import Metric, Param
-
-    if op == "metrics":
-        run_id, points = args
-        batch = [Metric(k, float(v), ts, step) for k, v, ts, step in points]
-        for i in range(0, len(batch), BATCH):
-            client.log_batch(run_id, metrics=batch[i : i + BATCH])
-    elif op == "end":
-        run_id, state, curves, metrics, config, title = args
-        try:
-            ts = int(time.time() * 1000)
-            points = [(k, v, ts, step) for k, values in mean_curves(curves or []).items()
-                      for step, v in enumerate(values, start=1)]
-            points += [(k, float(v), ts, 0) for k, v in metrics.items()]
-            _write(client, "metrics", (run_id, points))
-            if config is not None:
-                client.log_dict(run_id, config, "config.json")
-            if curves and any(c.get("val_loss") for c in curves):
-                fig = convergence_figure(curves, title)
-                client.log_figure(run_id, fig, "convergence.png")
-                _close_figure(fig)
-        finally:
-            _write(client, "close", (run_id, state))
-    elif op == "params":
-        run_id, plist = args
-        params = [Param(k, v) for k, v in plist]
-        for i in range(0, len(params), 100):  # MLflow's limit per call
-            client.log_batch(run_id, params=params[i : i + 100])
-    elif op == "close":
-        run_id, state = args
-        client.set_tag(run_id, "state", state)
-        client.set_terminated(run_id, TERMINAL.get(state, "FAILED"))
-
-
-def _writer_main(uri: str, queue: Any, owner: int) -> None:
-    """The writer process: MLflow writes off the trial's critical path (on the other core)."""
-    import signal
-    from queue import Empty
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the owner ends us after draining
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import logging
-
-    from mlflow import MlflowClient
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=uri)
-    while True:
-        try:
-            item = queue.get(timeout=2.0)
-        except Empty:
-            if os.getppid() != owner:  # the owner was killed (-9): nothing more will come
-                return
-            continue
-        if item is None:
-            return
-        op, args = item
-        try:
-            _write(client, op, args)
-        except Exception as e:  # one bad write must not lose the others
-            print(f"warning: MLflow {op} for run {args[0]} failed: {e}", file=sys.stderr)
-
-
 class MlflowTracker(Tracker):
     enabled = True
 
@@ -319,8 +220,30 @@ class MlflowTracker(Tracker):
     # --- set-up ----------------------------------------------------------------------------
 
     def setup(self, exp: Any) -> None:
-        """Schema (first MlflowClient use on a fresh SQLite file) and experiment, idempotent."""
-        self.experiment_id(exp)
+        """Schema and experiment, idempotent and safe when N workers start at the same second.
+
+        MLflow creates its tables on the first client use of a fresh database, unguarded across
+        processes: on PostgreSQL the losers crash (UniqueViolation on alembic_version). So the
+        first use runs under a PostgreSQL advisory lock (one worker creates, the others wait and
+        find the tables), and every database error of the set-up is retried with back-off; what
+        still fails after that is one PipelineError line, never a traceback.
+        """
+        from pipeline.errors import PipelineError
+
+        last: Exception | None = None
+        for attempt in range(SETUP_ATTEMPTS):
+            try:
+                with _schema_lock(self.uri):
+                    self.experiment_id(exp)
+                break
+            except Exception as e:  # sqlalchemy / MlflowException from the schema race
+                last = e
+                self._client = None  # the next attempt builds a fresh store
+                time.sleep(min(4.0, 0.25 * 2**attempt))
+        else:
+            first = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
+            raise PipelineError(f"--tracking-uri {_safe_uri(self.uri)}: cannot set up MLflow "
+                                f"({type(last).__name__}: {first[:200]})")
         path = _sqlite_path(self.uri)
         if path is not None:
             # WAL lets several worker processes read while one writes; persistent in the file.
@@ -354,26 +277,59 @@ class MlflowTracker(Tracker):
 
     # --- runs ------------------------------------------------------------------------------
 
-    def parent_run(self, exp: Any, study_name: str, run_id: str | None, tags: dict) -> str:
+    def parent_run(
+        self, exp: Any, study_name: str, run_id: str | None, tags: dict, settle: bool = False
+    ) -> str:
+        """`run_id` if it is still active here; else (with `settle`) the earliest existing run
+        tagged as this study's parent; else a new one.
+
+        `settle` is for a worker that found the study without a parent id: all such workers
+        create at most one run each, wait a moment, look again and agree on the earliest
+        (start time, then id); the losers delete their own run, so one parent remains.
+        """
         from mlflow.exceptions import MlflowException
 
         if run_id:
             try:
                 run = self.client.get_run(run_id)
                 if run.info.lifecycle_stage == "active":
-                    if run.info.status != "RUNNING":  # resumed: the parent runs again
-                        self.client.update_run(run_id, status="RUNNING")
+                    self._reopen(run)
                     return run_id
             except MlflowException:
                 pass  # a different tracking store than the study was first logged to
+        key = {k: str(tags[k]) for k in ("optuna.study", "optuna.study_id") if k in tags}
+        if settle and key:
+            found = self.study_parents(exp, key)
+            if found:
+                self._reopen(found[0])
+                return found[0].info.run_id
         run = self.client.create_run(
             self.experiment_id(exp),
             run_name=study_name,
             tags={**_str_tags(tags), "git_commit": git_commit(), "kind": "study"},
         )
         rid = run.info.run_id
+        if settle and key:
+            time.sleep(SETTLE)  # let the parents other workers are creating right now land
+            found = self.study_parents(exp, key)
+            winner = found[0].info.run_id if found else rid
+            if winner != rid:
+                self.client.delete_run(rid)
+                self._reopen(found[0])
+                return winner
         self.client.log_dict(rid, exp.as_dict(), "config.json")
         return rid
+
+    def study_parents(self, exp: Any, key: dict[str, str]) -> list:
+        """Active parent runs tagged with this study's name and id, earliest first."""
+        terms = [f"tags.`{k}` = '{v}'" for k, v in key.items() if "'" not in v]
+        where = " AND ".join(["tags.kind = 'study'", *terms])
+        runs = self.client.search_runs([self.experiment_id(exp)], where, max_results=100)
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def _reopen(self, run: Any) -> None:
+        if run.info.status != "RUNNING":  # resumed: the parent runs again
+            self.client.update_run(run.info.run_id, status="RUNNING")
 
     def start_run(
         self, exp: Any, name: str, params: dict, tags: dict, parent_id: str | None = None
@@ -409,22 +365,15 @@ class MlflowTracker(Tracker):
 
     def finish_parent(
         self, parent_id: str, metrics: dict[str, float], tags: dict[str, str],
-        figures: dict[str, Any], files: Iterable[Path] = (),
+        figures: Callable[..., dict[str, Any]] | None = None, figure_args: tuple = (),
+        files: Iterable[Path] = (),
     ) -> None:
-        from mlflow.entities import Metric, RunTag
+        self.submit("parent", parent_id, metrics, _str_tags(tags), figures, figure_args,
+                    [str(f) for f in files])
 
-        ts = int(time.time() * 1000)
-        self.client.log_batch(
-            parent_id,
-            metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
-            tags=[RunTag(k, v) for k, v in _str_tags(tags).items()],
-        )
-        for name, fig in figures.items():
-            fig.set_dpi(72)
-            self.client.log_figure(parent_id, fig, f"study/{name}.png")
-            _close_figure(fig)
-        self.log_files(parent_id, files, "study")
-        self.client.set_terminated(parent_id, "FINISHED")
+    def preload(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.background:
+            self.submit("call", fn, args)
 
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None) -> None:
         for f in files:
@@ -436,86 +385,3 @@ def make_tracker(
     tracking_uri: str | None, enabled: bool = True, background: bool = False
 ) -> Tracker:
     return MlflowTracker(tracking_uri, background) if enabled else NullTracker()
-
-
-# --- the UI ----------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def ui_command(host: str, port: int, tracking_uri: str | None) -> list[str]:
-    """`mlflow server` on the project's backend store, serving the local artifacts."""
-    uri = resolve_uri(tracking_uri)
-    if uri.startswith(("http://", "https://")):
-        from pipeline.errors import PipelineError
-
-        raise PipelineError(f"--tracking-uri {uri} is already a server: open it in a browser")
-    return [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
-        "--default-artifact-root", (Path.cwd() / ARTIFACT_DIR).resolve().as_uri(),
-        "--host", host, "--port", str(port), "--workers", "1",
-    ]
-
-
-def ui_env() -> dict[str, str]:
-    """No telemetry, and no background job runner (GenAI scorers): it only slows the boot."""
-    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-def serve_ui(
-    host: str = "127.0.0.1", port: int | None = None, tracking_uri: str | None = None
-) -> None:
-    """Start the MLflow UI, print its URL, run until Ctrl-C."""
-    port = port or free_port(host)
-    cmd = ui_command(host, port, tracking_uri)
-    env = ui_env()
-    print(f"MLflow UI: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _close_figure(fig: Any) -> None:
-    """Free a figure; pyplot ones (Optuna's plots) stay registered until closed."""
-    import sys
-
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
-        plt.close(fig)
-
-
-def _sqlite_path(uri: str) -> str | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///")
-    return None if path in ("", ":memory:") else path
-
-
-def _is_local(uri: str) -> bool:
-    return not uri.startswith(("http://", "https://", "databricks"))
-
-
-def _param_str(v: Any) -> str:
-    if isinstance(v, tuple | list):
-        return json.dumps(list(v))
-    return str(v)
-
-
-def _str_tags(tags: dict) -> dict[str, str]:
-    return {str(k): str(v) for k, v in tags.items() if v is not None}

@@ -1,0 +1,58 @@
+"""`make ui`: the MLflow UI (`mlflow server`) on the project's stores, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.tracking.store import ARTIFACT_DIR, resolve_uri
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ui_command(host: str, port: int, tracking_uri: str | None) -> list[str]:
+    """`mlflow server` on the project's backend store, serving the local artifacts."""
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(f"--tracking-uri {uri} is already a server: open it in a browser")
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", uri,
+        "--default-artifact-root", (Path.cwd() / ARTIFACT_DIR).resolve().as_uri(),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]
+
+
+def ui_env() -> dict[str, str]:
+    """No telemetry, and no background job runner (GenAI scorers): it only slows the boot."""
+    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def serve_ui(
+    host: str = "127.0.0.1", port: int | None = None, tracking_uri: str | None = None
+) -> None:
+    """Start the MLflow UI, print its URL, run until Ctrl-C."""
+    port = port or free_port(host)
+    cmd = ui_command(host, port, tracking_uri)
+    env = ui_env()
+    print(f"MLflow UI: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise

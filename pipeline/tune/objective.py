@@ -1,0 +1,207 @@
+"""One trial: the search space from `[tune.space]`, pruning on per-epoch reports, the
+budget slot check, and the trial's MLflow child run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.metrics import METRICS
+from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment
+    from pipeline.tracking import Tracker
+
+
+class BudgetReached(Exception):
+    """This trial lost the race for the last slot of the budget (another worker got it)."""
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    exp_path: str
+    storage: str
+    study: str
+    budget: int
+    deadline: float | None  # time.time() after which no new trial starts
+    tracking_uri: str | None
+    track: bool
+    parent_run: str
+    seed: int  # sampler seed of this worker
+    worker: int
+    parent_pid: int | None  # spawned workers stop when the tune process is gone
+
+
+def suggest(trial: Any, space: dict) -> dict[str, Any]:
+    """Searched values; `n_layers` + `units` become `hidden_layer_sizes`."""
+    from pipeline.experiment import Choice
+
+    values: dict[str, Any] = {}
+    for key, dim in space.items():
+        if isinstance(dim, Choice):
+            # categorical choices must be plain scalars: layer tuples travel as strings
+            options = [_choice_key(c) for c in dim.choices]
+            picked = trial.suggest_categorical(key, options)
+            values[key] = dim.choices[options.index(picked)]
+        elif dim.integer:
+            step = int(dim.step) if dim.step else 1
+            low, high = int(dim.low), int(dim.high)
+            values[key] = trial.suggest_int(key, low, high, log=dim.log, step=step)
+        else:
+            values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log, step=dim.step)
+    return values
+
+
+def network_params(exp: Experiment, values: dict[str, Any], random_state: int) -> dict[str, Any]:
+    params = {**exp.model.params(), **values, "random_state": random_state}
+    if "n_layers" in params:
+        params["hidden_layer_sizes"] = (int(params.pop("units")),) * int(params.pop("n_layers"))
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    return params
+
+
+def _choice_key(c: Any) -> Any:
+    return "-".join(map(str, c)) if isinstance(c, tuple) else c
+
+
+def _epoch_stride(exp: Experiment) -> int:
+    """Epochs reserved per fold in the pruner's step axis: step = fold * stride + epoch."""
+    from pipeline.experiment import Choice
+
+    dim = exp.tune.space.get("max_iter")
+    if dim is None:
+        return exp.model.max_iter
+    return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+class PruneCheck:
+    """`study.pruner.prune` on a snapshot of the complete trials and this trial's reports.
+
+    Same decision as `trial.should_prune()`, which re-reads every running trial with all its
+    intermediate values from the storage on each call: ~20 ms on SQLite, more than an epoch of
+    a small network. Complete trials don't change, so a snapshot per fold is enough.
+    """
+
+    def __init__(self, study: Any) -> None:
+        self.study = study
+        self.direction = study.direction
+        self.values: dict[int, float] = {}
+        self._done: list = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        from optuna.pruners import NopPruner
+        from optuna.trial import TrialState
+
+        if isinstance(self.study.pruner, NopPruner):
+            return  # never prunes: no need to read the study
+        self._done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def get_trials(self, deepcopy: bool = False, states: Any = None) -> list:  # the pruner's view
+        return [t for t in self._done if states is None or t.state in states]
+
+    def __call__(self, step: int, value: float) -> bool:
+        from types import SimpleNamespace
+
+        self.values[step] = value
+        me = SimpleNamespace(last_step=step, intermediate_values=self.values)
+        return bool(self.study.pruner.prune(self, me))
+
+
+class Objective:
+    """One trial: sample, cross-validate with pruning, log the child run, record the seed."""
+
+    def __init__(self, exp: Experiment, prepared: Any, tracker: Tracker, args: WorkerArgs):
+        self.exp, self.prepared, self.tracker, self.args = exp, prepared, tracker, args
+        self.metric = METRICS[exp.competition.metric]
+        self.stride = _epoch_stride(exp)
+        self.warmup = exp.tune.pruner_warmup_epochs
+        self.sign = 1.0 if self.metric.direction == "minimize" else -1.0
+        self.every = max(1, min(REPORT_EVERY, self.stride // 10))  # ~10 reports per fold
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from pipeline.evaluate import cross_validate
+        from pipeline.network import DivergenceError
+
+        if not _admitted(trial.study, trial, self.args.budget):
+            trial.set_user_attr("skipped", "budget reached by other workers")
+            raise BudgetReached
+        values = suggest(trial, self.exp.tune.space)
+        random_state = (self.exp.tune.seed * 1_000_003 + trial.number) % 2**31
+        params = network_params(self.exp, values, random_state)
+        for key, value in {
+            "params": _jsonable(params), "random_state": random_state, "error": None,
+            "sampler_seed": self.args.seed, "worker": self.args.worker, "host": HOST,
+            "host_id": HOST_ID, "pid": os.getpid(),
+        }.items():
+            trial.set_user_attr(key, value)
+        run = self.tracker.start_run(
+            self.exp, f"trial-{trial.number:04d}", params={**values, **params},
+            tags={"optuna.study": self.args.study, "optuna.trial": trial.number,
+                  "data_fingerprint": self.prepared.fingerprint, "kind": "trial"},
+            parent_id=self.args.parent_run,
+        )
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        parent_pid = self.args.parent_pid
+        prune = PruneCheck(trial.study)
+
+        def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
+            run.epoch(fold, m)
+            if epoch == 1 and fold > 0:
+                run.flush()  # the previous fold is over: one log_batch for its curves
+            if parent_pid is not None and os.getppid() != parent_pid:
+                raise KeyboardInterrupt("the tune process is gone")
+            if epoch == 1:
+                prune.refresh()  # trials other workers completed meanwhile
+            if epoch % self.every:
+                return
+            # pruners read "higher is better" in a maximize study: report -loss there
+            step, value = fold * self.stride + epoch, self.sign * m["val_loss"]
+            trial.report(value, step=step)
+            if fold == 0 and epoch > self.warmup and prune(step, value):
+                raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: val_loss {m['val_loss']:.4f}")
+
+        name = f"cv_{self.metric.name}"
+        try:
+            res = cross_validate(self.prepared, self.exp, params, on_epoch=on_epoch)
+            n_iter = round(sum(res.n_iters) / len(res.n_iters))
+            for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
+                               "fold_scores": res.scores}.items():
+                trial.set_user_attr(key, value)
+        except optuna.TrialPruned:
+            run.end("pruned", config=self.exp.as_dict())
+            raise
+        except DivergenceError as e:
+            trial.set_user_attr("error", f"diverged: {e}")
+            run.end("failed", config=self.exp.as_dict())
+            raise
+        except BaseException:  # interrupted or a bug: the run must not stay RUNNING
+            run.end("failed", config=self.exp.as_dict())
+            raise
+        run.end(
+            "complete",
+            metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
+                     **{f"fold{f}/{self.metric.name}": s for f, s in enumerate(res.scores)}},
+            config=self.exp.as_dict(),
+        )
+        return res.mean
+
+
+def _admitted(study: Any, trial: Any, budget: int) -> bool:
+    """Finished trials plus running ones asked before this one leave a slot for it."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    ahead = sum(
+        1 for t in study.get_trials(deepcopy=False, states=states)
+        if t.state != TrialState.RUNNING or t.number < trial.number
+    )
+    return ahead < budget

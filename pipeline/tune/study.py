@@ -1,0 +1,207 @@
+"""The Optuna study: storage (RDB with heartbeat, or a journal file), sampler, pruner,
+creation, and the recovery callback for trials whose worker died (see the package docstring)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment
+    from pipeline.tracking import Tracker
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+HEARTBEAT_INTERVAL = int(os.environ.get("PIPELINE_HEARTBEAT_INTERVAL", "5"))  # seconds
+GRACE_PERIOD = int(os.environ.get("PIPELINE_GRACE_PERIOD", "30"))
+MAX_RETRY = 2  # a trial re-queued after its worker died, at most this often
+# Most epochs between reports: each is one write to the storage (~1-5 ms on SQLite).
+REPORT_EVERY = 10
+POLL = 0.5  # seconds between looks at the study while other workers hold the last slots
+PARENT_ATTR = "mlflow_parent_run_id"
+HOST = socket.gethostname()  # shown, and recorded per trial (`host`)
+
+
+def _host_id() -> str:
+    """Host name + boot id (else machine id) + pid namespace: cloned VMs share a host name,
+    containers a boot id; a pid only means something within all three."""
+    parts = [HOST]
+    for path in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text:
+            parts.append(text)
+            break
+    try:
+        parts.append(f"pidns:{os.stat('/proc/self/ns/pid').st_ino}")
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+HOST_ID = _host_id()  # the same-host dead-pid shortcut compares this (`host_id`), not HOST
+
+
+def storage_url(storage: str | None) -> str:
+    return storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE
+
+
+def _journal_path(url: str) -> str | None:
+    if url.startswith("journal:///"):
+        return url.removeprefix("journal:///")
+    if url.endswith((".journal", ".log")) and "://" not in url:
+        return url
+    return None
+
+
+class StaleTrialCallback:
+    """A trial failed for its dead worker: close its MLflow run FAILED, then re-queue it.
+
+    The RDB storage calls it from `fail_stale_trials` (heartbeat: the worker died on another
+    machine), which every worker runs before each trial, so the run is closed within about a
+    grace period (as soon as a live worker starts its next trial or looks at the study), not
+    when some `tune` command ends; `recover` calls it for same-host deaths.
+    """
+
+    def __init__(self, max_retry: int, tracker: Tracker | None = None) -> None:
+        import optuna
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry)
+        self.tracker = tracker
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        import optuna
+
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and self.tracker is not None and self.tracker.enabled:
+            try:
+                self.tracker.close_run(run_id, "failed")
+            except Exception as e:  # tracking trouble must not stop the study
+                print(f"warning: could not close MLflow run {run_id} of trial {trial.number}: "
+                      f"{e}", flush=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry(study, trial)
+
+
+def make_storage(url: str, tracker: Tracker | None = None) -> Any:
+    """RDB storage with heartbeat (SQLite, PostgreSQL, MySQL) or a journal file (one host).
+
+    A trial the heartbeat fails has its MLflow run closed through `tracker` and is re-queued.
+    """
+    import optuna
+    from optuna.storages import RDBStorage
+
+    journal = _journal_path(url)
+    if journal is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(journal))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            # WAL: readers don't block the writer; the long timeout rides out other workers'
+            # commits instead of failing with "database is locked". WAL persists in the file.
+            with sqlite3.connect(path, timeout=60) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    last: Exception | None = None
+    for attempt in range(5):  # fresh databases: workers on several machines race on the schema
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=StaleTrialCallback(MAX_RETRY, tracker),
+                )
+        except ImportError as e:
+            raise PipelineError(f"--storage {url}: database driver missing ({e})") from None
+        except Exception as e:  # sqlalchemy errors from the schema race; retried
+            last = e
+            time.sleep(0.5 * (attempt + 1))
+    raise PipelineError(f"--storage {url}: cannot open the Optuna storage ({last})")
+
+
+def _sampler(exp: Experiment, seed: int, budget: int) -> Any:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=max(4, min(10, budget // 4)),
+            multivariate=True,
+            constant_liar=True,  # parallel workers don't all sample the same point
+        )
+
+
+def _pruner(exp: Experiment) -> Any:
+    import optuna
+
+    if exp.tune.pruner == "none":
+        return optuna.pruners.NopPruner()
+    # warm-up is applied per fold in the objective, so the pruner itself has none
+    return optuna.pruners.MedianPruner(n_startup_trials=exp.tune.pruner_startup_trials)
+
+
+def open_study(
+    url: str, name: str, direction: str, *, fresh: bool = False,
+    sampler: Any = None, pruner: Any = None, tracker: Tracker | None = None,
+) -> tuple[Any, bool]:
+    """(study, created): create it once (atomic in the storage) or load the existing one."""
+    import optuna
+
+    storage = make_storage(url, tracker)
+    if fresh:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+    try:
+        optuna.create_study(storage=storage, study_name=name, direction=direction)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    if study.direction.name.lower() != direction:
+        raise PipelineError(
+            f"study {name!r} in {url} is set to {study.direction.name.lower()}, but the metric "
+            f"wants {direction}; use --fresh or another --study"
+        )
+    return study, created
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # failed trials are reported by our progress display; optuna would add a traceback each
+    logging.getLogger("optuna.study._optimize").addFilter(
+        lambda r: not r.getMessage().startswith("Trial ")
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The storage URL without a password, for tags."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url

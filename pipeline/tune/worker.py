@@ -1,0 +1,197 @@
+"""Worker processes: the trial loop each `pipeline tune` (or `--jobs` process) runs, and
+recovery of trials whose worker died."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import PipelineError
+from pipeline.metrics import METRICS
+from pipeline.tracking import MlflowTracker, Tracker, make_tracker
+from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs
+from pipeline.tune.plots import preload_figures
+from pipeline.tune.study import (
+    HOST_ID,
+    MAX_RETRY,
+    POLL,
+    StaleTrialCallback,
+    _pruner,
+    _quiet_optuna,
+    _sampler,
+    open_study,
+)
+from pipeline.tune_progress import TrialRow
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment
+
+
+def rows(study: Any) -> list[TrialRow]:
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        state = {"fail": "failed"}.get(state, state)
+        if state == "failed" and t.user_attrs.get("skipped"):
+            state = "skipped"
+        out.append(TrialRow(t.number, state, t.value if state == "complete" else None,
+                            dict(t.params), dict(t.user_attrs)))
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(study: Any, tracker: Tracker) -> int:
+    """Fail (and re-queue) RUNNING trials whose worker is dead; close their MLflow runs.
+
+    Other machines: Optuna's heartbeat (`fail_stale_trials`, then the storage's
+    StaleTrialCallback). This host (same HOST_ID): a trial whose pid is gone, at once.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    callback = StaleTrialCallback(MAX_RETRY, tracker)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
+            continue
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(t._trial_id, "error", f"worker pid {pid} died")
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process recovered it first
+        n += 1
+        callback(study, storage.get_trial(t._trial_id))
+    return n
+
+
+def run_worker(args: WorkerArgs, on_trial: Any = None, tracker: Tracker | None = None) -> None:
+    """Work on the study until it holds `budget` finished trials (or the deadline passes).
+
+    The caller may pass (and then closes) the tracker; by default it is closed here.
+    """
+    from pipeline.experiment import load
+    from pipeline.prepare import prepare
+
+    _quiet_optuna()
+    exp = load(args.exp_path)
+    prepared = prepare(exp)
+    own = tracker is None
+    if tracker is None:
+        tracker = _worker_tracker(args.tracking_uri, args.track)
+    try:
+        _work(args, exp, prepared, tracker, on_trial)
+    finally:
+        if own:
+            tracker.close()  # drain the writer: every run is complete before we return
+
+
+def _worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
+    """Trials write to MLflow through a writer process: off the critical path."""
+    tracker = make_tracker(tracking_uri, track, background=True)
+    if isinstance(tracker, MlflowTracker):
+        tracker.start_writer()  # its imports overlap with the first trial
+        tracker.preload(preload_figures)
+    return tracker
+
+
+def _work(
+    args: WorkerArgs, exp: Experiment, prepared: Any, tracker: Tracker, on_trial: Any
+) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from pipeline.network import DivergenceError
+
+    metric = METRICS[exp.competition.metric]
+    study, _ = open_study(args.storage, args.study, metric.direction,
+                          sampler=_sampler(exp, args.seed, args.budget), pruner=_pruner(exp),
+                          tracker=tracker)
+    objective = Objective(exp, prepared, tracker, args)
+    failures, max_failures = 0, max(10, args.budget)
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+
+    def after(study: Any, trial: Any) -> None:
+        nonlocal failures
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get("skipped"):
+            failures += 1
+        if on_trial is not None:
+            on_trial()
+
+    while True:
+        if args.parent_pid is not None and os.getppid() != args.parent_pid:
+            return
+        recover(study, tracker)
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in finished_states for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished >= args.budget or (args.deadline and time.time() >= args.deadline):
+            return
+        if failures >= max_failures:
+            print(f"worker {args.worker}: {failures} trials failed in this run; stopping "
+                  "(check the search space: learning rates too high?)", flush=True)
+            return
+        if finished + running >= args.budget:
+            time.sleep(POLL)  # the last slots are taken; they may still fail and free one
+            continue
+        study.optimize(
+            objective, n_trials=1, catch=(DivergenceError, BudgetReached),
+            callbacks=[optuna.study.MaxTrialsCallback(args.budget, finished_states), after],
+        )
+
+
+def _worker_process(args: WorkerArgs) -> None:
+    try:
+        run_worker(args)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except PipelineError as e:
+        print(f"error: {e}", flush=True)
+        raise SystemExit(2) from None
+
+
+def _run_processes(args: WorkerArgs, jobs: int, seeds: list[int], poll: Any) -> None:
+    ctx = mp.get_context("spawn")  # fork would copy the parent's DB connections and threads
+    procs = [
+        ctx.Process(target=_worker_process, name=f"tune-worker-{i}",
+                    args=(_replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),))
+        for i in range(jobs)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            poll()
+            time.sleep(1.0)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+    bad = [p for p in procs if p.exitcode not in (0, None)]
+    if bad:
+        codes = ", ".join(f"{p.name}: exit {p.exitcode}" for p in bad)
+        raise PipelineError(f"tuning workers failed ({codes}); run the command again to resume")
+
+
+def _replace(args: WorkerArgs, **changes: Any) -> WorkerArgs:
+    from dataclasses import replace
+
+    return replace(args, **changes)
