@@ -236,3 +236,19 @@ def test_heartbeat_failed_trial_closes_its_run_and_is_retried(project):
 
 def test_host_id_is_more_than_the_host_name():
     assert tune.HOST_ID.startswith(tune.HOST + "/")
+
+
+def test_submit_errors_are_one_line_and_leave_the_ledger_untouched(project):
+    tiny_project(project, trials=2)
+    runner = CliRunner()
+
+    def one_line_error(args: list[str], expected: str) -> None:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]
+        assert not (project / "submissions").exists()  # no file, no ledger row
+
+    one_line_error(["submit", "tiny", "--study", "never-tuned"], "never-tuned")
+    tune.tune(load("tiny"), quiet=True, track=False)
+    one_line_error(["submit", "tiny", "--trial", "999"], "--trial 999")
