@@ -29,11 +29,11 @@ from pipeline.tracking.store import (
     SETUP_ATTEMPTS,
     _is_local,
     _param_str,
-    _safe_uri,
     _schema_lock,
     _sqlite_path,
     _str_tags,
     git_commit,
+    redact_url,
     resolve_uri,
 )
 from pipeline.tracking.ui import free_port, serve_ui, ui_command, ui_env
@@ -242,7 +242,7 @@ class MlflowTracker(Tracker):
                 time.sleep(min(4.0, 0.25 * 2**attempt))
         else:
             first = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
-            raise PipelineError(f"--tracking-uri {_safe_uri(self.uri)}: cannot set up MLflow "
+            raise PipelineError(f"--tracking-uri {redact_url(self.uri)}: cannot set up MLflow "
                                 f"({type(last).__name__}: {first[:200]})")
         path = _sqlite_path(self.uri)
         if path is not None:

@@ -75,8 +75,8 @@ def _schema_lock(uri: str) -> Iterator[None]:
         engine.dispose()
 
 
-def _safe_uri(uri: str) -> str:
-    """A URI without its password, for messages and tags."""
+def redact_url(uri: str) -> str:
+    """A storage or tracking URL without its password, for messages and tags."""
     if "@" in uri and "://" in uri:
         scheme, rest = uri.split("://", 1)
         creds, host = rest.rsplit("@", 1)

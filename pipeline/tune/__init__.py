@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 from pipeline.tracking import Tracker, make_tracker
+from pipeline.tracking.store import redact_url
 from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs, network_params, suggest
 from pipeline.tune.plots import stored_study_figures, study_figures
 from pipeline.tune.study import (
@@ -52,7 +53,6 @@ from pipeline.tune.study import (
     PARENT_ATTR,
     StaleTrialCallback,
     _quiet_optuna,
-    _safe_url,
     make_storage,
     open_study,
     storage_url,
@@ -149,7 +149,7 @@ def _parent_run(
             run_id = study.user_attrs.get(PARENT_ATTR)
             if run_id:
                 break
-    tags = {"optuna.study": name, "optuna.storage": _safe_url(url),
+    tags = {"optuna.study": name, "optuna.storage": redact_url(url),
             "optuna.study_id": study._study_id, "data_fingerprint": fingerprint,
             "direction": study.direction.name.lower()}
     new_id = tracker.parent_run(exp, name, run_id, tags, settle=not created)
@@ -230,7 +230,7 @@ def submit_best(
         study = optuna.load_study(study_name=name, storage=make_storage(url))
     except KeyError:
         raise PipelineError(
-            f"no study {name!r} in {_safe_url(url)}; run `pipeline tune {exp.name}` first"
+            f"no study {name!r} in {redact_url(url)}; run `pipeline tune {exp.name}` first"
         ) from None
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]

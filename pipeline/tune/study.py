@@ -196,12 +196,3 @@ def _quiet_optuna() -> None:
     logging.getLogger("optuna.study._optimize").addFilter(
         lambda r: not r.getMessage().startswith("Trial ")
     )
-
-
-def _safe_url(url: str) -> str:
-    """The storage URL without a password, for tags."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
