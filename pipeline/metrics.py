@@ -24,10 +24,6 @@ class Metric:
     def __call__(self, y_true: np.ndarray, pred: np.ndarray) -> float:
         return float(self.fn(np.asarray(y_true), np.asarray(pred)))
 
-    def better(self, a: float, b: float) -> bool:
-        """Is score a strictly better than b?"""
-        return a > b if self.direction == "maximize" else a < b
-
 
 def to_labels(pred: np.ndarray) -> np.ndarray:
     """Class codes from probabilities: threshold 0.5 for binary, argmax for multiclass."""
@@ -55,7 +51,3 @@ METRICS: dict[str, Metric] = {
     ),
     "rmse": Metric("rmse", "minimize", "value", _rmse),
 }
-
-
-def get(name: str) -> Metric:
-    return METRICS[name]
