@@ -317,7 +317,7 @@ class MlflowTracker(Tracker):
                 self.client.delete_run(rid)
                 self._reopen(found[0])
                 return winner
-        self.client.log_dict(rid, exp.as_dict(), "config.json")
+        self.submit("dict", rid, exp.as_dict(), "config.json")
         return rid
 
     def study_parents(self, exp: Any, key: dict[str, str]) -> list:

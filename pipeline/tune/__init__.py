@@ -91,8 +91,12 @@ def tune(
     budget = trials or exp.tune.trials
     timeout = timeout if timeout is not None else exp.tune.timeout
     metric = METRICS[exp.competition.metric]
+    # one worker: its MLflow writer process starts first, so its imports overlap with ours
+    if jobs == 1:
+        tracker = _worker_tracker(tracking_uri, track)
+    else:
+        tracker = make_tracker(tracking_uri, track)
     prepared = prepare(exp)  # once here, so workers only read the cache
-    tracker = make_tracker(tracking_uri, track)
     tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
     study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
@@ -109,27 +113,24 @@ def tune(
     )
     display = TuneDisplay(budget, metric.name, metric.direction, quiet)
     started = time.monotonic()
-    writer = _worker_tracker(tracking_uri, track) if jobs == 1 else Tracker()
     try:
         with display:
             display.resume(rows(study))
             if jobs == 1:
-                run_worker(args, on_trial=lambda: display.update(rows(study)), tracker=writer)
+                run_worker(args, on_trial=lambda: display.update(rows(study)), tracker=tracker)
             else:
                 _run_processes(args, jobs, seeds, lambda: display.update(rows(study)))
             display.update(rows(study))
-        # the study plots are drawn here while the writer still sends the last trial's run
-        # the writer (jobs=1) draws the study plots: it has matplotlib loaded already
-        _finish(exp, study, writer if writer.enabled else tracker, parent, budget,
-                time.monotonic() - started, url)
+        # with one worker, its writer draws the study plots: it has matplotlib loaded already
+        _finish(exp, study, tracker, parent, budget, time.monotonic() - started, url)
     except KeyboardInterrupt:
-        writer.close()
+        tracker.close()
         tracker.close_run(parent, "interrupted")
         done = sum(r.state in ("complete", "pruned") for r in rows(study))
         print(f"interrupted at {done}/{budget} finished trials; run the same command to go on")
         raise
     finally:
-        writer.close()
+        tracker.close()
         _close_dead_runs(study, tracker)
 
 
