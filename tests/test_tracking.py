@@ -174,3 +174,45 @@ def test_setup_retries_a_raced_schema_then_fails_in_one_line(setup, monkeypatch)
     monkeypatch.setattr(tracker, "experiment_id", lambda e: 1 / 0)
     with pytest.raises(PipelineError, match="cannot set up MLflow .ZeroDivisionError"):
         tracker.setup(exp)
+
+
+def _wait_for(path, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_the_writer_opens_the_store_only_at_its_first_write(project):
+    """The writer starts before the schema exists; opening the store then would migrate a
+    fresh database at the same time as the owner's set-up (sqlite: the writer crashed)."""
+    exp = load(tiny_project(project))
+    tracker = tracking.MlflowTracker("sqlite:///mlflow.db", background=True)
+    tracker.start_writer()
+    marker = project / "writer-ready"
+    tracker.preload(type(marker).touch, marker)  # runs in the writer, after its imports
+    _wait_for(marker)
+    assert not (project / "mlflow.db").exists()
+    tracker.setup(exp)  # the owner creates the schema, then queues writes
+    run = tracker.start_run(exp, "trial-0000", {"alpha": 0.1}, {})
+    _curves(run)
+    run.end("complete", metrics={"cv_roc_auc": 0.9})
+    tracker.close()
+    r = tracker.client.get_run(run.run_id)
+    assert r.info.status == "FINISHED" and r.data.params["alpha"] == "0.1"
+
+
+def test_a_dead_writer_is_reported_and_later_writes_go_inline(setup, capfd):
+    exp, tracker = setup
+    bg = tracking.MlflowTracker(tracker.uri, background=True)
+    bg.start_writer()
+    bg._writer.kill()
+    bg._writer.join(timeout=30)
+    run = bg.start_run(exp, "trial-0000", {"alpha": 0.1}, {})
+    _curves(run)
+    run.end("complete", metrics={"cv_roc_auc": 0.9})
+    bg.close()  # returns at once: nothing is queued to a dead process
+    err = capfd.readouterr().err
+    assert err.count("MLflow writer process exited") == 1 and "writing from this process" in err
+    r = tracker.client.get_run(run.run_id)
+    assert r.info.status == "FINISHED" and r.data.metrics["cv_roc_auc"] == 0.9

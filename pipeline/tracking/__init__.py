@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "ui_env",
 ]
 
+CLOSE_TIMEOUT = 300  # seconds close() waits for the writer to drain its queue
 SETTLE = 1.5  # seconds workers without a parent id wait before agreeing on one (rare path)
 
 
@@ -178,11 +180,13 @@ class MlflowTracker(Tracker):
         MLflow's SQL store costs ~0.1-0.2 ms per metric point and a PNG ~0.1 s: inline that is
         10% of a small trial; the writer does it on the other core while the next epochs train.
         """
-        if not self.background:
-            _write(self.client, op, args)
-            return
-        self.start_writer()
-        self._queue.put((op, args))
+        if self.background:
+            self.start_writer()
+            if self._writer.is_alive():
+                self._queue.put((op, args))
+                return
+            self._writer_gone()
+        _write(self.client, op, args)
 
     def start_writer(self) -> None:
         """Start the writer early: its imports then overlap with the first trial."""
@@ -197,12 +201,35 @@ class MlflowTracker(Tracker):
             )
             self._writer.start()
 
+    def _writer_gone(self) -> None:
+        """The writer died (it printed why): say what that means, go on writing inline."""
+        print(f"warning: the MLflow writer process exited (code {self._writer.exitcode}); "
+              "runs it had queued may be incomplete; writing from this process from now on",
+              file=sys.stderr, flush=True)
+        self._drop_writer()
+        self.background = False
+
+    def _drop_writer(self) -> None:
+        # a dead reader leaves the queue's pipe full: never wait for it to drain at exit
+        self._queue.cancel_join_thread()
+        self._queue.close()
+        self._writer = self._queue = None
+
     def close(self) -> None:
         """Wait until every queued write is done (before reading runs back or exiting)."""
-        if self._writer is not None:
+        if self._writer is None:
+            return
+        if self._writer.is_alive():
             self._queue.put(None)
-            self._writer.join(timeout=300)
-            self._writer = self._queue = None
+            self._writer.join(timeout=CLOSE_TIMEOUT)
+        if self._writer.is_alive():
+            self._writer.terminate()
+            print(f"warning: the MLflow writer did not finish within {CLOSE_TIMEOUT} s; "
+                  "stopped it: the last runs may be incomplete", file=sys.stderr, flush=True)
+        elif self._writer.exitcode != 0:
+            print(f"warning: the MLflow writer process exited (code {self._writer.exitcode}); "
+                  "runs it had queued may be incomplete", file=sys.stderr, flush=True)
+        self._drop_writer()
 
     @property
     def client(self) -> Any:

@@ -1,4 +1,10 @@
-"""MLflow writes: carried out inline or in the writer process (off the trial's path)."""
+"""MLflow writes: carried out inline or in the writer process (off the trial's path).
+
+The writer reads ahead: once the study's closing "parent" op is queued it forks a child that
+draws Optuna's study plots (~0.4 s) while the writer still finishes the runs queued before it
+(quickly pruned trials leave a backlog of convergence plots at the end). That is the one wait
+`pipeline tune` has after its last trial; on one core it would be the sum of the two.
+"""
 
 from __future__ import annotations
 
@@ -45,16 +51,21 @@ def _write(client: Any, op: str, args: tuple) -> None:
         for i in range(0, len(params), 100):  # MLflow's limit per call
             client.log_batch(run_id, params=params[i : i + 100])
     elif op == "parent":
-        run_id, metrics, tags, figures, figure_args, files = args
+        run_id, metrics, tags, figures, figure_args, files, drawn = (*args, None)[:7]
         try:
             ts = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0)
                                               for k, v in metrics.items()],
                              tags=[RunTag(k, v) for k, v in tags.items()])
-            for name, fig in (figures(*figure_args) if figures else {}).items():
-                fig.set_dpi(72)
-                client.log_figure(run_id, fig, f"study/{name}.png")
-                _close_figure(fig)
+            pngs = drawn.result() if drawn is not None else None
+            if pngs is not None:
+                for png in pngs:
+                    client.log_artifact(run_id, str(png), "study")
+            else:
+                for name, fig in (figures(*figure_args) if figures else {}).items():
+                    fig.set_dpi(72)
+                    client.log_figure(run_id, fig, f"study/{name}.png")
+                    _close_figure(fig)
             for f in files:
                 if Path(f).exists():
                     client.log_artifact(run_id, f, "study")
@@ -72,32 +83,103 @@ def _write(client: Any, op: str, args: tuple) -> None:
         client.set_terminated(run_id, TERMINAL.get(state, "FAILED"))
 
 
+class _Drawing:
+    """Study plots drawn into PNG files by a forked child while the writer goes on."""
+
+    def __init__(self, figures: Any, figure_args: tuple) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="pipeline-study-plots-"))
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: draw, save, leave without touching the parent's state
+            code = 1
+            try:
+                for name, fig in figures(*figure_args).items():
+                    fig.set_dpi(72)
+                    fig.savefig(self.dir / f"{name}.png")
+                code = 0
+            except BaseException as e:
+                print(f"warning: study plots: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+
+    def result(self) -> list[Path] | None:
+        """The PNG files; None when the child failed (the caller then draws them itself)."""
+        _, status = os.waitpid(self.pid, 0)
+        return sorted(self.dir.glob("*.png")) if status == 0 else None
+
+    def cleanup(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _read_ahead(queue: Any, pending: list) -> None:
+    """Move what is already queued to `pending`; start drawing the study plots at once."""
+    from queue import Empty
+
+    while True:
+        try:
+            item = queue.get_nowait()
+        except Empty:
+            return
+        if item is not None and item[0] == "parent" and hasattr(os, "fork"):
+            _, _, _, figures, figure_args, _ = item[1]
+            if figures is not None:
+                item = ("parent", (*item[1], _Drawing(figures, figure_args)))
+        pending.append(item)
+
+
 def _writer_main(uri: str, queue: Any, owner: int) -> None:
     """The writer process: MLflow writes off the trial's critical path (on the other core)."""
     import signal
-    from queue import Empty
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the owner ends us after draining
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import logging
+    try:
+        _serve(uri, queue, owner)
+    except Exception as e:  # the owner sees our exit code and says what it means for the runs
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"warning: MLflow writer stopped: {type(e).__name__}: {first}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skips ~1 s of interpreter teardown (mlflow, sqlalchemy, matplotlib)
 
-    from mlflow import MlflowClient
+
+def _serve(uri: str, queue: Any, owner: int) -> None:
+    import logging
+    from collections import deque
+    from queue import Empty
+
+    from mlflow import MlflowClient  # the import (~1.5 s) overlaps with the owner's start
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=uri)
+    # The store is opened at the first write, never before: the owner creates the schema
+    # first (two processes migrating a fresh database crash) and only then queues writes.
+    client: Any = None
+    pending: deque = deque()
     while True:
-        try:
-            item = queue.get(timeout=2.0)
-        except Empty:
-            if os.getppid() != owner:  # the owner was killed (-9): nothing more will come
-                return
-            continue
-        if item is None:  # drained: every write is committed, nothing is left to tear down
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)  # skips ~1 s of interpreter teardown (mlflow, sqlalchemy, matplotlib)
+        if not pending:
+            try:
+                pending.append(queue.get(timeout=2.0))
+            except Empty:
+                if os.getppid() != owner:  # the owner was killed (-9): nothing more will come
+                    return
+                continue
+        _read_ahead(queue, pending)
+        item = pending.popleft()
+        if item is None:  # drained: every write is committed
+            return
         op, args = item
+        if client is None and op != "call":
+            client = MlflowClient(tracking_uri=uri)
         try:
             _write(client, op, args)
         except Exception as e:  # one bad write must not lose the others
             print(f"warning: MLflow {op} for run {args[0]} failed: {e}", file=sys.stderr)
+        finally:
+            if op == "parent" and len(args) > 6:
+                args[6].cleanup()
