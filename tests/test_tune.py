@@ -62,6 +62,24 @@ def _check_runs_match_study(study):
     return parents[0]
 
 
+def test_tune_in_a_fresh_project_creates_both_stores(project):
+    """No mlflow.db yet (as on a fresh clone): the schema is created once, by the tune
+    process, while its writer is already starting; a new process, so nothing is cached."""
+    import subprocess
+    import sys
+
+    tiny_project(project, trials=2)
+    assert not (project / "mlflow.db").exists()
+    done = subprocess.run([sys.executable, "-m", "pipeline", "tune", "tiny", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    _check_runs_match_study(_study())
+    c, parents, _ = _runs()
+    plots = {a.path for a in c.list_artifacts(parents[0].info.run_id, "study")}
+    assert "study/optimization_history.png" in plots
+
+
 def test_tune_budget_resume_and_mlflow(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2))
