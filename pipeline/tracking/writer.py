@@ -94,10 +94,19 @@ class _Drawing:
         if self.pid == 0:  # the child: draw, save, leave without touching the parent's state
             code = 1
             try:
-                for name, fig in figures(*figure_args).items():
+                figs = list(figures(*figure_args).items())
+                # one process per figure: rendering is most of the time, and the cores are idle
+                kids, mine = [], figs[:1]
+                for item in figs[1:]:
+                    pid = os.fork()
+                    if pid == 0:
+                        kids, mine = [], [item]
+                        break
+                    kids.append(pid)
+                for name, fig in mine:
                     fig.set_dpi(72)
                     fig.savefig(self.dir / f"{name}.png")
-                code = 0
+                code = int(any([os.waitpid(pid, 0)[1] for pid in kids]))
             except BaseException as e:
                 print(f"warning: study plots: {type(e).__name__}: {e}", file=sys.stderr)
             finally:
