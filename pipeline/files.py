@@ -7,6 +7,7 @@ others accept too; every way a file can be bad becomes one `PipelineError` line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,13 @@ from pipeline.errors import PipelineError
 # Missing-value markers on top of pandas' defaults (which include the empty field): adult's '?'.
 NA_VALUES = ["?"]
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")
+# ISO 8601 dates and times ('2015-07-31', '2011-01-20 00:00:00', '2016-03-14T17:24:55Z'):
+# as text they are thousands of one-hot levels, and test's (later) dates are all unseen;
+# init keeps them and prepare turns them into these numbers.
+DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+)
+DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970, the trend
 
 
 def read_csv(path: Path, *, id_col: str | None = None, str_cols: tuple[str, ...] = ()) -> Any:
@@ -76,3 +84,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def is_date_column(s: Any) -> bool:
+    """A text column whose every value is an ISO 8601 date or date-time."""
+    import pandas as pd
+
+    values = s.dropna()
+    if pd.api.types.is_numeric_dtype(s) or values.empty:
+        return False
+    return bool(values.astype(str).str.strip().str.fullmatch(DATE).all())

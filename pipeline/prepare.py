@@ -22,11 +22,15 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Competition, Experiment
-from pipeline.files import COMPETITION_FILES, read_csv
+from pipeline.files import COMPETITION_FILES, DATE_PARTS, is_date_column, read_csv
 
 # Bump when the transform changes, so old caches are not reused.
-PREP_VERSION = 1
+PREP_VERSION = 2
 MISSING = "<missing>"  # a missing categorical value is a category of its own
+# One-hot columns per categorical column, the last one shared by all rarer levels: a zip code
+# or user id with thousands of levels would otherwise make X dense gigabytes.
+MAX_CATEGORIES = 50
+OTHER = "<other>"  # the feature-name label of that shared column
 DATA_DIR = Path("data")
 
 if TYPE_CHECKING:  # sklearn costs ~1 s to import; only a cache miss needs it
@@ -151,7 +155,12 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     features = _feature_columns(train, comp, exp.path, train_file)
     _require_columns(test, test_file, features, why="a feature column of train.csv")
     categorical = [c for c in features if c in comp.categorical or not _is_numeric(train[c])]
-    numeric = [c for c in features if c not in categorical]
+    dates = [_date_spec(train[c]) for c in categorical
+             if c not in comp.categorical and is_date_column(train[c])]
+    categorical = [c for c in categorical if c not in {d["name"] for d in dates}]
+    numeric = [c for c in features if c not in categorical and c not in {d["name"] for d in dates}]
+    numeric += [f"{d['name']}.{part}" for d in dates for part in d["parts"]]
+    train, test = _with_dates(train, dates), _with_dates(test, dates)
     X_train_df = _frame(train, numeric, categorical, train_file)
     X_test_df = _frame(test, numeric, categorical, test_file, numeric_in=train_file)
 
@@ -159,6 +168,7 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     X_train = np.asarray(ct.transform(X_train_df), dtype=np.float64)
     X_test = np.asarray(ct.transform(X_test_df), dtype=np.float64)
     spec = _describe(ct, numeric, categorical, comp, target_spec)
+    spec["dates"] = dates
     spec["n_train"], spec["n_test"] = len(train), len(test)
     arrays = {"X_train": X_train, "y": y, "train_ids": train_ids, "X_test": X_test,
               "test_ids": test_ids}
@@ -238,9 +248,15 @@ def _feature_columns(
                 raise PipelineError(
                     f"{exp_path}: [competition] {key} names column {col!r}, which {what}"
                 )
-    features = [c for c in train.columns if c not in (comp.id, comp.target, *comp.drop)]
+    # A column with no value in train.csv teaches nothing, whatever test.csv holds in it (a
+    # category first seen in test would otherwise be "text in a numeric column").
+    features = [c for c in train.columns
+                if c not in (comp.id, comp.target, *comp.drop) and train[c].notna().any()]
     if not features:
-        raise PipelineError(f"{exp_path}: no feature columns left in {train_file} after drop")
+        raise PipelineError(
+            f"{exp_path}: no feature columns left in {train_file} after drop "
+            "(columns without a value are left out too)"
+        )
     return features
 
 
@@ -254,16 +270,52 @@ def _frame(
     """The feature columns by name: numbers as float64, categories as normalised strings."""
     cols: dict[str, pd.Series] = {}
     for c in numeric:
-        s = df[c]
-        if not _is_numeric(s):  # numeric in train, text here
-            bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()].iloc[:3].tolist()
-            raise PipelineError(
-                f"{file}: column {c!r} is numeric in {numeric_in} but holds {bad!r} here"
-            )
-        cols[c] = s.astype(np.float64)
+        cols[c] = _numbers(df[c], c, file, numeric_in)
     for c in categorical:
         cols[c] = _categories(df[c])
     return pd.DataFrame(cols, index=df.index)
+
+
+def _numbers(s: pd.Series, col: str, file: Path, numeric_in: Path | None) -> pd.Series:
+    """A numeric column as float64. A gap turns a bool column into objects (True / False /
+    NaN), which are still numbers; only real text is an error."""
+    if _is_numeric(s):
+        return s.astype(np.float64)
+    parsed = pd.to_numeric(s, errors="coerce")
+    bad = s[parsed.isna() & s.notna()]
+    if len(bad):
+        raise PipelineError(
+            f"{file}: column {col!r} is numeric in {numeric_in} but holds "
+            f"{bad.iloc[:3].tolist()!r} here"
+        )
+    return parsed.astype(np.float64)
+
+
+def _dates(s: pd.Series) -> pd.Series:
+    """Text -> naive UTC datetimes; anything unparsable (or another format) becomes NaT."""
+    text = s.astype("string").str.strip()
+    return pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+
+
+def _date_spec(s: pd.Series) -> dict[str, Any]:
+    t = _dates(s).dropna()
+    has_time = bool((t != t.dt.normalize()).any())
+    return {"name": str(s.name), "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]}
+
+
+def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
+    """`df` plus a numeric column `<name>.<part>` per date part (the text column stays)."""
+    if not dates:
+        return df
+    parts: dict[str, pd.Series] = {}
+    for d in dates:
+        t = _dates(df[d["name"]])
+        epoch_days = (t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+        values = {"year": t.dt.year, "month": t.dt.month, "day": t.dt.day,
+                  "weekday": t.dt.day_of_week, "hour": t.dt.hour, "days": epoch_days}
+        for part in d["parts"]:
+            parts[f"{d['name']}.{part}"] = values[part].astype(np.float64)
+    return pd.concat([df, pd.DataFrame(parts, index=df.index)], axis=1)
 
 
 def _categories(s: pd.Series) -> pd.Series:
@@ -294,7 +346,8 @@ def _transformer(numeric: list[str], categorical: list[str]) -> ColumnTransforme
                       numeric))
     if categorical:
         parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False,
-                                           dtype=np.float64), categorical))
+                                           max_categories=MAX_CATEGORIES, dtype=np.float64),
+                      categorical))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
@@ -331,9 +384,12 @@ def _describe(
         names += [f"{c}[missing]" for c in flagged]
     if categorical:
         enc = ct.named_transformers_["cat"]
-        for c, cats in zip(categorical, enc.categories_, strict=True):
-            spec["categorical"].append({"name": c, "categories": [str(v) for v in cats]})
-            names += [f"{c}={v}" for v in cats]
+        rare = enc.infrequent_categories_
+        for c, cats, other in zip(categorical, enc.categories_, rare, strict=True):
+            other = [] if other is None else [str(v) for v in other]
+            kept = [str(v) for v in cats if str(v) not in set(other)]
+            spec["categorical"].append({"name": c, "categories": kept, "other": other})
+            names += [f"{c}={v}" for v in kept] + ([f"{c}={OTHER}"] if other else [])
     spec["feature_names"] = names
     return spec
 
@@ -341,6 +397,7 @@ def _describe(
 def transform(spec: dict[str, Any], df: pd.DataFrame) -> np.ndarray:
     """Apply a saved preprocessor.json to a frame (no sklearn, no pickle): same columns as prep."""
     blocks: list[np.ndarray] = []
+    df = _with_dates(df, spec.get("dates", []))
     for col in spec["numeric"]:
         x = df[col["name"]].astype(np.float64).fillna(col["median"]).to_numpy()
         blocks.append((x - col["mean"]) / col["scale"])
@@ -349,4 +406,6 @@ def transform(spec: dict[str, Any], df: pd.DataFrame) -> np.ndarray:
     for col in spec["categorical"]:
         labels = _categories(df[col["name"]]).to_numpy()
         blocks += [(labels == v).astype(np.float64) for v in col["categories"]]
+        if col.get("other"):
+            blocks.append(np.isin(labels, col["other"]).astype(np.float64))
     return np.column_stack(blocks) if blocks else np.empty((len(df), 0))

@@ -189,3 +189,54 @@ def test_missing_file(project):
     write_experiment(project, "comp", "data/comp")
     with pytest.raises(PipelineError, match=r"sample_submission\.csv: file not found"):
         prepare(experiment.load("comp"))
+
+
+def test_iso_dates_become_numeric_parts_that_reach_unseen_test_dates(project):
+    train, test = toy_frames()
+    start = pd.Timestamp("2021-03-01")
+    train["when"] = (start + pd.to_timedelta(train["id"], unit="D")).dt.strftime("%Y-%m-%d")
+    test["when"] = (start + pd.to_timedelta(test["id"] * 10, unit="D")).dt.strftime("%Y-%m-%d")
+    test.loc[test.index[0], "when"] = None
+    p = _prepare(project, train, test)
+    parts = [n for n in p.feature_names if n.startswith("when")]
+    assert parts == ["when.year", "when.month", "when.day", "when.weekday", "when.days"]
+    days = p.X_test[:, p.feature_names.index("when.days")]
+    assert (np.diff(days[1:]) > 0).all() and days[-1] > 3  # later than every train date
+    assert not np.isnan(p.X_test).any()
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_bool_column_with_gaps_only_in_test(project):
+    train, test = toy_frames()
+    train["flag"] = train["id"] % 3 == 0  # bool in train.csv: a number
+    test["flag"] = np.array([True, False, None] * 10, dtype=object)  # read back as objects
+    p = _prepare(project, train, test)
+    j = p.feature_names.index("flag")
+    assert np.isfinite(p.X_test[:, j]).all()
+    assert p.X_test[0, j] > p.X_test[1, j]  # True above False, the gap imputed
+
+
+def test_high_cardinality_categories_share_one_other_column(project):
+    from pipeline.prepare import MAX_CATEGORIES
+
+    train, test = toy_frames(n_train=400)
+    train["y"] = np.arange(400) % 2
+    train["city"] = [f"c{i % 300}" if i % 4 else "big" for i in range(400)]
+    test["city"] = ["big", "c1", "never-seen"] * 10
+    p = _prepare(project, train, test)
+    city = [n for n in p.feature_names if n.startswith("city=")]
+    assert len(city) == MAX_CATEGORIES and city[-1] == "city=<other>" and "city=big" in city
+    onehot = p.X_test[:, [p.feature_names.index(n) for n in city]]
+    assert onehot[0, city.index("city=big")] == 1 and onehot[2].sum() == 0
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_a_column_empty_in_train_is_left_out_whatever_test_holds(project):
+    train, test = toy_frames()
+    train["pool"] = np.nan  # read as an empty float column
+    test["pool"] = ["Gd", None, "Ex"] * 10  # text first seen in test.csv
+    p = _prepare(project, train, test)
+    assert not any(n.startswith("pool") for n in p.feature_names)
+    assert p.X_test.shape == (30, len(p.feature_names))
