@@ -41,11 +41,59 @@ def build_estimator(task: str, params: dict[str, Any]) -> Any:
     """The network for `task` with scikit-learn MLP keyword arguments."""
     from pipeline.network import SigmoidNetworkClassifier, SigmoidNetworkRegressor
 
-    cls = SigmoidNetworkRegressor if task == "regression" else SigmoidNetworkClassifier
     kwargs = dict(params)
     if "hidden_layer_sizes" in kwargs:
         kwargs["hidden_layer_sizes"] = tuple(int(u) for u in kwargs["hidden_layer_sizes"])
-    return cls(**kwargs)
+    if task == "regression":
+        return StandardizedTarget(SigmoidNetworkRegressor(**kwargs))
+    return SigmoidNetworkClassifier(**kwargs)
+
+
+class StandardizedTarget:
+    """A regressor trained on (y - mean) / std of its training rows, predicting in y's units.
+
+    The network starts with outputs near 0 and steps of about the learning rate, so a target
+    like a house price (~1e5) is out of its reach within any epoch budget; standardised, every
+    target looks alike to it and to the tuned learning rates. Losses in the curves are on the
+    standardised scale; `val_error` (RMSE) is reported in y's units.
+    """
+
+    def __init__(self, est: Any) -> None:
+        self.est = est
+        self.y_mean_, self.y_scale_ = 0.0, 1.0
+
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, *, eval_set: tuple | None = None,
+        on_epoch: Callable[[int, dict[str, float]], object] | None = None,
+    ) -> StandardizedTarget:
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        if eval_set is not None:
+            eval_set = (eval_set[0], self._scaled(eval_set[1]))
+        report = on_epoch
+        if on_epoch is not None:
+            def report(epoch: int, m: dict[str, float]) -> object:
+                if "val_error" in m:
+                    m = {**m, "val_error": m["val_error"] * self.y_scale_}
+                return on_epoch(epoch, m)
+        self.est.fit(X, self._scaled(y), eval_set=eval_set, on_epoch=report)
+        return self
+
+    def _scaled(self, y: Any) -> np.ndarray:
+        return (np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.est.predict(X), dtype=np.float64) * self.y_scale_ + self.y_mean_
+
+    @property
+    def n_iter_(self) -> int:
+        return self.est.n_iter_
+
+    def save(self, path: Any, metadata: dict | None = None) -> None:
+        """The network's file; its outputs times target_scale plus target_mean are y."""
+        scale = {"target_mean": self.y_mean_, "target_scale": self.y_scale_}
+        self.est.save(path, metadata={**(metadata or {}), **scale})
 
 
 def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -61,6 +109,13 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
         splitter: Any = KFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
     else:
         smallest = int(np.bincount(y).min()) if len(y) else 0
+        if smallest < 2:  # no number of folds helps: say what does
+            rare = prepared.classes[int(np.bincount(y).argmin())] if prepared.classes else None
+            raise PipelineError(
+                f"{exp.competition.data_dir / 'train.csv'}: class {rare!r} of "
+                f"{exp.competition.target!r} has a single row; stratified folds need at least "
+                "2 per class (remove that row or merge the class)"
+            )
         if smallest < k:
             raise PipelineError(
                 f"{exp.path}: [cv] folds = {k} but the rarest class of "

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers_tune import tiny_project
 
 from pipeline import evaluate
+from pipeline.errors import PipelineError
 from pipeline.experiment import load
 from pipeline.prepare import prepare
 
@@ -76,3 +78,28 @@ def test_regression_uses_plain_kfold(project):
     res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0})
     assert res.oof.shape == (len(prepared.y),) and res.mean > 0
     assert all(len(c["val_error"]) == 3 for c in res.curves)
+
+
+def test_regression_target_in_the_hundred_thousands_is_learnt(project):
+    # house-price sized targets: the network only reaches them trained on a standardised y
+    exp = load(tiny_project(project, task="regression", metric="rmse", max_iter=5))
+    train_csv = exp.competition.data_dir / "train.csv"
+    train = pd.read_csv(train_csv)
+    train["y"] = 500_000 + 100_000 * train["y"]
+    train.to_csv(train_csv, index=False)
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0},
+                                  keep_models=True)
+    assert res.mean < 0.8 * prepared.y.std()
+    assert res.curves[0]["val_error"][-1] == pytest.approx(res.scores[0], rel=1e-3)  # y's units
+    assert abs(evaluate.predict(res.models[0], prepared.X_test).mean() - 500_000) < 50_000
+
+
+def test_a_class_with_a_single_row_is_named_not_blamed_on_folds(project):
+    exp = load(tiny_project(project, task="multiclass", metric="log_loss"))
+    train_csv = exp.competition.data_dir / "train.csv"
+    train = pd.read_csv(train_csv)
+    train.loc[5, "y"] = 7
+    train.to_csv(train_csv, index=False)
+    with pytest.raises(PipelineError, match=r"train\.csv: class 7 of 'y' has a single row"):
+        evaluate.folds(prepare(exp), exp)
