@@ -115,8 +115,10 @@ def init(
 ) -> None:
     """Infer id, target, task and metric from a competition folder -> experiments/NAME.toml."""
     from pipeline.infer import init_experiment
+    from pipeline.submission.format import load_format
 
-    path = init_experiment(data_dir, name=name, force=force)
+    # the sample must fit test.csv and the classes: found now, not after a whole study
+    path = init_experiment(data_dir, name=name, force=force, check=load_format)
     typer.echo(f"wrote {path}")
 
 

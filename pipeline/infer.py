@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.experiment import EXPERIMENTS_DIR, parse
-from pipeline.files import read_csv, write_text_atomic
+from pipeline.experiment import EXPERIMENTS_DIR, Experiment, parse
+from pipeline.files import DATE_PARTS, is_date_column, read_csv, write_text_atomic
 
 MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
+FOLDS = 5
 FREE_TEXT_NAMES = {"name", "ticket", "description", "text", "comment", "url", "email", "address"}
 
 
-def init_experiment(data_dir: Path, *, name: str | None = None, force: bool = False) -> Path:
-    """Write experiments/<name>.toml for a Kaggle-layout folder by inference; return its path."""
+def init_experiment(
+    data_dir: Path, *, name: str | None = None, force: bool = False,
+    check: Callable[[Experiment], object] | None = None,
+) -> Path:
+    """Write experiments/<name>.toml for a Kaggle-layout folder by inference; return its path.
+
+    `check(experiment)` runs before anything is written: the CLI passes the submission
+    format's loader (a stage above this module in the import order).
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise PipelineError(
@@ -39,12 +48,20 @@ def init_experiment(data_dir: Path, *, name: str | None = None, force: bool = Fa
                 "(the first column of sample_submission.csv)"
             )
     target = _infer_target(data_dir, sample, train, test, id_col)
-    task, why_task = _infer_task(train[target], data_dir / "train.csv", target)
+    task, why_task = _infer_task(data_dir, train[target], target, sample)
     metric, why_metric = _infer_metric(data_dir, task, target, sample)
     drop = _infer_drop(train, test, id_col, target)
+    dates = [str(c) for c in train.columns
+             if c not in (id_col, target, *drop) and is_date_column(train[c])]
 
-    text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric)
-    parse(tomllib.loads(text), path)  # what we write must load
+    folds = _folds(train[target], task)
+    text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
+                   dates, folds)
+    # What we write must load, and its sample must fit test.csv and the classes: found now,
+    # not after a whole study has been tuned for a submission that cannot be written.
+    exp = parse(tomllib.loads(text), path)
+    if check is not None:
+        check(exp)
     write_text_atomic(path, text)
     return path
 
@@ -63,24 +80,46 @@ def _infer_target(data_dir: Path, sample: Any, train: Any, test: Any, id_col: st
     )
 
 
-def _infer_task(y: Any, file: Path, target: str) -> tuple[str, str]:
+def _infer_task(data_dir: Path, y: Any, target: str, sample: Any) -> tuple[str, str]:
     import pandas as pd
 
     values = y.dropna()
     n = values.nunique()
     if n < 2:
         raise PipelineError(
-            f"{file}: target {target!r} has {n} distinct value(s) (expected at least 2)"
+            f"{data_dir / 'train.csv'}: target {target!r} has {n} distinct value(s) "
+            "(expected at least 2)"
         )
     if n == 2:
         return "binary", f"2 distinct values {sorted(values.unique().tolist(), key=str)}"
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if not numeric:
         return "multiclass", f"{n} text labels"
+    if sample.shape[1] > 2:  # one probability column per class: labels, however many
+        return "multiclass", f"{n} integer labels, one sample column each"
     integral = bool((values == values.round()).all())
     if integral and n <= MAX_CLASSES:
+        # A sample value that is no label (a mean like 5.5, a 0 for labels 1..10) is a guess
+        # of a number: a score to predict, not a class.
+        guesses = _spelled(data_dir / "sample_submission.csv", str(sample.columns[1]))
+        if not guesses.keys() <= _spelled(data_dir / "train.csv", target).keys():
+            shown = sorted(guesses.values())[:3]
+            return "regression", f"{n} distinct integers and the sample holds {shown}, not labels"
         return "multiclass", f"{n} integer labels"
     return "regression", f"{n} distinct numbers"
+
+
+def _spelled(file: Path, column: str) -> dict[Any, str]:
+    """A column's distinct values -> how the file spells them; numbers are keyed as floats, so
+    '1', '1.0' and '1.00' are one value."""
+    values: dict[Any, str] = {}
+    for v in read_csv(file, str_cols=(column,))[column].dropna().unique():
+        try:
+            key: Any = float(v)
+        except ValueError:
+            key = str(v).strip()
+        values.setdefault(key, str(v))
+    return values
 
 
 def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[str, str]:
@@ -90,15 +129,21 @@ def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[
         if sample.shape[1] > 2:
             return "log_loss", "the sample has one probability column per class"
         return "accuracy", "the sample holds one label per row"
-    # Binary: compare raw text, so '0.5' / '0.0' read as probabilities and '0' / 'no' as labels.
-    labels = set(read_csv(data_dir / "train.csv", str_cols=(target,))[target].dropna())
-    sample_file = data_dir / "sample_submission.csv"
+    # Binary: compare the values the files spell, so '0.5' reads as a probability and '0' /
+    # 'no' as labels; '0' is the label a train.csv spelling '0.0' / '1.0' has too.
     if target not in sample.columns:  # per-class columns for a binary target
         return "roc_auc", "the sample holds scores / probabilities"
-    sample_values = set(read_csv(sample_file, str_cols=(target,))[target].dropna())
-    if sample_values and sample_values <= labels:
-        return "accuracy", f"the sample holds labels {sorted(sample_values)}"
+    sample_values = _spelled(data_dir / "sample_submission.csv", target)
+    if sample_values and sample_values.keys() <= _spelled(data_dir / "train.csv", target).keys():
+        return "accuracy", f"the sample holds labels {sorted(sample_values.values())}"
     return "roc_auc", "the sample holds scores / probabilities"
+
+
+def _folds(y: Any, task: str) -> int:
+    """FOLDS, or fewer when the rarest class has fewer rows (stratified folds need one each)."""
+    if task == "regression":
+        return FOLDS
+    return max(2, min(FOLDS, int(y.value_counts().min())))
 
 
 def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, str]:
@@ -113,8 +158,8 @@ def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, st
             drop[str(col)] = "not in test.csv"
             continue
         values = train[col].dropna()
-        if pd.api.types.is_numeric_dtype(values) or values.empty:
-            continue
+        if pd.api.types.is_numeric_dtype(values) or values.empty or is_date_column(values):
+            continue  # dates: prepare turns them into numbers
         n, rows = values.nunique(), len(values)
         if n >= 10 and n > 0.5 * rows:
             drop[str(col)] = f"free text / high cardinality: {n} distinct values in {rows} rows"
@@ -140,7 +185,12 @@ def _render(
     n_rows: int,
     why_task: str,
     why_metric: str,
+    dates: list[str],
+    folds: int,
 ) -> str:
+    parts = ", ".join((*DATE_PARTS, "hour"))
+    dates_note = "".join(f"#   date {c}: used as numbers ({parts} where times vary)\n"
+                         for c in dates)
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
     batches = "[32, 64, 128]" if n_rows < 20_000 else "[64, 128, 256]"
@@ -148,7 +198,7 @@ def _render(
 # Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
 #   task {task}: target {target!r} has {why_task}
 #   metric {metric}: {why_metric}
-
+{dates_note}
 [competition]
 data_dir = {_q(str(data_dir))}
 id = {_q(id_col)}
@@ -173,7 +223,7 @@ n_iter_no_change = 10
 tol = 0.0001
 
 [cv]
-folds = 5
+folds = {folds}{"  # the rarest class has only this many rows" if folds < FOLDS else ""}
 seed = 42
 
 [tune]

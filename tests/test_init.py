@@ -13,13 +13,14 @@ from pipeline import experiment
 from pipeline.errors import PipelineError
 from pipeline.infer import init_experiment
 from pipeline.prepare import load_preprocessor, prepare
+from pipeline.submission.format import load_format
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "competitions" / "adult"
 
 
 def _init(root: Path, train, test, *, sample=None, target="y", **kw):
     folder = make_competition(root, train, test, sample=sample, target=target)
-    path = init_experiment(folder.relative_to(root), **kw)
+    path = init_experiment(folder.relative_to(root), **{"check": load_format, **kw})
     return path, experiment.load(path)
 
 
@@ -131,3 +132,60 @@ def test_adult_init_then_prepare(project):
     assert "workclass=<missing>" in p.feature_names  # '?' read as missing
     assert not any("?" in n for n in p.feature_names)
     assert prepare(exp).fingerprint == p.fingerprint  # warm cache
+
+
+def test_one_sample_column_per_class_means_labels_however_many(project):
+    # 25 integer classes (more than MAX_CLASSES) scored by per-class probabilities: not a number
+    train, test = toy_frames()
+    train["y"] = np.arange(60) % 25
+    sample = pd.DataFrame({"id": test["id"], **{str(k): 0.04 for k in range(25)}})
+    _, exp = _init(project, train, test, sample=sample)
+    assert (exp.competition.task, exp.competition.metric) == ("multiclass", "log_loss")
+
+
+def test_integer_target_with_a_sample_value_that_is_no_label_is_regression(project):
+    train, test = toy_frames()
+    train["y"] = np.arange(60) % 5 + 1  # a 1..5 score; the sample guesses its mean
+    path, exp = _init(project, train, test, sample=pd.DataFrame({"id": test["id"], "y": 2.5}))
+    assert (exp.competition.task, exp.competition.metric) == ("regression", "rmse")
+    assert "not labels" in path.read_text()
+
+
+def test_labels_spelled_as_floats_in_train_match_integer_sample_labels(project):
+    train, test = toy_frames()
+    train["y"] = (np.arange(60) % 2).astype(float)  # train.csv spells 0.0 / 1.0
+    _, exp = _init(project, train, test, sample=pd.DataFrame({"id": test["id"], "y": 0}))
+    assert (exp.competition.task, exp.competition.metric) == ("binary", "accuracy")
+
+
+def test_date_columns_are_kept_as_numbers_not_dropped_as_free_text(project):
+    train, test = toy_frames()
+    for df in (train, test):  # every value distinct: looked like free text
+        df["when"] = (pd.Timestamp("2020-01-01") + pd.to_timedelta(df["id"] * 7, unit="h")
+                      ).dt.strftime("%Y-%m-%d %H:%M:%S")
+    path, exp = _init(project, train, test)
+    assert exp.competition.drop == ()
+    assert "#   date when: used as numbers" in path.read_text()
+    assert "when.hour" in prepare(exp).feature_names
+
+
+def test_a_sample_that_does_not_fit_test_csv_fails_init_not_submit(project):
+    train, test = toy_frames()
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    sample = pd.DataFrame({"id": [*test["id"][1:], 999], "y": 0.5})
+    folder = make_competition(project, train, test, sample=sample, target="y")
+    result = CliRunner().invoke(app, ["init", str(folder.relative_to(project))])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "sample_submission.csv: ids do not match" in result.output and "'999'" in result.output
+    assert not any((project / "experiments").iterdir())  # nothing written
+
+
+def test_rare_classes_lower_the_folds(project):
+    train, test = toy_frames()
+    train["y"] = np.where(np.arange(60) < 3, 2, np.arange(60) % 2)  # class 2: 3 rows
+    path, exp = _init(project, train, test, sample=pd.DataFrame({"id": test["id"], "y": 0}))
+    assert exp.cv.folds == 3 and "rarest class" in path.read_text()

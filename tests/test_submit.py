@@ -428,3 +428,24 @@ def test_divergence_is_one_clear_error(fake, monkeypatch):
     with pytest.raises(PipelineError, match=r"^trial 7 diverged while refitting .*--no-refit"):
         submit(exp, [trial()])
     assert nothing_written(exp)
+
+
+def test_whole_number_labels_train_spells_as_floats_are_written_like_the_sample(fake):
+    exp = write_competition(Path.cwd(), "flt", metric="accuracy", labels=(0.0, 1.0))
+    sample_csv = exp.competition.data_dir / "sample_submission.csv"
+    sample = read(sample_csv).assign(y="0")  # train.csv says 0.0 / 1.0, the sample says 0
+    sample.to_csv(sample_csv, index=False)
+    validate_file(exp, sample_csv)  # the competition's own sample is valid
+    out = read(submit(exp, [trial()]).path)
+    assert set(out["y"]) == {"0", "1"}
+
+
+def test_spaces_after_commas_are_read_as_init_and_prepare_read_them(fake):
+    exp = write_competition(Path.cwd(), "spaced", metric="accuracy", labels=("no", "yes"))
+    for name in ("train.csv", "test.csv", "sample_submission.csv"):
+        path = exp.competition.data_dir / name
+        path.write_text(path.read_text().replace(",", ", "))
+    fmt = load_format(exp)
+    assert fmt.header == ("id", "y") and fmt.labels == ("no", "yes")
+    assert not any(i.startswith(" ") for i in fmt.ids + fmt.test_ids)
+    validate_file(exp, exp.competition.data_dir / "sample_submission.csv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,14 @@ class Format:
 
 
 def _read(path: Path | io.StringIO, **kwargs: Any) -> pd.DataFrame:
-    """Cells as the strings the file spells (no NA guessing); bad files -> PipelineError."""
+    """Cells as the strings the file spells (no NA guessing); bad files -> PipelineError.
+
+    Spaces after a comma are skipped, as `files.read_csv` skips them for init and prepare:
+    a 'id, y' file is read alike by every stage."""
     try:
         return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", **kwargs
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+            skipinitialspace=True, **kwargs
         )
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
@@ -121,6 +126,8 @@ def load_format(exp: Experiment) -> Format:
         raise PipelineError(f"{sample}: ids do not match {test}: {'; '.join(problems)}")
     labels = train_labels(exp) if comp.task != "regression" else ()
     kind, class_columns = _kind(exp, header, labels, sample)
+    if kind == LABEL:
+        labels = _spelled_like_sample(labels, frame[[c for c in header if c != comp.id][0]])
     return Format(sample, test, comp.id, header, ids, test_ids, kind, labels, class_columns)
 
 
@@ -145,6 +152,17 @@ def _kind(
         return PROBA, {}
     # accuracy, or a multiclass sample with a single column: the sample's shape wins
     return LABEL, {}
+
+
+def _spelled_like_sample(labels: tuple[str, ...], cells: pd.Series) -> tuple[str, ...]:
+    """Whole-number labels that train.csv spells as floats ('0.0', '1.0') are written as the
+    sample writes them ('0') when it writes integers: the answer key is spelled like the sample.
+    Any other spelling ('01', 'yes') is kept."""
+    sample = [c.strip() for c in cells if c.strip()]
+    if not sample or not all(re.fullmatch(r"[+-]?\d+", c) for c in sample):
+        return labels
+    whole = re.compile(r"([+-]?\d+)\.0*")
+    return tuple(sorted({m[1] if (m := whole.fullmatch(s)) else s for s in labels}))
 
 
 def match_class_columns(columns: list[str], labels: tuple[str, ...]) -> dict[str, str] | None:
