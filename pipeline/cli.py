@@ -120,6 +120,9 @@ def init(
     # the sample must fit test.csv and the classes: found now, not after a whole study
     path = init_experiment(data_dir, name=name, force=force, check=load_format)
     typer.echo(f"wrote {path}")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#   "):  # the guesses and their reasons: check them before tuning
+            typer.echo("  " + line.lstrip("# "))
 
 
 @app.command()

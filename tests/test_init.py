@@ -189,3 +189,18 @@ def test_rare_classes_lower_the_folds(project):
     train["y"] = np.where(np.arange(60) < 3, 2, np.arange(60) % 2)  # class 2: 3 rows
     path, exp = _init(project, train, test, sample=pd.DataFrame({"id": test["id"], "y": 0}))
     assert exp.cv.folds == 3 and "rarest class" in path.read_text()
+
+
+def test_cli_init_prints_its_guesses_and_reasons(project):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    train, test = toy_frames()
+    folder = make_competition(project, train, test, sample=None, target="y")
+    result = CliRunner().invoke(app, ["init", str(folder.relative_to(project))])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "wrote experiments/comp.toml"
+    assert any(line.startswith("  task binary: target 'y' has 2 distinct values") for line in lines)
+    assert any(line.startswith("  metric roc_auc: ") for line in lines)
