@@ -135,7 +135,11 @@ def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[
         return "roc_auc", "the sample holds scores / probabilities"
     sample_values = _spelled(data_dir / "sample_submission.csv", target)
     if sample_values and sample_values.keys() <= _spelled(data_dir / "train.csv", target).keys():
-        return "accuracy", f"the sample holds labels {sorted(sample_values.values())}"
+        why = f"the sample holds labels {sorted(sample_values.values())}"
+        if len(sample_values) == 1:  # all 0: labels, or a placeholder of an AUC contest
+            why += ("; only one value, which AUC contests use as a placeholder too: if the "
+                    'competition scores probabilities, set metric = "roc_auc"')
+        return "accuracy", why
     return "roc_auc", "the sample holds scores / probabilities"
 
 

@@ -39,8 +39,10 @@ def test_binary_with_label_sample_is_accuracy(project, labels, sample_value):
     train, test = toy_frames()
     train["y"] = [labels[i % 2] for i in range(len(train))]
     sample = pd.DataFrame({"id": test["id"], "y": sample_value})
-    _, exp = _init(project, train, test, sample=sample)
+    path, exp = _init(project, train, test, sample=sample)
     assert (exp.competition.task, exp.competition.metric) == ("binary", "accuracy")
+    # one value only: an AUC contest's placeholder looks the same; the file says what to change
+    assert 'if the competition scores probabilities, set metric = "roc_auc"' in path.read_text()
 
 
 def test_multiclass_labels_and_per_class_columns(project):
