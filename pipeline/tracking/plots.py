@@ -23,17 +23,33 @@ def mean_curves(curves: list[dict[str, list[float]]]) -> dict[str, list[float]]:
     return out
 
 
+_CANVAS: list = []  # (figure, axes, suptitle): built once per process, redrawn per run
+
+
 def convergence_figure(curves: list[dict[str, list[float]]], title: str) -> Any:
-    """Loss and error per epoch, one thin line per fold and the mean in bold."""
-    import matplotlib
+    """Loss and error per epoch, one thin line per fold and the mean in bold.
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    The figure is this process's one convergence figure, redrawn by the next call: save it
+    first. Reusing its axes and ticks makes a PNG a third cheaper (~80 -> ~55 ms), and the
+    writer draws one per trial.
+    """
+    if not _CANVAS:
+        import matplotlib
 
-    fig = Figure(figsize=(8, 3.4), dpi=72)
-    # fixed margins instead of a layout engine: half the drawing time
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.82, wspace=0.2)
-    ax_loss, ax_err = fig.subplots(1, 2)
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8, 3.4), dpi=72)
+        # fixed margins instead of a layout engine: half the drawing time
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.82, wspace=0.2)
+        axes = fig.subplots(1, 2)
+        axes[0].set(title="loss (-- train, — validation)", xlabel="epoch")
+        axes[1].set(title="validation error", xlabel="epoch")
+        _CANVAS.append((fig, axes, fig.suptitle("", fontsize=9)))
+    fig, (ax_loss, ax_err), suptitle = _CANVAS[0]
+    for ax in (ax_loss, ax_err):
+        for line in list(ax.lines):
+            line.remove()
     for f, c in enumerate(curves):
         for key, ls in (("train_loss", "--"), ("val_loss", "-")):
             if c.get(key):
@@ -45,9 +61,10 @@ def convergence_figure(curves: list[dict[str, list[float]]], title: str) -> Any:
     for key, ax in (("val_loss", ax_loss), ("val_error", ax_err)):
         if key in mean:
             ax.plot(range(1, len(mean[key]) + 1), mean[key], color="black", lw=1.8, label="mean")
-    ax_loss.set(title="loss (-- train, — validation)", xlabel="epoch")
-    ax_err.set(title="validation error", xlabel="epoch")
-    fig.suptitle(title, fontsize=9)
+    for ax in (ax_loss, ax_err):
+        ax.relim()
+        ax.autoscale_view()
+    suptitle.set_text(title)
     return fig
 
 

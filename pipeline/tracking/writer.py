@@ -40,9 +40,7 @@ def _write(client: Any, op: str, args: tuple) -> None:
             if config is not None:
                 client.log_dict(run_id, config, "config.json")
             if curves and any(c.get("val_loss") for c in curves):
-                fig = convergence_figure(curves, title)
-                client.log_figure(run_id, fig, "convergence.png")
-                _close_figure(fig)
+                client.log_figure(run_id, convergence_figure(curves, title), "convergence.png")
         finally:
             _write(client, "close", (run_id, state))
     elif op == "params":
