@@ -179,21 +179,9 @@ def _finish(
 
     metric = METRICS[exp.competition.metric]
     trial_rows = rows(study)
-    print_summary(trial_rows, metric.name, metric.direction)
     order = ranked(trial_rows, metric.direction)
     finished = sum(r.state in ("complete", "pruned") for r in trial_rows)
-    if order:
-        best = order[0]
-        path = exp.path.parent / f"{exp.name}.best.json"
-        path.write_text(json.dumps({
-            "experiment": exp.name, "study": study.study_name, "trial": best.number,
-            "metric": metric.name, "score": best.value, "cv_std": best.attrs.get("cv_std"),
-            "n_iter": best.attrs.get("n_iter"), "random_state": best.attrs.get("random_state"),
-            "params": best.attrs.get("params"), "search": best.params,
-            "mlflow_run_id": best.attrs.get("mlflow_run_id"),
-        }, indent=2) + "\n", encoding="utf-8")
-        print(f"best parameters -> {path}")
-    if finished >= budget and tracker.enabled:
+    if finished >= budget and tracker.enabled:  # first: the writer draws while we print
         metrics: dict[str, float] = {}
         tags: dict[str, Any] = {"trials_finished": finished, "seconds": round(seconds, 1)}
         if order:
@@ -207,6 +195,18 @@ def _finish(
             tags.update({f"best.{k}": v for k, v in best.params.items()})
         tracker.finish_parent(parent, metrics, tags, stored_study_figures,
                               (url, study.study_name))
+    print_summary(trial_rows, metric.name, metric.direction)
+    if order:
+        best = order[0]
+        path = exp.path.parent / f"{exp.name}.best.json"
+        path.write_text(json.dumps({
+            "experiment": exp.name, "study": study.study_name, "trial": best.number,
+            "metric": metric.name, "score": best.value, "cv_std": best.attrs.get("cv_std"),
+            "n_iter": best.attrs.get("n_iter"), "random_state": best.attrs.get("random_state"),
+            "params": best.attrs.get("params"), "search": best.params,
+            "mlflow_run_id": best.attrs.get("mlflow_run_id"),
+        }, indent=2) + "\n", encoding="utf-8")
+        print(f"best parameters -> {path}")
     if finished < budget:
         print(f"{finished}/{budget} finished trials; run the same command to continue")
 
