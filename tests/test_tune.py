@@ -270,3 +270,23 @@ def test_submit_errors_are_one_line_and_leave_the_ledger_untouched(project):
     one_line_error(["submit", "tiny", "--study", "never-tuned"], "never-tuned")
     tune.tune(load("tiny"), quiet=True, track=False)
     one_line_error(["submit", "tiny", "--trial", "999"], "--trial 999")
+
+
+@pytest.mark.parametrize(("n_trials", "legend"), [(3, True), (15, False)])
+def test_study_plots_drop_a_legend_of_one_entry_per_trial_past_a_dozen(n_trials, legend):
+    from pipeline.tune.plots import study_figures
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x = trial.suggest_float("x", -1, 1)
+        for step in range(3):
+            trial.report(x * x + step, step)
+        return x * x
+
+    study.optimize(objective, n_trials=n_trials)
+    figures = study_figures(study)
+    assert set(figures) == {"optimization_history", "intermediate_values", "param_importances"}
+    ax = figures["intermediate_values"].axes[0]
+    assert (ax.get_legend() is not None) == legend
+    assert figures["optimization_history"].axes[0].get_legend() is not None  # two entries: kept

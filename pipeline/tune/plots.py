@@ -7,6 +7,8 @@ from typing import Any
 
 from pipeline.tune.study import _quiet_optuna, make_storage
 
+MAX_LEGEND = 12  # legend entries a study plot keeps (intermediate values: one per trial)
+
 
 def stored_study_figures(url: str, name: str) -> dict[str, Any]:
     """`study_figures` of a study read back from its storage (in the MLflow writer process)."""
@@ -45,6 +47,9 @@ def study_figures(study: Any) -> dict[str, Any]:
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError):
                 continue  # e.g. importances need two complete trials that differ
             first = ax.flat[0] if hasattr(ax, "flat") else ax
+            legend = first.get_legend()
+            if legend is not None and len(legend.get_texts()) > MAX_LEGEND:
+                legend.remove()  # one entry per trial: past a dozen it only hides the plot
             figures[name] = first.figure
     return figures
 
