@@ -290,3 +290,4 @@ def test_study_plots_drop_a_legend_of_one_entry_per_trial_past_a_dozen(n_trials,
     ax = figures["intermediate_values"].axes[0]
     assert (ax.get_legend() is not None) == legend
     assert figures["optimization_history"].axes[0].get_legend() is not None  # two entries: kept
+    assert all(f.get_layout_engine() is not None for f in figures.values())  # no cut-off labels

@@ -50,6 +50,8 @@ def study_figures(study: Any) -> dict[str, Any]:
             legend = first.get_legend()
             if legend is not None and len(legend.get_texts()) > MAX_LEGEND:
                 legend.remove()  # one entry per trial: past a dozen it only hides the plot
+            if first.figure.get_layout_engine() is None:  # importances: long names were cut
+                first.figure.set_layout_engine("tight")
             figures[name] = first.figure
     return figures
 
