@@ -216,3 +216,32 @@ def test_a_dead_writer_is_reported_and_later_writes_go_inline(setup, capfd):
     assert err.count("MLflow writer process exited") == 1 and "writing from this process" in err
     r = tracker.client.get_run(run.run_id)
     assert r.info.status == "FINISHED" and r.data.metrics["cv_roc_auc"] == 0.9
+
+
+def _two_figures():
+    from matplotlib.figure import Figure
+
+    figs = {}
+    for name in ("a", "b"):
+        fig = Figure()
+        fig.subplots().plot([1, 2, 3])
+        figs[name] = fig
+    return figs
+
+
+def _no_figures():
+    raise RuntimeError("storage unreachable")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_study_plots_are_drawn_by_forked_processes_or_reported(capfd):
+    from pipeline.tracking.writer import _Drawing
+
+    ok = _Drawing(_two_figures, ())
+    assert [p.name for p in ok.result()] == ["a.png", "b.png"]  # one process per figure
+    ok.cleanup()
+    assert not ok.dir.exists()
+    bad = _Drawing(_no_figures, ())
+    assert bad.result() is None  # the writer then draws them itself (and logs what fails)
+    assert "study plots: RuntimeError: storage unreachable" in capfd.readouterr().err
+    bad.cleanup()

@@ -122,20 +122,24 @@ class _Drawing:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _read_ahead(queue: Any, pending: list) -> None:
-    """Move what is already queued to `pending`; start drawing the study plots at once."""
+def _admit(item: Any) -> Any:
+    """A queued op as the writer will run it: the study's closing op starts its plots now."""
+    if item is not None and item[0] == "parent" and hasattr(os, "fork"):
+        _, _, _, figures, figure_args, _ = item[1]
+        if figures is not None:
+            return ("parent", (*item[1], _Drawing(figures, figure_args)))
+    return item
+
+
+def _read_ahead(queue: Any, pending: Any) -> None:
+    """Move what is already queued to `pending` (so the study plots start early)."""
     from queue import Empty
 
     while True:
         try:
-            item = queue.get_nowait()
+            pending.append(_admit(queue.get_nowait()))
         except Empty:
             return
-        if item is not None and item[0] == "parent" and hasattr(os, "fork"):
-            _, _, _, figures, figure_args, _ = item[1]
-            if figures is not None:
-                item = ("parent", (*item[1], _Drawing(figures, figure_args)))
-        pending.append(item)
 
 
 def _writer_main(uri: str, queue: Any, owner: int) -> None:
@@ -171,7 +175,7 @@ def _serve(uri: str, queue: Any, owner: int) -> None:
     while True:
         if not pending:
             try:
-                pending.append(queue.get(timeout=2.0))
+                pending.append(_admit(queue.get(timeout=2.0)))
             except Empty:
                 if os.getppid() != owner:  # the owner was killed (-9): nothing more will come
                     return
