@@ -49,6 +49,15 @@ TrackingUri = Annotated[
 StudyName = Annotated[
     str | None, typer.Option("--study", help="Study name [default: the experiment's name].")
 ]
+Trials = Annotated[
+    int | None,
+    typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials]."),
+]
+Timeout = Annotated[
+    float | None, typer.Option(help="Stop starting trials after this many seconds.")
+]
+Jobs = Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")]
+Fresh = Annotated[bool, typer.Option(help="Delete the study and start again.")]
 
 
 def fail(message: str) -> None:
@@ -163,17 +172,12 @@ def train(
 @user_errors
 def tune(
     experiment: Experiment,
-    trials: Annotated[
-        int | None,
-        typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials]."),
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Stop starting trials after this many seconds.")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")] = 1,
+    trials: Trials = None,
+    timeout: Timeout = None,
+    jobs: Jobs = 1,
     storage: Storage = None,
     study: StudyName = None,
-    fresh: Annotated[bool, typer.Option(help="Delete the study and start again.")] = False,
+    fresh: Fresh = False,
     tracking_uri: TrackingUri = None,
     quiet: Annotated[bool, typer.Option(help="Plain log lines instead of a progress bar.")] = False,
 ) -> None:
@@ -257,16 +261,12 @@ def leaderboard(
 @user_errors
 def run(
     experiment: Experiment,
-    trials: Annotated[
-        int | None, typer.Option(min=1, help="Total finished trials for the study.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Stop starting trials after this many seconds.")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")] = 1,
+    trials: Trials = None,
+    timeout: Timeout = None,
+    jobs: Jobs = 1,
     storage: Storage = None,
     study: StudyName = None,
-    fresh: Annotated[bool, typer.Option(help="Delete the study and start again.")] = False,
+    fresh: Fresh = False,
     tracking_uri: TrackingUri = None,
     quiet: Annotated[bool, typer.Option(help="Plain log lines instead of a progress bar.")] = False,
 ) -> None:
