@@ -27,8 +27,12 @@ DATE = re.compile(
 DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970, the trend
 
 
-def read_csv(path: Path, *, id_col: str | None = None, str_cols: tuple[str, ...] = ()) -> Any:
-    """Read one competition CSV (-> pandas.DataFrame); ids and `str_cols` stay strings.
+def read_csv(
+    path: Path, *, id_col: str | None = None, str_cols: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+) -> Any:
+    """Read one competition CSV (-> pandas.DataFrame); ids and `str_cols` stay strings;
+    `only` parses just those columns (a re-read of one column of a big train.csv).
 
     Every way a file can be bad becomes one `PipelineError` line naming the file.
     """
@@ -40,6 +44,8 @@ def read_csv(path: Path, *, id_col: str | None = None, str_cols: tuple[str, ...]
     try:
         header = pd.read_csv(path, nrows=0, **opts).columns
         dtype = {c: str for c in (id_col, *str_cols) if c is not None and c in header}
+        if only is not None:
+            opts["usecols"] = [c for c in only if c in header]
         df = pd.read_csv(path, dtype=dtype or None, na_values=NA_VALUES, **opts)
     except pd.errors.EmptyDataError:
         raise PipelineError(f"{path}: empty file (expected a CSV with a header row)") from None

@@ -113,7 +113,7 @@ def _spelled(file: Path, column: str) -> dict[Any, str]:
     """A column's distinct values -> how the file spells them; numbers are keyed as floats, so
     '1', '1.0' and '1.00' are one value."""
     values: dict[Any, str] = {}
-    for v in read_csv(file, str_cols=(column,))[column].dropna().unique():
+    for v in read_csv(file, str_cols=(column,), only=(column,))[column].dropna().unique():
         try:
             key: Any = float(v)
         except ValueError:
