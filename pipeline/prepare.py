@@ -157,8 +157,9 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     categorical = [c for c in features if c in comp.categorical or not _is_numeric(train[c])]
     dates = [_date_spec(train[c]) for c in categorical
              if c not in comp.categorical and is_date_column(train[c])]
-    categorical = [c for c in categorical if c not in {d["name"] for d in dates}]
-    numeric = [c for c in features if c not in categorical and c not in {d["name"] for d in dates}]
+    date_cols = {d["name"] for d in dates}
+    categorical = [c for c in categorical if c not in date_cols]
+    numeric = [c for c in features if c not in categorical and c not in date_cols]
     numeric += [f"{d['name']}.{part}" for d in dates for part in d["parts"]]
     train, test = _with_dates(train, dates), _with_dates(test, dates)
     X_train_df = _frame(train, numeric, categorical, train_file)
