@@ -78,30 +78,29 @@ def test_stopping_rule_matches_sklearn():
     assert ours.validation_scores_ is None
 
 
-@pytest.mark.parametrize("nesterov", [True, False])
-def test_sgd_step_matches_sklearn(nesterov):
+def _sgd(nesterov):
     from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
-    rng = np.random.default_rng(0)
-    theta = rng.standard_normal(10)
-    ref = [theta.copy()]
-    ours = SGD(10, np.float64, learning_rate=0.1, momentum=0.9, nesterov=nesterov)
-    sk = SGDOptimizer(ref, learning_rate_init=0.1, momentum=0.9, nesterov=nesterov)
-    for _ in range(5):
-        g = rng.standard_normal(10)
-        sk.update_params(ref, [g.copy()])
-        ours.step(theta, g.copy())
-    np.testing.assert_allclose(theta, ref[0], rtol=1e-12)
+    return (lambda: SGD(10, np.float64, learning_rate=0.1, momentum=0.9, nesterov=nesterov),
+            lambda ref: SGDOptimizer(ref, learning_rate_init=0.1, momentum=0.9,
+                                     nesterov=nesterov))
 
 
-def test_adam_step_matches_sklearn():
+def _adam():
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
 
+    return (lambda: Adam(10, np.float64, learning_rate=0.01),
+            lambda ref: AdamOptimizer(ref, learning_rate_init=0.01))
+
+
+@pytest.mark.parametrize("make", [lambda: _sgd(True), lambda: _sgd(False), _adam],
+                         ids=["sgd-nesterov", "sgd", "adam"])
+def test_optimizer_step_matches_sklearn(make):
+    make_ours, make_sk = make()
     rng = np.random.default_rng(0)
     theta = rng.standard_normal(10)
     ref = [theta.copy()]
-    ours = Adam(10, np.float64, learning_rate=0.01)
-    sk = AdamOptimizer(ref, learning_rate_init=0.01)
+    ours, sk = make_ours(), make_sk(ref)
     for _ in range(5):
         g = rng.standard_normal(10)
         sk.update_params(ref, [g.copy()])
