@@ -38,62 +38,13 @@ class CVResult:
 
 
 def build_estimator(task: str, params: dict[str, Any]) -> Any:
-    """The network for `task` with scikit-learn MLP keyword arguments."""
+    """The network for `task` from the hyperparameter table's keyword arguments; the regressor
+    trains on a standardised target and predicts in its units (`scale_target`)."""
     from pipeline.network import SigmoidNetworkClassifier, SigmoidNetworkRegressor
 
-    kwargs = dict(params)
-    if "hidden_layer_sizes" in kwargs:
-        kwargs["hidden_layer_sizes"] = tuple(int(u) for u in kwargs["hidden_layer_sizes"])
-    if task == "regression":
-        return StandardizedTarget(SigmoidNetworkRegressor(**kwargs))
-    return SigmoidNetworkClassifier(**kwargs)
-
-
-class StandardizedTarget:
-    """A regressor trained on (y - mean) / std of its training rows, predicting in y's units.
-
-    The network starts with outputs near 0 and steps of about the learning rate, so a target
-    like a house price (~1e5) is out of its reach within any epoch budget; standardised, every
-    target looks alike to it and to the tuned learning rates. Losses in the curves are on the
-    standardised scale; `val_error` (RMSE) is reported in y's units.
-    """
-
-    def __init__(self, est: Any) -> None:
-        self.est = est
-        self.y_mean_, self.y_scale_ = 0.0, 1.0
-
-    def fit(
-        self, X: np.ndarray, y: np.ndarray, *, eval_set: tuple | None = None,
-        on_epoch: Callable[[int, dict[str, float]], object] | None = None,
-    ) -> StandardizedTarget:
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        self.y_scale_ = float(y.std()) or 1.0
-        if eval_set is not None:
-            eval_set = (eval_set[0], self._scaled(eval_set[1]))
-        report = on_epoch
-        if on_epoch is not None:
-            def report(epoch: int, m: dict[str, float]) -> object:
-                if "val_error" in m:
-                    m = {**m, "val_error": m["val_error"] * self.y_scale_}
-                return on_epoch(epoch, m)
-        self.est.fit(X, self._scaled(y), eval_set=eval_set, on_epoch=report)
-        return self
-
-    def _scaled(self, y: Any) -> np.ndarray:
-        return (np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.est.predict(X), dtype=np.float64) * self.y_scale_ + self.y_mean_
-
-    @property
-    def n_iter_(self) -> int:
-        return self.est.n_iter_
-
-    def save(self, path: Any, metadata: dict | None = None) -> None:
-        """The network's file; its outputs times target_scale plus target_mean are y."""
-        scale = {"target_mean": self.y_mean_, "target_scale": self.y_scale_}
-        self.est.save(path, metadata={**(metadata or {}), **scale})
+    cls = SigmoidNetworkRegressor if task == "regression" else SigmoidNetworkClassifier
+    known = cls().get_params()
+    return cls(**{k: v for k, v in params.items() if k in known})
 
 
 def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -6,6 +6,7 @@ a wrong type is a `PipelineError` naming the file and the key.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -13,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.network.params import (
+    BY_NAME,
+    EXPERIMENT_PARAMS,
+    Constraint,
+    Either,
+    Interval,
+    config_class,
+)
 
 TASKS = ("binary", "multiclass", "regression")
 # Metrics each task may use; the first is the default `init` picks.
@@ -21,11 +30,13 @@ TASK_METRICS = {
     "multiclass": ("log_loss", "accuracy"),
     "regression": ("rmse",),
 }
-ACTIVATIONS = ("sigmoid", "logistic", "tanh", "relu")
-SOLVERS = ("sgd", "adam")
 PRUNERS = ("median", "none")
-# Search-space keys that are not network parameters: they build `hidden_layer_sizes`.
-SPACE_EXTRAS = ("n_layers", "units")
+# Search-space keys that are not network parameters: they build `hidden_layer_sizes`
+# (n_layers = 0 is the linear model).
+SPACE_EXTRAS: dict[str, Interval] = {
+    "n_layers": Interval(True, 0, None, "left"),
+    "units": Interval(True, 1, None, "left"),
+}
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -42,27 +53,9 @@ class Competition:
     kaggle: str | None = None
 
 
-@dataclass(frozen=True)
-class Model:
-    """Network defaults; names and meanings are scikit-learn's MLP ones."""
-
-    hidden_layer_sizes: tuple[int, ...] = (32,)
-    activation: str = "sigmoid"
-    solver: str = "adam"
-    alpha: float = 1e-4
-    batch_size: int = 64
-    learning_rate_init: float = 1e-3
-    max_iter: int = 200
-    momentum: float = 0.9
-    nesterovs_momentum: bool = True
-    early_stopping: bool = False
-    validation_fraction: float = 0.1
-    n_iter_no_change: int = 10
-    tol: float = 1e-4
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-8
-    dtype: str = "float32"
+class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields.")):
+    """[model]: this experiment's network defaults. Keys, defaults and constraints are the
+    network's hyperparameter table (`pipeline.network.params`), scikit-learn's MLP names."""
 
     def params(self) -> dict[str, Any]:
         """Constructor keyword arguments for the network estimators."""
@@ -205,68 +198,60 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     return Experiment(name=name, path=path, competition=competition, model=model, cv=cv, tune=tune)
 
 
-_MODEL_TYPES: dict[str, type] = {
-    "alpha": float,
-    "learning_rate_init": float,
-    "momentum": float,
-    "validation_fraction": float,
-    "tol": float,
-    "beta_1": float,
-    "beta_2": float,
-    "epsilon": float,
-    "batch_size": int,
-    "max_iter": int,
-    "n_iter_no_change": int,
-    "nesterovs_momentum": bool,
-    "early_stopping": bool,
-    "activation": str,
-    "solver": str,
-    "dtype": str,
-}
-
-
 def _parse_model(raw: dict[str, Any], path: Path) -> Model:
-    _check_keys(raw, {f.name for f in fields(Model)}, path, "model")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        values[key] = _model_value(key, value, path, f"[model] {key}")
-    return Model(**values)
+    _check_keys(raw, set(EXPERIMENT_PARAMS), path, "model")
+    return Model(**{key: model_value(key, value, path, f"[model] {key}")
+                    for key, value in raw.items()})
 
 
-def _model_value(key: str, value: Any, path: Path, where: str) -> Any:
-    """Check one network parameter's type and range; used for [model] and search choices."""
-    if key == "hidden_layer_sizes":
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        ):
+def model_value(key: str, value: Any, path: Path | str, where: str) -> Any:
+    """One network parameter checked by the hyperparameter table (the estimator's own check),
+    as the canonical value; used for [model], search choices and --set."""
+    constraint = BY_NAME[key].constraint
+    if not constraint.accepts(value):
+        raise PipelineError(f"{path}: {where} must be {constraint.describe()}, got {value!r}")
+    return constraint.canonical(value)
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML source (the experiment files `init` writes)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid TOML
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return repr(value)
+
+
+def model_lines(values: dict[str, Any]) -> str:
+    """[model] entries as TOML, each with its meaning from the hyperparameter table."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in values.items()]
+    width = max(map(len, lines), default=0)
+    return "".join(f"{line:<{width}}  # {BY_NAME[k].help}\n"
+                   for line, k in zip(lines, values, strict=True))
+
+
+def parse_overrides(exp: Experiment, overrides: list[str]) -> dict[str, Any]:
+    """`key=value` strings -> validated [model] values (TOML syntax: 0.01, [64, 32], "relu")."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise PipelineError(f"--set {item!r}: expected key=value, e.g. learning_rate_init=0.01")
+        if key not in EXPERIMENT_PARAMS:
             raise PipelineError(
-                f"{path}: {where} must be a list of positive integers, got {value!r}"
+                f"--set {key}: unknown [model] key (expected one of {', '.join(EXPERIMENT_PARAMS)})"
             )
-        return tuple(value)
-    expected = _MODEL_TYPES[key]
-    ok = _is_type(value, expected)
-    if not ok:
-        raise PipelineError(f"{path}: {where} must be {expected.__name__}, got {value!r}")
-    value = float(value) if expected is float else value
-    if key == "activation" and value not in ACTIVATIONS:
-        raise PipelineError(
-            f"{path}: {where} must be one of {', '.join(ACTIVATIONS)}, got {value!r}"
-        )
-    if key == "solver" and value not in SOLVERS:
-        raise PipelineError(f"{path}: {where} must be one of {', '.join(SOLVERS)}, got {value!r}")
-    if key == "dtype" and value not in ("float32", "float64"):
-        raise PipelineError(f"{path}: {where} must be 'float32' or 'float64', got {value!r}")
-    if expected is int and value < 1:
-        raise PipelineError(f"{path}: {where} must be >= 1, got {value!r}")
-    if expected is float and (not math.isfinite(value) or value < 0):
-        raise PipelineError(f"{path}: {where} must be a finite number >= 0, got {value!r}")
-    if key in ("validation_fraction", "momentum", "beta_1", "beta_2") and not value < 1:
-        raise PipelineError(f"{path}: {where} must be < 1, got {value!r}")
-    return value
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word such as relu
+        out[key] = model_value(key, value, exp.path, f"--set {key}")
+    return out
 
 
 def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
@@ -281,7 +266,7 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
     if not isinstance(space_raw, dict):
         raise PipelineError(f"{path}: [tune] space must be a table, got {space_raw!r}")
     space: dict[str, Range | Choice] = {}
-    allowed = set(_MODEL_TYPES) | {"hidden_layer_sizes", *SPACE_EXTRAS}
+    allowed = {*EXPERIMENT_PARAMS, *SPACE_EXTRAS}
     for key, spec in space_raw.items():
         if key not in allowed:
             raise PipelineError(
@@ -314,16 +299,11 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
 
 def _parse_dimension(key: str, spec: Any, path: Path) -> Range | Choice:
     where = f"[tune.space] {key}"
+    constraint = SPACE_EXTRAS.get(key) or BY_NAME[key].constraint
     if isinstance(spec, list):
         if not spec:
             raise PipelineError(f"{path}: {where} is an empty list of choices")
-        if key in SPACE_EXTRAS:
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spec):
-                raise PipelineError(
-                    f"{path}: {where} choices must be positive integers, got {spec!r}"
-                )
-            return Choice(tuple(spec))
-        return Choice(tuple(_model_value(key, v, path, where) for v in spec))
+        return Choice(tuple(_choice(constraint, v, path, where) for v in spec))
     if not isinstance(spec, dict):
         raise PipelineError(
             f"{path}: {where} must be a list of choices or a range "
@@ -332,31 +312,47 @@ def _parse_dimension(key: str, spec: Any, path: Path) -> Range | Choice:
     _check_keys(spec, {"low", "high", "log", "step"}, path, f"tune.space.{key}")
     if "low" not in spec or "high" not in spec:
         raise PipelineError(f"{path}: {where} range needs both low and high")
+    interval = _interval(constraint)
+    if interval is None:
+        raise PipelineError(f"{path}: {where} takes a list of choices, not a range")
     low, high = spec["low"], spec["high"]
     if not (_is_type(low, float) and _is_type(high, float)) or not low < high:
         raise PipelineError(
             f"{path}: {where} needs numbers low < high, got low={low!r} high={high!r}"
         )
+    if interval.integer and not (_is_type(low, int) and _is_type(high, int)):
+        raise PipelineError(f"{path}: {where} is a whole number: low and high must be integers")
+    for end, value in (("low", low), ("high", high)):
+        if not interval.accepts(value):
+            raise PipelineError(
+                f"{path}: {where} {end} must be {interval.describe()}, got {value!r}"
+            )
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise PipelineError(f"{path}: {where} log must be true or false, got {log!r}")
     if log and low <= 0:
         raise PipelineError(f"{path}: {where} log scale needs low > 0, got {low!r}")
-    integer_keys = {k for k, t in _MODEL_TYPES.items() if t is int} | set(SPACE_EXTRAS)
-    if key in integer_keys:
-        if not (_is_type(low, int) and _is_type(high, int)):
-            raise PipelineError(f"{path}: {where} is a whole number: low and high must be integers")
-        if low < 1:
-            raise PipelineError(f"{path}: {where} low must be >= 1, got {low!r}")
-        integer = True
-    elif _MODEL_TYPES.get(key) is float:
-        integer = False
-    else:
-        raise PipelineError(f"{path}: {where} takes a list of choices, not a range")
     step = spec.get("step")
     if step is not None and (not _is_type(step, float) or step <= 0 or log):
         raise PipelineError(f"{path}: {where} step must be a positive number (and not with log)")
-    return Range(float(low), float(high), log=log, integer=integer, step=step)
+    return Range(float(low), float(high), log=log, integer=interval.integer, step=step)
+
+
+def _choice(constraint: Constraint, value: Any, path: Path, where: str) -> Any:
+    if not constraint.accepts(value):
+        raise PipelineError(
+            f"{path}: {where} choices must be {constraint.describe()}, got {value!r}"
+        )
+    return constraint.canonical(value)
+
+
+def _interval(constraint: Constraint) -> Interval | None:
+    """The numeric part of a constraint a range can be drawn from (batch_size: the ints)."""
+    if isinstance(constraint, Interval):
+        return constraint
+    if isinstance(constraint, Either):
+        return next((c for c in constraint.options if isinstance(c, Interval)), None)
+    return None
 
 
 # --- small checkers ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.experiment import EXPERIMENTS_DIR, Experiment, parse
+from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse
 from pipeline.files import DATE_PARTS, is_date_column, read_csv, write_text_atomic
 
 MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
@@ -192,6 +192,10 @@ def _render(
     dates: list[str],
     folds: int,
 ) -> str:
+    model = {"hidden_layer_sizes": [32], "activation": "sigmoid", "solver": "adam",
+             "learning_rate_init": 0.01, "alpha": 0.0001,
+             "batch_size": 64 if n_rows < 20_000 else 128, "max_iter": 150,
+             "n_iter_no_change": 10, "tol": 0.0001}
     parts = ", ".join((*DATE_PARTS, "hour"))
     dates_note = "".join(f"#   date {c}: used as numbers ({parts} where times vary)\n"
                          for c in dates)
@@ -215,17 +219,9 @@ metric = {_q(metric)}
 categorical = []
 
 [model]
-# Defaults for `pipeline train`; tuning overrides what [tune.space] names.
-hidden_layer_sizes = [32]
-activation = "sigmoid"
-solver = "adam"
-learning_rate_init = 0.01
-alpha = 0.0001
-batch_size = {64 if n_rows < 20_000 else 128}
-max_iter = 150
-n_iter_no_change = 10
-tol = 0.0001
-
+# Defaults for `pipeline train`; tuning overrides what [tune.space] names. Every key of the
+# network's hyperparameter table may be set (README: "Network parameters").
+{model_lines(model)}
 [cv]
 folds = {folds}{"  # the rarest class has only this many rows" if folds < FOLDS else ""}
 seed = 42

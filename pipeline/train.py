@@ -5,43 +5,19 @@ from __future__ import annotations
 import csv
 import tempfile
 import time
-import tomllib
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.experiment import parse_overrides
 from pipeline.metrics import METRICS
 from pipeline.tracking import make_tracker
 from pipeline.tune_progress import print_cv
 
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment
-
-
-def parse_overrides(exp: Experiment, overrides: list[str]) -> dict[str, Any]:
-    """`key=value` strings -> validated [model] values (TOML syntax: 0.01, [64, 32], "relu")."""
-    from pipeline.experiment import Model, _model_value
-
-    known = [f.name for f in fields(Model)]
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key, text = key.strip(), text.strip()
-        if not sep or not key:
-            raise PipelineError(f"--set {item!r}: expected key=value, e.g. learning_rate_init=0.01")
-        if key not in known:
-            raise PipelineError(
-                f"--set {key}: unknown [model] key (expected one of {', '.join(known)})"
-            )
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text  # a bare word such as relu
-        out[key] = _model_value(key, value, exp.path, f"--set {key}")
-    return out
 
 
 def train_once(

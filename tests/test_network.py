@@ -21,7 +21,7 @@ from pipeline.network import (
 from pipeline.network.core import Network
 from pipeline.network.losses import binary_loss_delta_, multiclass_loss_delta_
 from pipeline.network.optimizers import SGD, Adam
-from pipeline.network.training import History, TrainConfig, train
+from pipeline.network.training import History, TrainConfig, fit_loop
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -60,7 +60,7 @@ def test_regression_loss_matches_sklearn_on_identical_weights():
     mlp = MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", max_iter=2,
                        random_state=0).fit(X, y)
     ours = SigmoidNetworkRegressor(hidden_layer_sizes=(6,), activation="tanh", dtype="float64",
-                                   max_iter=1).fit(X, y)
+                                   max_iter=1, scale_target=False).fit(X, y)
     ours.coefs_, ours.intercepts_ = mlp.coefs_, mlp.intercepts_
     np.testing.assert_allclose(ours.predict(X), mlp.predict(X), rtol=1e-10)
     expected = 0.5 * np.mean((y - mlp.predict(X)) ** 2)  # sklearn's squared_loss, alpha=0
@@ -247,7 +247,8 @@ def test_on_epoch_receives_metrics_with_eval_set():
     rng = np.random.default_rng(0)
     Xr = rng.standard_normal((100, 2))
     yr = Xr.sum(axis=1)
-    reg = SigmoidNetworkRegressor(max_iter=3, early_stopping=True, random_state=0)
+    reg = SigmoidNetworkRegressor(max_iter=3, early_stopping=True, random_state=0,
+                                  scale_target=False)  # val_loss and val_error on one scale
     reg.fit(Xr, yr, eval_set=(Xr, yr), on_epoch=lambda e, m: reg_seen.append(m))
     assert set(reg_seen[0]) == {"train_loss", "val_loss", "val_error", "val_score"}
     rmse = np.sqrt(np.mean((reg.predict(Xr) - yr) ** 2))
@@ -298,7 +299,7 @@ def test_early_stopping_restores_the_best_weights():
     snapshots = []
     cfg = TrainConfig(solver="sgd", learning_rate_init=0.5, batch_size=16, max_iter=8,
                       early_stopping=True, n_iter_no_change=3)
-    h = train(net, X, Y, cfg, rng, val_score=lambda: next(scores),
+    h = fit_loop(net, X, Y, cfg, rng, val_score=lambda: next(scores),
               on_epoch=lambda e, m: snapshots.append(net.theta.copy()), history=History())
     assert h.validation_scores == [0.5, 0.9, 0.6, 0.7, 0.65, 0.6]  # 4 epochs without gain > 3
     assert h.best_validation_score == 0.9 and h.converged
@@ -359,6 +360,64 @@ def test_save_load_round_trip_regressor_float64(tmp_path):
     loaded = load_model(tmp_path / "reg.npz")
     assert np.array_equal(loaded.predict(X), reg.predict(X))
     assert loaded.coefs_[0].dtype == np.float64 and loaded.metadata_ == {}
+
+
+@pytest.mark.parametrize("n_classes", [0, 2, 3], ids=["regression", "binary", "multiclass"])
+def test_every_task_round_trips_and_predicts_in_the_targets_units(tmp_path, n_classes):
+    """A saved model alone (no pipeline around it) predicts what the fitted one did, and a
+    regressor's predictions are in y's units (it trained on the standardised target)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 3))
+    if n_classes:
+        y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 1 if n_classes == 3 else 0)
+        est = SigmoidNetworkClassifier(max_iter=20, random_state=0).fit(X, y)
+        outputs = est.predict_proba
+    else:
+        y = 50_000 + 20_000 * X[:, 0]  # house-price sized
+        est = SigmoidNetworkRegressor(max_iter=60, learning_rate_init=0.01,
+                                      random_state=0).fit(X, y)
+        outputs = est.predict
+        assert abs(est.predict(X).mean() - y.mean()) < 0.05 * y.std()
+        assert est.score(X, y) > 0.9
+    est.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert type(loaded) is type(est)
+    np.testing.assert_array_equal((loaded.predict_proba if n_classes else loaded.predict)(X),
+                                  outputs(X))
+
+
+def test_version_1_regressor_file_loads_with_its_target_scaling(tmp_path):
+    """Before format 2 the pipeline kept the regression target's scaling in the metadata."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2))
+    y = X.sum(axis=1)
+    reg = SigmoidNetworkRegressor(max_iter=5, scale_target=False, random_state=0).fit(X, y)
+    path = tmp_path / "old.npz"
+    reg.save(path, metadata={"target_mean": 100.0, "target_scale": 10.0})
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays["header"][()]))
+    for key in ("target_mean", "target_scale"):
+        del header[key]
+    header["format_version"] = 1
+    header["params"].pop("scale_target")
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+    old = load_model(path)
+    np.testing.assert_allclose(old.predict(X), reg.predict(X) * 10.0 + 100.0)
+
+
+def test_zero_hidden_layers_is_logistic_regression():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    y = (rng.random(400) < 1 / (1 + np.exp(-(X @ [1.5, -1.0] + 0.3)))).astype(int)
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=[], solver="sgd", batch_size=400,
+                                   learning_rate_init=0.5, max_iter=500, alpha=0.0, tol=0.0,
+                                   n_iter_no_change=500, dtype="float64", random_state=0)
+    clf.fit(X, y)  # full-batch gradient descent: converges to the maximum likelihood
+    assert clf.n_layers_ == 2 and clf.coefs_[0].shape == (2, 1)
+    ref = LogisticRegression(C=1e6).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-4)
 
 
 def _rewrite(path, **changes):
@@ -428,7 +487,8 @@ def test_training_curve_matches_sklearn_from_identical_initial_weights(solver, t
     expected = ref.loss_curve_[-6:]
 
     monkeypatch.setattr(Network, "init", lambda self, rng: self.set_params(W0, b0))
-    ours = ours_cls(max_iter=6, dtype="float64", **kw).fit(X, y)
+    unscaled = {"scale_target": False} if task == "regression" else {}  # MLPRegressor's scale
+    ours = ours_cls(max_iter=6, dtype="float64", **kw, **unscaled).fit(X, y)
     np.testing.assert_allclose(ours.loss_curve_, expected, rtol=1e-9)
     for W_ours, W_ref in zip(ours.coefs_, ref.coefs_, strict=True):
         np.testing.assert_allclose(W_ours, W_ref, rtol=1e-8, atol=1e-12)

@@ -5,15 +5,19 @@
     clf.save("model.npz", metadata={"fingerprint": "..."})
     clf = load_model("model.npz")
 
-Modules: ``activations`` and ``losses`` (lookup tables), ``optimizers`` (``step(params, grads)``),
+Modules: ``params`` (the hyperparameter table: names, defaults, constraints, meanings),
+``activations`` and ``losses`` (lookup tables), ``optimizers`` (``step(params, grads)``),
 ``core`` (forward / backward on preallocated buffers), ``training`` (the fit loop),
-``estimators`` (the scikit-learn wrappers), ``io`` (.npz save / load), ``gradcheck``.
-Nothing here imports the rest of ``pipeline``.
+``estimators`` (the scikit-learn wrappers, their save / load), ``io`` (the .npz + JSON codec),
+``gradcheck``. Nothing here imports the rest of ``pipeline``.
+
+The estimators are imported on first use (PEP 562): they pull in scikit-learn (~1 s), which the
+experiment-file checks that read ``params`` do not need.
 """
 
+from typing import Any
+
 from .errors import DivergenceError, ModelFileError
-from .estimators import SigmoidNetworkClassifier, SigmoidNetworkRegressor
-from .io import load_model
 
 __all__ = [
     "DivergenceError",
@@ -22,3 +26,11 @@ __all__ = [
     "SigmoidNetworkRegressor",
     "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SigmoidNetworkClassifier", "SigmoidNetworkRegressor", "load_model"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

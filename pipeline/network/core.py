@@ -1,4 +1,4 @@
-"""The network itself: parameters, forward pass, and backpropagation on preallocated buffers.
+"""The network itself: parameters, forward pass and backpropagation on preallocated buffers.
 
 Layout. All parameters live in one flat vector ``theta`` = [W_0, ..., W_{L-1}, b_0, ..., b_{L-1}]
 (coefficients first, like scikit-learn's ``_pack``), and ``W[i]`` / ``b[i]`` are reshaped views of
@@ -7,9 +7,10 @@ contiguous coefficient block ``theta[:n_coef]`` only.
 
 Speed. Training runs ~4 small GEMMs per layer per batch; at batch 256 the per-call overhead of
 NumPy matters as much as the FLOPs. So ``Workspace`` owns every buffer a batch needs
-(activations ``A``, deltas ``D``, scratch ``T``) and a step allocates nothing: ``np.matmul(...,
-out=)``, in-place ufuncs, ``A.T @ D`` for weight gradients and a ones-vector GEMV for bias
-gradients (faster here than ``sum(axis=0)``).
+(activations ``A``, deltas ``D``, scratch ``T``) and a step allocates nothing: ``np.dot(...,
+out=)`` (the same BLAS call as matmul, half the dispatch overhead on small matrices), in-place
+ufuncs, ``A.T @ D`` for weight gradients and a ones-vector GEMV for bias gradients (faster here
+than ``sum(axis=0)``). Prediction runs the same ``forward`` on blocks of rows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ PREDICT_CHUNK = 8192  # rows per forward block at predict time: bounded memory, 
 
 
 class Network:
-    """A fully connected network: ``sizes[0]`` inputs -> hidden layers -> ``sizes[-1]`` outputs."""
+    """A fully connected network: ``sizes[0]`` inputs -> hidden layers -> ``sizes[-1]`` outputs.
+
+    With ``sizes = [n_in, n_out]`` (no hidden layer) it is a linear model: logistic, softmax or
+    linear regression, trained by the same code.
+    """
 
     def __init__(self, sizes: Sequence[int], activation: str, task: str,
                  dtype: np.dtype | str = np.float32) -> None:
@@ -66,23 +71,67 @@ class Network:
             self.W[i][...] = coefs[i]
             self.b[i][...] = intercepts[i]
 
+    # ---------------------------------------------------------------- the chain rule
+    def forward(self, ws: Workspace, m: int) -> None:
+        """A[i+1] = act(A[i] @ W[i] + b[i]) on the first m rows of ws.X; A[L] keeps the logits."""
+        A = ws.views(m)[0]
+        act, last = ACTIVATE[self.activation], self.n_layers - 1
+        for i in range(self.n_layers):
+            np.dot(A[i], self.W[i], out=A[i + 1])  # (m, n_{i+1})
+            A[i + 1] += self.b[i]
+            if i < last:
+                act(A[i + 1])
+
+    def backward(self, ws: Workspace, m: int) -> None:
+        """From D[L] = d loss / d Z_out, fill ``grad``, output layer to input layer:
+
+        gW[i] = A[i].T @ D[i+1];  gb[i] = sum over rows of D[i+1];
+        D[i]  = (D[i+1] @ W[i].T) * act'(A[i])
+        """
+        A, D, T, _, ones = ws.views(m)
+        act_grad = DERIVATIVE[self.activation]
+        for i in range(self.n_layers - 1, -1, -1):
+            np.dot(A[i].T, D[i + 1], out=self.gW[i])  # (n_i, n_{i+1})
+            np.dot(ones, D[i + 1], out=self.gb[i])  # column sums, (n_{i+1},)
+            if i > 0:
+                _times_transpose(D[i + 1], self.W[i], out=D[i])  # (m, n_i)
+                act_grad(D[i], A[i], T[i])
+
+    def loss_and_grad(self, ws: Workspace, m: int, alpha: float) -> float:
+        """Forward, loss, backward on the first m rows held in the workspace (ws.X, ws.Y).
+
+        Returns the batch loss (mean data loss + alpha ||W||^2 / (2 m), scikit-learn's per-batch
+        formula) and leaves d loss / d theta in ``self.grad``.
+        """
+        A, D, T, Y, _ = ws.views(m)
+        L = self.n_layers
+        self.forward(ws, m)
+        loss = LOSS_DELTA[self.task](A[L], Y, D[L], T[L]) / m  # D[L] = (P - Y) / m
+        self.backward(ws, m)
+        if alpha > 0.0:
+            loss += self._l2(ws.coef_tmp, m, alpha)
+        return loss
+
+    def _l2(self, tmp: np.ndarray, m: int, alpha: float) -> float:
+        """Adds alpha W / m to the coefficient gradients (not the biases, as scikit-learn);
+        returns the penalty alpha ||W||^2 / (2 m)."""
+        W_flat, gW_flat = self.theta[:self.n_coef], self.grad[:self.n_coef]
+        np.multiply(W_flat, alpha / m, out=tmp)
+        gW_flat += tmp
+        return 0.5 * alpha * float(np.dot(W_flat, W_flat)) / m
+
     # ---------------------------------------------------------------- inference (allocates)
     def logits(self, X: np.ndarray) -> np.ndarray:
-        """Output-layer pre-activations Z_out, (n, sizes[-1]), computed in blocks of rows."""
+        """Output-layer pre-activations Z_out, (n, sizes[-1]): ``forward`` on blocks of rows."""
         n = X.shape[0]
         out = np.empty((n, self.sizes[-1]), self.dtype)
-        act = ACTIVATE[self.activation]
-        last = self.n_layers - 1
+        ws = Workspace(self, min(n, PREDICT_CHUNK), self.sizes[-1], inference=True)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             for start in range(0, n, PREDICT_CHUNK):
-                A = np.asarray(X[start:start + PREDICT_CHUNK], dtype=self.dtype)
-                for i in range(self.n_layers):
-                    Z = A @ self.W[i]  # (rows, n_{i+1})
-                    Z += self.b[i]
-                    if i < last:
-                        act(Z)
-                    A = Z
-                out[start:start + A.shape[0]] = A
+                m = min(PREDICT_CHUNK, n - start)
+                ws.X[:m] = X[start:start + m]
+                self.forward(ws, m)
+                out[start:start + m] = ws.A[-1][:m]
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -90,49 +139,6 @@ class Network:
         Z = self.logits(X)
         output_(self.task, Z)
         return Z
-
-    # ---------------------------------------------------------------- training (no allocation)
-    def loss_and_grad(self, ws: Workspace, m: int, alpha: float) -> float:
-        """Forward + backward on the first m rows held in the workspace (ws.X, ws.Y).
-
-        Returns the batch loss (mean data loss + alpha ||W||^2 / (2 m), scikit-learn's per-batch
-        formula) and leaves d loss / d theta in ``self.grad``. ``np.dot(..., out=)`` rather than
-        ``np.matmul``: same BLAS call, half the dispatch overhead on these small matrices.
-        """
-        A, D, T, Y, ones = ws.views(m)
-        W, b, gW, gb = self.W, self.b, self.gW, self.gb
-        L = self.n_layers
-        act, act_grad = ACTIVATE[self.activation], DERIVATIVE[self.activation]
-        dot = np.dot
-
-        # forward: A[i+1] = act(A[i] @ W[i] + b[i]); the output layer keeps its logits
-        for i in range(L):
-            dot(A[i], W[i], out=A[i + 1])  # (m, n_{i+1})
-            A[i + 1] += b[i]
-            if i < L - 1:
-                act(A[i + 1])
-
-        # output: D[L] = d loss / d Z_out = (P - Y) / m
-        loss = LOSS_DELTA[self.task](A[L], Y, D[L], T[L]) / m
-
-        # backward: gW[i] = A[i].T @ D[i+1];  D[i] = (D[i+1] @ W[i].T) * act'(A[i])
-        for i in range(L - 1, -1, -1):
-            dot(A[i].T, D[i + 1], out=gW[i])  # (n_i, n_{i+1})
-            dot(ones, D[i + 1], out=gb[i])  # column sums, (n_{i+1},)
-            if i == 0:
-                break
-            if W[i].shape[1] == 1:  # an outer product: broadcasting beats a degenerate GEMM
-                np.multiply(D[i + 1], W[i].T, out=D[i])
-            else:
-                dot(D[i + 1], W[i].T, out=D[i])  # (m, n_i)
-            act_grad(D[i], A[i], T[i])
-
-        if alpha > 0.0:  # L2 on coefficients only, as scikit-learn
-            W_flat, gW_flat = self.theta[:self.n_coef], self.grad[:self.n_coef]
-            loss += 0.5 * alpha * float(dot(W_flat, W_flat)) / m
-            np.multiply(W_flat, alpha / m, out=ws.coef_tmp)
-            gW_flat += ws.coef_tmp
-        return loss
 
     def loss(self, X: np.ndarray, Y: np.ndarray, alpha: float = 0.0) -> float:
         """Full-batch loss (with the L2 term); also leaves the full-batch gradient in ``grad``."""
@@ -142,23 +148,39 @@ class Network:
         return self.loss_and_grad(ws, X.shape[0], alpha)
 
 
+def _times_transpose(D: np.ndarray, W: np.ndarray, out: np.ndarray) -> None:
+    """out <- D @ W.T. With one output unit that is an outer product, where broadcasting
+    beats a degenerate GEMM."""
+    if W.shape[1] == 1:
+        np.multiply(D, W.T, out=out)
+    else:
+        np.dot(D, W.T, out=out)
+
+
 class Workspace:
-    """Every buffer one training step needs, for batches of up to ``batch_size`` rows.
+    """Every buffer one step needs, for batches of up to ``batch_size`` rows.
 
     ``views(m)`` returns row-prefix views for a batch of m rows (cached: there are only ever two
     sizes, the full batch and the last, shorter one). Row prefixes of C-contiguous buffers are
-    contiguous, so BLAS and ufuncs see plain dense arrays.
+    contiguous, so BLAS and ufuncs see plain dense arrays. ``inference`` workspaces hold the
+    forward buffers only.
     """
 
-    def __init__(self, net: Network, batch_size: int, n_targets: int) -> None:
-        dt, B = net.dtype, batch_size
+    def __init__(self, net: Network, batch_size: int, n_targets: int,
+                 inference: bool = False) -> None:
+        dt, B = net.dtype, max(1, batch_size)
         self.X = np.empty((B, net.sizes[0]), dt)  # the gathered input batch
-        self.Y = np.empty((B, n_targets), dt)
         self.A = [self.X] + [np.empty((B, n), dt) for n in net.sizes[1:]]
-        self.D = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
-        self.T = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
-        self.ones = np.ones(B, dt)
-        self.coef_tmp = np.empty(net.n_coef, dt)
+        if inference:
+            self.Y = self.ones = self.coef_tmp = np.empty(0, dt)
+            self.D = self.T = [None] * len(self.A)
+        else:
+            self.Y = np.empty((B, n_targets), dt)
+            self.D = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
+            self.T = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
+            self.ones = np.ones(B, dt)
+            self.coef_tmp = np.empty(net.n_coef, dt)
+            self.last_good = np.empty_like(net.theta)  # weights at the start of an epoch
         self._views: dict[int, tuple] = {}
 
     def views(self, m: int) -> tuple[list, list, list, np.ndarray, np.ndarray]:

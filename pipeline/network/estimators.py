@@ -1,8 +1,9 @@
 """scikit-learn estimators around the NumPy network: validation, label encoding, fitted state.
 
-The math lives in ``core`` / ``training`` (NumPy only). This module is the only one that imports
-scikit-learn, and only its base classes and input-validation helpers, so the estimators pass
-``check_estimator`` and drop in wherever ``MLPClassifier`` / ``MLPRegressor`` do.
+The math lives in ``core`` / ``training`` (NumPy only). This module imports scikit-learn's base
+classes and input-validation helpers, so the estimators pass ``check_estimator`` and drop in
+wherever ``MLPClassifier`` / ``MLPRegressor`` do. Their parameters, defaults and constraints are
+the hyperparameter table's (``params.PARAMS``).
 
 Threads: training holds BLAS to one thread (threadpoolctl, a scikit-learn dependency). Our GEMMs
 are small (batch x width x width), so a second thread gains little, while on a busy machine
@@ -13,10 +14,11 @@ machine's thread settings, so ``random_state`` alone fixes them bit for bit.
 
 from __future__ import annotations
 
-import numbers
+import inspect
+import math
+import os
 import warnings
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,19 +27,43 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from .activations import canonical
+from . import io
 from .core import Network
-from .losses import OUT_ACTIVATION, data_loss, output_
-from .training import EpochCallback, History, TrainConfig, train, validation_split
+from .errors import ModelFileError
+from .losses import OUT_ACTIVATION, TASKS, data_loss, output_
+from .params import BY_NAME, DEFAULTS, PARAMS, TRAINING_PARAMS, validate, validate_all
+from .training import EpochCallback, History, TrainConfig, fit_loop, validation_split
 
 _FLOATS = (np.float64, np.float32)
+CLASSIFIER_PARAMS = tuple(p.name for p in PARAMS if not p.regressor_only)
+REGRESSOR_PARAMS = tuple(p.name for p in PARAMS)
 
 
-def _one_blas_thread() -> AbstractContextManager:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with scikit-learn
-        return nullcontext()
+def table_init(names: tuple[str, ...]) -> Callable[..., None]:
+    """An ``__init__`` taking the named hyperparameters as keywords, defaults from the table.
+
+    Its signature lists every parameter explicitly, which is what scikit-learn's ``get_params``
+    and ``clone`` read; like every scikit-learn ``__init__`` it only stores the values.
+    """
+
+    def __init__(self: Any, **params: Any) -> None:
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
+                            f"{', '.join(unknown)}")
+        for name in names:
+            setattr(self, name, params.get(name, DEFAULTS[name]))
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = inspect.Signature([self_param] + [  # type: ignore[attr-defined]
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=DEFAULTS[n]) for n in names
+    ])
+    return __init__
+
+
+def _one_blas_thread() -> Any:
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -46,9 +72,7 @@ def _make_rng(random_state: Any) -> np.random.Generator:
         return random_state
     if isinstance(random_state, np.random.RandomState):  # sklearn-style: draw a seed from it
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
-    if random_state is None or isinstance(random_state, numbers.Integral):
-        return np.random.default_rng(random_state)
-    raise ValueError(f"random_state must be None, an int or a RandomState; got {random_state!r}")
+    return np.random.default_rng(random_state)
 
 
 def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -63,117 +87,26 @@ def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 class _BaseSigmoidNetwork(BaseEstimator):
-    """Shared constructor, parameter checks, fit loop wiring and fitted state."""
+    """Shared parameter checks, fit loop wiring, fitted state and its save / load."""
 
-    _task: str  # set in _encode_y: "binary" | "multiclass" | "regression"
+    _task: str  # "binary" | "multiclass" | "regression", set by _encode_y or from a file
 
-    def __init__(
-        self,
-        hidden_layer_sizes: int | Iterable[int] = (32,),
-        activation: str = "sigmoid",
-        solver: str = "adam",
-        alpha: float = 1e-4,
-        batch_size: int | str = 64,
-        learning_rate_init: float = 1e-3,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        dtype: str = "float32",
-        verbose: bool = False,
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.verbose = verbose
+    # ------------------------------------------------------------------ parameters
+    def _params(self) -> dict[str, Any]:
+        """Every hyperparameter, validated against the table and canonical."""
+        return validate_all(self.get_params())
 
-    # ------------------------------------------------------------------ parameter checks
-    def _hidden_sizes(self) -> list[int]:
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
-        if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers; got {sizes}")
-        return [int(s) for s in sizes]
-
-    def _np_dtype(self) -> np.dtype:
-        try:
-            dt = np.dtype(self.dtype)
-        except TypeError:
-            dt = None
-        if dt not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
-        return dt
-
-    def _config(self, n_samples: int) -> TrainConfig:
-        def check(name: str, ok: bool, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-
-        def real(v: Any) -> bool:
-            return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-        def integer(v: Any) -> bool:
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        check("solver", self.solver in ("sgd", "adam"), "'sgd' or 'adam'")
-        check("alpha", real(self.alpha) and self.alpha >= 0, "a float >= 0")
-        check("learning_rate_init", real(self.learning_rate_init)
-              and self.learning_rate_init > 0, "a float > 0")
-        check("max_iter", integer(self.max_iter) and self.max_iter >= 1, "an int >= 1")
-        check("tol", real(self.tol) and self.tol >= 0, "a float >= 0")
-        check("momentum", real(self.momentum) and 0 <= self.momentum <= 1, "in [0, 1]")
-        check("validation_fraction", real(self.validation_fraction)
-              and 0 < self.validation_fraction < 1, "in (0, 1)")
-        check("n_iter_no_change", integer(self.n_iter_no_change) and self.n_iter_no_change >= 1,
-              "an int >= 1")
-        for name in ("beta_1", "beta_2"):
-            check(name, real(getattr(self, name)) and 0 <= getattr(self, name) < 1, "in [0, 1)")
-        check("epsilon", real(self.epsilon) and self.epsilon > 0, "a float > 0")
-        if isinstance(self.batch_size, str) and self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            check("batch_size", integer(self.batch_size) and self.batch_size >= 1,
-                  "'auto' or an int >= 1")
-            batch_size = min(int(self.batch_size), n_samples)  # clipped, as scikit-learn
-        return TrainConfig(
-            solver=self.solver, alpha=float(self.alpha), batch_size=batch_size,
-            learning_rate_init=float(self.learning_rate_init), max_iter=int(self.max_iter),
-            shuffle=bool(self.shuffle), tol=float(self.tol), momentum=float(self.momentum),
-            nesterovs_momentum=bool(self.nesterovs_momentum),
-            early_stopping=bool(self.early_stopping),
-            n_iter_no_change=int(self.n_iter_no_change), beta_1=float(self.beta_1),
-            beta_2=float(self.beta_2), epsilon=float(self.epsilon), verbose=bool(self.verbose),
-        )
+    def _config(self, p: dict[str, Any], n_samples: int) -> TrainConfig:
+        batch = p["batch_size"]
+        batch = min(200, n_samples) if batch == "auto" else min(batch, n_samples)  # as sklearn
+        return TrainConfig(**{name: p[name] for name in TRAINING_PARAMS}
+                           | {"batch_size": batch})
 
     # ------------------------------------------------------------------ task-specific hooks
     def _validate_y(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _encode_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def _encode_y(self, y: np.ndarray, dtype: np.dtype, p: dict[str, Any]) -> np.ndarray:
         """Fit-time target encoding -> (n, n_outputs) float array; sets ``_task``."""
         raise NotImplementedError
 
@@ -186,7 +119,15 @@ class _BaseSigmoidNetwork(BaseEstimator):
         raise NotImplementedError
 
     def _error(self, P: np.ndarray, Y: np.ndarray) -> float:
-        """Reported error: 1 - accuracy (classifiers), RMSE (regressors)."""
+        """Reported error: 1 - accuracy (classifiers), RMSE in y's units (regressors)."""
+        raise NotImplementedError
+
+    def _task_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(header fields, arrays) that the task adds to a model file."""
+        raise NotImplementedError
+
+    def _restore_task_state(self, h: dict[str, Any], arrays: dict[str, np.ndarray],
+                            sizes: list[int], bad: Callable[[str], ModelFileError]) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fit / predict
@@ -205,42 +146,33 @@ class _BaseSigmoidNetwork(BaseEstimator):
         ``on_epoch`` propagates unchanged and leaves the weights reached so far in place.
         """
         X, y = self._validate_y(X, y)
-        activation = canonical(self.activation)
-        sizes_hidden = self._hidden_sizes()
-        dt = self._np_dtype()
-        cfg = self._config(X.shape[0])
-        rng = _make_rng(self.random_state)
-
+        p = self._params()
+        dt = np.dtype(p["dtype"])
+        cfg = self._config(p, X.shape[0])
+        rng = _make_rng(p["random_state"])
         Xd = np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (float64 -> float32)
-        Y = self._encode_y(y, dt)
+        Y = self._encode_y(y, dt, p)
         codes = self.__dict__.pop("_y_codes", None)  # class codes, fit-time only
-        net = Network([X.shape[1], *sizes_hidden, Y.shape[1]], activation, self._task, dt)
+        net = Network([X.shape[1], *p["hidden_layer_sizes"], Y.shape[1]], p["activation"],
+                      self._task, dt)
         net.init(rng)
 
         train_idx, val_score = None, None
         if cfg.early_stopping:
             # stratified by class for classifiers (codes is None for regression)
-            train_idx, val_idx = validation_split(codes, X.shape[0], self.validation_fraction, rng)
+            train_idx, val_idx = validation_split(codes, X.shape[0], p["validation_fraction"],
+                                                  rng)
             Xv, Yv = Xd[val_idx], Y[val_idx]
 
             def val_score() -> float:
                 return self._score_outputs(net.predict(Xv), Yv)
 
-        eval_metrics = None
-        if eval_set is not None:
-            Xe, Ye = self._check_eval_set(eval_set, dt, Y.shape[1])
-
-            def eval_metrics() -> dict[str, float]:
-                Z = net.logits(Xe).astype(np.float64)
-                val_loss = data_loss(self._task, Z, Ye.astype(np.float64))
-                output_(self._task, Z)  # logits -> probabilities / values, in place
-                return {"val_loss": val_loss, "val_error": self._error(Z, Ye)}
-
+        eval_metrics = None if eval_set is None else self._eval_metrics(net, eval_set, dt, Y)
         history = History()
         try:
             with _one_blas_thread():
-                train(net, Xd, Y, cfg, rng, train_idx=train_idx, val_score=val_score,
-                      eval_metrics=eval_metrics, on_epoch=on_epoch, history=history)
+                fit_loop(net, Xd, Y, cfg, rng, train_idx=train_idx, val_score=val_score,
+                         eval_metrics=eval_metrics, on_epoch=on_epoch, history=history)
         finally:  # publish whatever was reached, so the estimator stays usable after an error
             self._publish(net, history)
         if not history.converged and history.n_iter == cfg.max_iter:
@@ -252,9 +184,9 @@ class _BaseSigmoidNetwork(BaseEstimator):
             )
         return self
 
-    def _check_eval_set(
-        self, eval_set: Any, dt: np.dtype, n_outputs: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _eval_metrics(self, net: Network, eval_set: Any, dt: np.dtype,
+                      Y: np.ndarray) -> Callable[[], dict[str, float]]:
+        """Per-epoch ``val_loss`` (the training loss's scale) and ``val_error`` on eval_set."""
         try:
             Xe, ye = eval_set
         except (TypeError, ValueError):
@@ -266,11 +198,20 @@ class _BaseSigmoidNetwork(BaseEstimator):
         Ye = self._transform_y(np.asarray(ye), dt)
         if Ye.shape[0] != Xe.shape[0]:
             raise ValueError(f"eval_set has {Xe.shape[0]} rows in X but {Ye.shape[0]} in y")
-        if Ye.shape[1] != n_outputs:
-            raise ValueError(f"eval_set y has {Ye.shape[1]} outputs; expected {n_outputs}")
-        return np.ascontiguousarray(Xe, dtype=dt), Ye
+        if Ye.shape[1] != Y.shape[1]:
+            raise ValueError(f"eval_set y has {Ye.shape[1]} outputs; expected {Y.shape[1]}")
+        Xe, Ye64 = np.ascontiguousarray(Xe, dtype=dt), Ye.astype(np.float64)
+
+        def eval_metrics() -> dict[str, float]:
+            Z = net.logits(Xe).astype(np.float64)
+            val_loss = data_loss(self._task, Z, Ye64)
+            output_(self._task, Z)  # logits -> probabilities / values, in place
+            return {"val_loss": val_loss, "val_error": self._error(Z, Ye64)}
+
+        return eval_metrics
 
     def _publish(self, net: Network, h: History) -> None:
+        """The fitted attributes, from a network and its training history (fit and load)."""
         self.coefs_ = [W.copy() for W in net.W]
         self.intercepts_ = [b.copy() for b in net.b]
         self.loss_curve_ = list(h.loss_curve)
@@ -288,7 +229,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
         """A network holding the current ``coefs_`` / ``intercepts_`` (edits are honoured)."""
         check_is_fitted(self)
         sizes = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
-        net = Network(sizes, canonical(self.activation), self._task, dtype)
+        net = Network(sizes, validate("activation", self.activation), self._task, dtype)
         net.set_params(self.coefs_, self.intercepts_)
         return net
 
@@ -302,11 +243,113 @@ class _BaseSigmoidNetwork(BaseEstimator):
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         return net.predict(X)
 
-    def save(self, path: Any, metadata: dict | None = None) -> None:
-        """Write weights + a JSON header to ``path`` (.npz); see ``pipeline.network.io``."""
-        from .io import save_model
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
+        """Write weights + a JSON header to ``path`` (.npz, atomically); ``load_model`` reads it."""
+        if not hasattr(self, "coefs_"):
+            raise ValueError(f"cannot save an unfitted {type(self).__name__}; call fit first")
+        arrays: dict[str, np.ndarray] = {}
+        for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
+            arrays[f"W_{i}"], arrays[f"b_{i}"] = np.asarray(W), np.asarray(b)
+        task_header, task_arrays = self._task_state()
+        names = getattr(self, "feature_names_in_", None)
+        header = {
+            "estimator": type(self).__name__,
+            "task": self._task,
+            "layer_sizes": [int(self.coefs_[0].shape[0])] + [int(W.shape[1]) for W in self.coefs_],
+            "activation": validate("activation", self.activation),
+            "out_activation": OUT_ACTIVATION[self._task],
+            "dtype": str(np.dtype(self.dtype)),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": None if names is None else [str(n) for n in names],
+            "params": _json_safe_params(self.get_params()),
+            "n_iter": int(self.n_iter_),
+            "loss_curve": [float(v) for v in self.loss_curve_],
+            "validation_scores": self.validation_scores_,
+            "best_loss": self.best_loss_,
+            **task_header,
+            "metadata": metadata or {},
+        }
+        io.write(path, header, {**arrays, **task_arrays})
 
-        save_model(self, path, metadata)
+    @classmethod
+    def _from_state(cls, h: dict[str, Any], arrays: dict[str, np.ndarray],
+                    path: str | os.PathLike) -> _BaseSigmoidNetwork:
+        """The one way to build a fitted estimator from a saved header and arrays."""
+        def bad(what: str) -> ModelFileError:
+            return io.bad_file(path, what)
+
+        try:
+            task, sizes, dtype = h["task"], [int(s) for s in h["layer_sizes"]], np.dtype(h["dtype"])
+            activation = validate("activation", h["activation"])
+            params, n_iter = dict(h["params"]), int(h["n_iter"])
+            loss_curve = [float(v) for v in h["loss_curve"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"header field missing or invalid ({type(e).__name__}: {e})") from None
+        if task not in TASKS or task not in cls._tasks:
+            raise bad(f"task {task!r} does not fit estimator {cls.__name__}")
+        if len(sizes) < 2 or min(sizes) < 1 or dtype not in _FLOATS:
+            raise bad(f"invalid layer_sizes {sizes} or dtype {dtype}")
+        if not all(math.isfinite(v) for v in loss_curve):
+            raise bad("loss_curve holds non-finite values")
+        known = set(cls._get_param_names())
+        params = {k: math.inf if v == "inf" else v for k, v in params.items() if k in known}
+        try:
+            est = cls(**params)
+        except TypeError as e:
+            raise bad(f"invalid params in header ({e})") from None
+        est.hidden_layer_sizes, est.activation = tuple(sizes[1:-1]), activation
+        est.dtype = str(dtype)
+        est._task = task
+        est._restore_task_state(h, arrays, sizes, bad)
+        net = Network(sizes, activation, task, dtype)
+        net.set_params(*_weights(arrays, sizes, bad))
+        scores = h.get("validation_scores")
+        est._publish(net, History(loss_curve, scores, h.get("best_loss"),
+                                  max(scores) if scores else None, n_iter))
+        est.n_features_in_ = sizes[0]
+        if h.get("feature_names_in"):
+            est.feature_names_in_ = np.asarray(h["feature_names_in"], dtype=object)
+        est.metadata_ = h.get("metadata") or {}
+        return est
+
+
+def _weights(arrays: dict[str, np.ndarray], sizes: list[int],
+             bad: Callable[[str], ModelFileError]) -> tuple[list, list]:
+    """(coefs, intercepts) checked against the header's layer sizes."""
+    coefs, intercepts = [], []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for name, shape, store in ((f"W_{i}", (fan_in, fan_out), coefs),
+                                   (f"b_{i}", (fan_out,), intercepts)):
+            if name not in arrays:
+                raise bad(f"array {name!r} is missing")
+            a = arrays[name]
+            if a.shape != shape or a.dtype.kind != "f":
+                raise bad(f"array {name!r} has shape {a.shape} / dtype {a.dtype}; "
+                          f"the header says {shape}")
+            if not np.isfinite(a).all():
+                raise bad(f"array {name!r} holds NaN or infinite weights")
+            store.append(a)
+    if f"W_{len(sizes) - 1}" in arrays:
+        raise bad(f"more weight arrays than the {len(sizes) - 1} layers in the header")
+    return coefs, intercepts
+
+
+def _json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "hidden_layer_sizes":
+            value = list(BY_NAME[key].validate(value))
+        if key == "random_state" and not (value is None or isinstance(value, int)):
+            value = None  # a RandomState / Generator object has no faithful JSON form
+        if key == "dtype":
+            value = str(np.dtype(value))
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)  # n_iter_no_change = inf: JSON has no inf
+        out[key] = value
+    return out
 
 
 class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
@@ -315,12 +358,15 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
     Two classes: one sigmoid output + log-loss; more: softmax + cross-entropy.
     """
 
+    __init__ = table_init(CLASSIFIER_PARAMS)
+    _tasks = ("binary", "multiclass")
+
     def _validate_y(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, dtype=_FLOATS)
         check_classification_targets(y)
         return X, y
 
-    def _encode_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def _encode_y(self, y: np.ndarray, dtype: np.dtype, p: dict[str, Any]) -> np.ndarray:
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
@@ -356,6 +402,28 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
     def _error(self, P: np.ndarray, Y: np.ndarray) -> float:
         return 1.0 - self._score_outputs(P, Y)
 
+    def _task_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        cls = np.asarray(self.classes_)
+        if cls.dtype == object:  # e.g. strings from pandas: store as a unicode array
+            if not all(isinstance(c, str) for c in cls):
+                raise ValueError("classes_ of mixed / object types cannot be saved without pickle")
+            cls = cls.astype(str)
+        if cls.dtype.kind not in "biufU":
+            raise ValueError(f"classes_ of dtype {cls.dtype} cannot be saved without pickle")
+        return {"classes": cls.tolist()}, {"classes": cls}
+
+    def _restore_task_state(self, h: dict[str, Any], arrays: dict[str, np.ndarray],
+                            sizes: list[int], bad: Callable[[str], ModelFileError]) -> None:
+        if "classes" not in arrays:
+            raise bad("classifier file has no 'classes' array")
+        classes = arrays["classes"]
+        n_out = 1 if len(classes) == 2 else len(classes)
+        want_task = "binary" if len(classes) == 2 else "multiclass"
+        if len(classes) < 2 or sizes[-1] != n_out or self._task != want_task:
+            raise bad(f"{len(classes)} classes do not match {sizes[-1]} outputs / "
+                      f"task {self._task!r}")
+        self.classes_ = classes
+
     def predict(self, X: Any) -> np.ndarray:
         """Class labels, (n,)."""
         codes = self._codes(self._outputs(X))
@@ -374,9 +442,15 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
 class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
     """Multilayer sigmoid network regressor: identity output + half squared error.
 
-    Multi-output y is allowed; the loss is averaged over outputs as well as rows (as
-    scikit-learn reports it), and the gradient is that loss's exact gradient.
+    With ``scale_target`` (the default) it trains on (y - mean) / std of its training rows and
+    predicts in y's units: the network starts with outputs near 0 and steps of about the learning
+    rate, so a target like a house price (~1e5) is out of its reach otherwise. Losses are on the
+    training scale; ``val_error`` (RMSE) is in y's units. ``scale_target=False`` is scikit-learn's
+    MLPRegressor. Multi-output y is allowed; the loss is averaged over outputs as well as rows.
     """
+
+    __init__ = table_init(REGRESSOR_PARAMS)
+    _tasks = ("regression",)
 
     def _validate_y(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, y_numeric=True)
@@ -384,25 +458,75 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
             y = column_or_1d(y, warn=True)
         return X, y
 
-    def _encode_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def _encode_y(self, y: np.ndarray, dtype: np.dtype, p: dict[str, Any]) -> np.ndarray:
         self._task = "regression"
-        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
+        Y = np.asarray(y, dtype=np.float64).reshape(y.shape[0], -1)
+        if p["scale_target"]:
+            self.target_mean_ = Y.mean(axis=0)
+            scale = Y.std(axis=0)
+            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        else:
+            self.target_mean_, self.target_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        return self._transform_y(Y, dtype)
 
     def _transform_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        return np.asarray(y, dtype=dtype).reshape(len(y), -1)
+        Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        return np.ascontiguousarray((Y - self.target_mean_) / self.target_scale_, dtype=dtype)
+
+    def _in_units(self, P: np.ndarray) -> np.ndarray:
+        return P * self.target_scale_ + self.target_mean_
 
     def _score_outputs(self, P: np.ndarray, Y: np.ndarray) -> float:
         return _r2(Y.astype(np.float64), P.astype(np.float64))
 
     def _error(self, P: np.ndarray, Y: np.ndarray) -> float:
-        return float(np.sqrt(np.mean((P.astype(np.float64) - Y) ** 2)))
+        diff = self._in_units(P.astype(np.float64)) - self._in_units(Y.astype(np.float64))
+        return float(np.sqrt(np.mean(diff**2)))
+
+    def _task_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"target_mean": [float(v) for v in self.target_mean_],
+                "target_scale": [float(v) for v in self.target_scale_]}, {}
+
+    def _restore_task_state(self, h: dict[str, Any], arrays: dict[str, np.ndarray],
+                            sizes: list[int], bad: Callable[[str], ModelFileError]) -> None:
+        k = sizes[-1]
+        if "target_mean" in h:
+            mean, scale = h["target_mean"], h["target_scale"]
+        else:  # format 1: pipeline regressors kept their scaling in the metadata
+            meta = h.get("metadata") or {}
+            mean = [meta.get("target_mean", 0.0)] * k
+            scale = [meta.get("target_scale", 1.0)] * k
+        try:
+            mean, scale = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise bad("target_mean / target_scale are not numbers") from None
+        if mean.shape != (k,) or scale.shape != (k,) or not (np.isfinite(mean).all()
+                                                             and (scale > 0).all()):
+            raise bad(f"target_mean / target_scale must be {k} finite numbers (scale > 0)")
+        self.target_mean_, self.target_scale_ = mean, scale
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted values, (n,) for a single output, else (n, n_outputs); float64."""
-        P = self._outputs(X)
+        """Predicted values in y's units, (n,) for a single output, else (n, n_outputs)."""
+        P = self._in_units(self._outputs(X))
         return P.ravel() if P.shape[1] == 1 else P
 
     def __sklearn_tags__(self):  # noqa: ANN204 - sklearn's Tags type
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+ESTIMATORS = {cls.__name__: cls for cls in (SigmoidNetworkClassifier, SigmoidNetworkRegressor)}
+
+
+def load_model(path: str | os.PathLike) -> _BaseSigmoidNetwork:
+    """A fitted estimator from a file written by ``save``, with ``metadata_`` set.
+
+    Loading executes no code (no pickle); any problem is one ModelFileError line naming the file.
+    """
+    header, arrays = io.read(path)
+    cls = ESTIMATORS.get(header.get("estimator"))
+    if cls is None:
+        raise io.bad_file(path, f"unknown estimator {header.get('estimator')!r} "
+                                f"(expected one of {', '.join(ESTIMATORS)})")
+    return cls._from_state(header, arrays, path)

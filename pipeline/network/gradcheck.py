@@ -2,11 +2,11 @@
 
     python -m pipeline.network.gradcheck      # prints one line per case, exits 1 above 1e-6
 
-For each case a small random network (two hidden layers, L2 term on) computes
-its analytic gradient with the same ``loss_and_grad`` used in training; each parameter is then
-nudged by +-h and the central difference (L(theta + h) - L(theta - h)) / 2h compared. The error
-of a parameter block (each W_l, b_l) is ||g - g_num|| / (||g|| + ||g_num||); a case reports its
-worst block.
+For each case a small random network (two hidden layers, L2 term on; and with no hidden
+layer, the linear model) computes its analytic gradient with the same ``loss_and_grad`` used in
+training; each parameter is then nudged by +-h and the central difference
+(L(theta + h) - L(theta - h)) / 2h compared. The error of a parameter block (each W_l, b_l) is
+||g - g_num|| / (||g|| + ||g_num||); a case reports its worst block.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def _targets(task: str, rng: np.random.Generator, m: int) -> np.ndarray:
 
 
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
-               alpha: float = 0.1) -> float:
+               alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5)) -> float:
     """Worst relative error between backprop and central differences for one case."""
     rng = np.random.default_rng(seed)
-    m, sizes = 9, [4, 6, 5, N_OUTPUTS[task]]
+    m, sizes = 9, [4, *hidden, N_OUTPUTS[task]]
     net = Network(sizes, activation, task, np.float64)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
@@ -67,12 +67,13 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 
 
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
-    """[(case_name, worst_rel_error)] for every hidden activation x every task."""
+    """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
+    task with no hidden layer ("linear/<task>")."""
     return [
         (f"{activation}/{task}", check_case(activation, task, seed=seed))
         for activation in HIDDEN_ACTIVATIONS
         for task in TASKS
-    ]
+    ] + [(f"linear/{task}", check_case("sigmoid", task, seed=seed, hidden=())) for task in TASKS]
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""The fit loop: mini-batches, optimiser steps, convergence, early stopping, callbacks.
+"""The fit loop: mini-batches, optimiser steps, the stopping rule, callbacks.
 
 Stopping follows scikit-learn's MLP exactly: after each epoch, a counter grows when the training
 loss did not improve on the best loss by ``tol`` (or, with early stopping, the validation score
@@ -17,27 +17,15 @@ import numpy as np
 from .core import Network, Workspace
 from .errors import DivergenceError
 from .optimizers import make_optimizer
+from .params import TRAINING_PARAMS, config_class
 
 EpochCallback = Callable[[int, dict[str, float]], object]
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    solver: str = "adam"
-    alpha: float = 1e-4
-    batch_size: int = 64
-    learning_rate_init: float = 1e-3
-    max_iter: int = 200
-    shuffle: bool = True
-    tol: float = 1e-4
-    momentum: float = 0.9
-    nesterovs_momentum: bool = True
-    early_stopping: bool = False
-    n_iter_no_change: int = 10
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-8
-    verbose: bool = False
+TrainConfig = config_class(
+    "TrainConfig", TRAINING_PARAMS,
+    "The fit loop's settings: a frozen dataclass of the hyperparameter table's training "
+    "entries (names, defaults and meanings in params.PARAMS); values are already validated.",
+)
 
 
 @dataclass
@@ -50,7 +38,45 @@ class History:
     converged: bool = False  # stopped by the tol / n_iter_no_change rule (else: max_iter)
 
 
-def train(
+class StoppingRule:
+    """scikit-learn's rule: stop after ``n_iter_no_change`` epochs without a ``tol`` gain.
+
+    With a validation score (early stopping) the best epoch's weights are kept in
+    ``best_theta`` and ``restore`` puts them back; otherwise the training loss is watched.
+    """
+
+    def __init__(self, cfg: TrainConfig, theta: np.ndarray, h: History, early: bool) -> None:
+        self.cfg, self.theta, self.h, self.early = cfg, theta, h, early
+        self.best_theta = theta.copy() if early else None
+        self.best_score, self.best_loss = -np.inf, np.inf
+        self.no_improvement = 0
+        h.validation_scores = [] if early else None
+
+    def update(self, epoch_loss: float, score: float | None) -> None:
+        tol, h = self.cfg.tol, self.h
+        if self.early:
+            h.validation_scores.append(score)
+            self.no_improvement = self.no_improvement + 1 if score < self.best_score + tol else 0
+            if score > self.best_score:
+                self.best_score = score
+                self.best_theta[...] = self.theta
+            h.best_validation_score = self.best_score
+        else:
+            worse = epoch_loss > self.best_loss - tol
+            self.no_improvement = self.no_improvement + 1 if worse else 0
+            self.best_loss = min(self.best_loss, epoch_loss)
+            h.best_loss = self.best_loss
+
+    @property
+    def stop(self) -> bool:
+        return self.no_improvement > self.cfg.n_iter_no_change
+
+    def restore(self) -> None:
+        if self.early and self.h.validation_scores:
+            self.theta[...] = self.best_theta
+
+
+def fit_loop(
     net: Network,
     X: np.ndarray,
     Y: np.ndarray,
@@ -74,86 +100,75 @@ def train(
     """
     h = history if history is not None else History()
     idx = np.arange(X.shape[0]) if train_idx is None else np.array(train_idx, dtype=np.intp)
-    n = idx.shape[0]
-    B = max(1, min(int(cfg.batch_size), n))
-    ws = Workspace(net, B, Y.shape[1])
+    batch = max(1, min(int(cfg.batch_size), idx.shape[0]))
+    ws = Workspace(net, batch, Y.shape[1])
     opt = make_optimizer(
         cfg.solver, net.theta.size, net.dtype, learning_rate_init=cfg.learning_rate_init,
         momentum=cfg.momentum, nesterovs_momentum=cfg.nesterovs_momentum,
         beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon,
     )
-    early = cfg.early_stopping and val_score is not None
-    h.validation_scores = [] if early else None
-    best_theta = net.theta.copy() if early else None
-    best_score, best_loss = -np.inf, np.inf
-    no_improvement = 0
-    last_good = net.theta.copy()  # weights at the start of the epoch, restored on divergence
-    starts = range(0, n, B)
-    theta, grad, alpha = net.theta, net.grad, cfg.alpha
-
+    rule = StoppingRule(cfg, net.theta, h, early=cfg.early_stopping and val_score is not None)
     try:
         for epoch in range(1, cfg.max_iter + 1):
             if cfg.shuffle:
                 rng.shuffle(idx)
-            last_good[...] = theta
-            total = 0.0
-            with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-                for start in starts:
-                    rows = idx[start:start + B]
-                    m = rows.shape[0]
-                    ws.gather(X, Y, rows)
-                    loss = net.loss_and_grad(ws, m, alpha)
-                    if not math.isfinite(loss):
-                        theta[...] = last_good
-                        raise DivergenceError(
-                            f"training diverged in epoch {epoch} (batch {start // B + 1}): "
-                            f"loss = {loss}; lower learning_rate_init or scale the inputs"
-                        )
-                    opt.step(theta, grad)
-                    total += loss * m
-            if not np.isfinite(theta).all():  # the epoch's very last step blew up
-                theta[...] = last_good
-                raise DivergenceError(f"training diverged in epoch {epoch}: non-finite weights "
-                                      "after the last batch; lower learning_rate_init")
-            epoch_loss = total / n
+            epoch_loss = run_epoch(net, ws, opt, X, Y, idx, batch, cfg.alpha, epoch)
             h.loss_curve.append(epoch_loss)
             h.n_iter = epoch
+            metrics = {"train_loss": epoch_loss}
+            score = float(val_score()) if rule.early else None
+            if score is not None:
+                metrics["val_score"] = score
+            rule.update(epoch_loss, score)
             if cfg.verbose:
                 print(f"Iteration {epoch}, loss = {epoch_loss:.8f}")
-            metrics = {"train_loss": epoch_loss}
-
-            if early:
-                score = float(val_score())
-                h.validation_scores.append(score)
-                metrics["val_score"] = score
-                if cfg.verbose:
+                if score is not None:
                     print(f"Validation score: {score:f}")
-                no_improvement = no_improvement + 1 if score < best_score + cfg.tol else 0
-                if score > best_score:
-                    best_score = score
-                    best_theta[...] = theta
-                h.best_validation_score = best_score
-            else:
-                no_improvement = no_improvement + 1 if epoch_loss > best_loss - cfg.tol else 0
-                best_loss = min(best_loss, epoch_loss)
-                h.best_loss = best_loss
-
             if eval_metrics is not None:
                 metrics.update(eval_metrics())
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
-
-            if no_improvement > cfg.n_iter_no_change:
+            if rule.stop:
                 if cfg.verbose:
-                    what = "Validation score" if early else "Training loss"
+                    what = "Validation score" if rule.early else "Training loss"
                     print(f"{what} did not improve more than tol={cfg.tol:f} for "
                           f"{cfg.n_iter_no_change} consecutive epochs. Stopping.")
                 h.converged = True
                 break
     finally:
-        if early and h.validation_scores:
-            theta[...] = best_theta
+        rule.restore()
     return h
+
+
+def run_epoch(net: Network, ws: Workspace, opt: object, X: np.ndarray, Y: np.ndarray,
+              idx: np.ndarray, batch: int, alpha: float, epoch: int) -> float:
+    """One pass over the rows ``idx`` in batches; returns the mean batch loss.
+
+    A non-finite loss or weights put the epoch's starting weights back and raise
+    DivergenceError.
+    """
+    theta, grad, last_good = net.theta, net.grad, ws.last_good
+    last_good[...] = theta
+    total, n = 0.0, idx.shape[0]
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        for start in range(0, n, batch):
+            rows = idx[start:start + batch]
+            m = rows.shape[0]
+            ws.gather(X, Y, rows)
+            loss = net.loss_and_grad(ws, m, alpha)
+            if not math.isfinite(loss):
+                theta[...] = last_good
+                raise DivergenceError(
+                    f"training diverged in epoch {epoch} (batch {start // batch + 1}): "
+                    f"loss = {loss}; lower learning_rate_init or scale the inputs"
+                )
+            opt.step(theta, grad)
+            total += loss * m
+    if not np.isfinite(theta).all():  # the epoch's very last step blew up
+        theta[...] = last_good
+        raise DivergenceError(f"training diverged in epoch {epoch}: non-finite weights "
+                              "after the last batch; lower learning_rate_init")
+    return total / n
 
 
 def validation_split(
