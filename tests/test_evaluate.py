@@ -103,3 +103,31 @@ def test_a_class_with_a_single_row_is_named_not_blamed_on_folds(project):
     train.to_csv(train_csv, index=False)
     with pytest.raises(PipelineError, match=r"train\.csv: class 7 of 'y' has a single row"):
         evaluate.folds(prepare(exp), exp)
+
+
+def test_label_fitted_bins_never_see_the_held_out_fold(tiny, monkeypatch):
+    """Tree bins read labels: fitted on all rows they would leak the held-out fold's labels into
+    its out-of-fold score. Every encoder fit of cross_validate sees only its fold's training
+    rows (minus the network's early-stopping split)."""
+    from pipeline.network.encoders import PiecewiseLinearEncoder
+
+    exp, prepared = tiny
+    fitted: list[set[bytes]] = []
+    fit = PiecewiseLinearEncoder.fit
+
+    def spy(self, X, y=None, classification=True):
+        fitted.append({row.tobytes() for row in np.asarray(X, dtype=np.float64)})
+        return fit(self, X, y, classification)
+
+    monkeypatch.setattr(PiecewiseLinearEncoder, "fit", spy)
+    params = {**exp.model.params(), "random_state": 0, "numeric_encoding": "ple",
+              "early_stopping": True, "validation_fraction": 0.2}
+    evaluate.cross_validate(prepared, exp, params)
+    X = prepared.X_train
+    folds = evaluate.folds(prepared, exp)
+    assert len(fitted) == len(folds)
+    for rows, (tr, va) in zip(fitted, folds, strict=True):
+        train_rows = {r.tobytes() for r in X[tr]}
+        held_out = {r.tobytes() for r in X[va]} - train_rows
+        assert rows <= train_rows and not rows & held_out
+        assert len(rows) < len(train_rows)  # the early-stopping split stayed out as well

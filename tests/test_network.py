@@ -492,3 +492,62 @@ def test_training_curve_matches_sklearn_from_identical_initial_weights(solver, t
     np.testing.assert_allclose(ours.loss_curve_, expected, rtol=1e-9)
     for W_ours, W_ref in zip(ours.coefs_, ref.coefs_, strict=True):
         np.testing.assert_allclose(W_ours, W_ref, rtol=1e-8, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the training recipe
+def test_decoupled_weight_decay_shrinks_coefficients_not_biases():
+    """AdamW: theta <- theta (1 - lr wd) on the first n_decay entries, then Adam's step."""
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(10)
+    g = rng.standard_normal(10)
+    plain, decayed = theta.copy(), theta.copy()
+    Adam(10, np.float64, learning_rate=0.01).step(plain, g.copy())
+    Adam(10, np.float64, learning_rate=0.01, weight_decay=0.5, n_decay=6).step(decayed, g.copy())
+    expected = plain.copy()
+    expected[:6] -= 0.01 * 0.5 * theta[:6]
+    np.testing.assert_allclose(decayed, expected, rtol=1e-12)
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_zero():
+    from pipeline.network.optimizers import schedule_factor
+
+    factors = [schedule_factor("cosine", s, total=10, warmup=2) for s in range(10)]
+    assert factors[:2] == [0.5, 1.0] and factors[2] == 1.0
+    assert all(a >= b for a, b in zip(factors[2:], factors[3:], strict=False))
+    assert schedule_factor("cosine", 10, total=10, warmup=2) == pytest.approx(0.0)
+    assert schedule_factor("constant", 7, total=10, warmup=2) == 1.0
+
+
+def test_early_stopping_on_validation_loss_keeps_the_best_epoch():
+    X, y = blobs(n=400, k=3)
+    X = X + np.random.default_rng(1).normal(0, 2.0, X.shape)  # noisy: validation loss turns
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(64,), early_stopping=True,
+                                   early_stopping_metric="loss", n_iter_no_change=5,
+                                   learning_rate_init=0.05, max_iter=300, random_state=0)
+    clf.fit(X, y)
+    scores = clf.validation_scores_  # negated validation losses, higher is better
+    assert clf.best_epoch_ == int(np.argmax(scores)) + 1 < clf.n_iter_
+    assert clf.best_validation_score_ == max(scores) < 0
+
+
+def test_dropout_trains_stochastically_and_predicts_deterministically():
+    X, y = blobs(n=300, k=3)
+    kw = dict(hidden_layer_sizes=(32,), max_iter=5, random_state=0)
+    plain = SigmoidNetworkClassifier(**kw).fit(X, y)
+    dropped = SigmoidNetworkClassifier(dropout=0.5, **kw).fit(X, y)
+    assert plain.loss_curve_ != dropped.loss_curve_
+    np.testing.assert_array_equal(dropped.predict_proba(X), dropped.predict_proba(X))
+
+
+def test_gradcheck_detects_a_wrong_embedding_gradient(monkeypatch):
+    from pipeline.network import embeddings
+    from pipeline.network.gradcheck import check_case
+
+    backward = embeddings.PeriodicEmbedding.backward
+
+    def wrong(self, p, g, buf, D):
+        backward(self, p, g, buf, D)
+        g["c"] *= 0.5  # half the frequencies' gradient
+
+    monkeypatch.setattr(embeddings.PeriodicEmbedding, "backward", wrong)
+    assert check_case("relu", "binary", periodic=True) > 1e-3

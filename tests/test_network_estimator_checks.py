@@ -1,6 +1,7 @@
 """scikit-learn's own estimator test suite over both estimators.
 
-Instances: the defaults (Adam, float32) and an SGD / float64 / tanh variant, with max_iter kept
+Instances: the defaults (Adam, float32), an SGD / float64 / tanh variant, and the modern recipe
+(periodic embeddings or PLE, dropout, AdamW, cosine schedule, no hidden layer), with max_iter kept
 small so the suite stays fast. Skipped checks (none are expected to fail):
 - check_array_api_input: skipped by scikit-learn itself unless SCIPY_ARRAY_API=1; we are NumPy
   only by design.
@@ -23,6 +24,11 @@ ESTIMATORS = [
                              max_iter=60, dtype="float64"),
     SigmoidNetworkRegressor(solver="sgd", activation="relu", learning_rate_init=0.01,
                             max_iter=60, dtype="float64"),
+    # the modern recipe: encodings, dropout, AdamW, cosine schedule
+    SigmoidNetworkClassifier(numeric_encoding="periodic", dropout=0.1, weight_decay=1e-3,
+                             lr_schedule="cosine", warmup_epochs=2, activation="relu",
+                             max_iter=100),
+    SigmoidNetworkRegressor(numeric_encoding="ple", hidden_layer_sizes=[], max_iter=100),
 ]
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import ACTIVATE, DERIVATIVE, init_layer
+from .embeddings import PeriodicEmbedding
 from .losses import LOSS_DELTA, TASKS, output_
 
 PREDICT_CHUNK = 8192  # rows per forward block at predict time: bounded memory, cache friendly
@@ -29,35 +30,49 @@ class Network:
     """A fully connected network: ``sizes[0]`` inputs -> hidden layers -> ``sizes[-1]`` outputs.
 
     With ``sizes = [n_in, n_out]`` (no hidden layer) it is a linear model: logistic, softmax or
-    linear regression, trained by the same code.
+    linear regression, trained by the same code. With an ``embedding``, the first
+    ``embedding.n`` input columns go through it first and ``sizes[0]`` counts its outputs.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str, task: str,
-                 dtype: np.dtype | str = np.float32) -> None:
+                 dtype: np.dtype | str = np.float32, dropout: float = 0.0,
+                 embedding: PeriodicEmbedding | None = None) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}; got {task!r}")
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self.task = task
+        self.dropout = float(dropout)  # share of hidden units zeroed per training step
+        self.embedding = embedding
         self.dtype = np.dtype(dtype)
         self.n_layers = len(self.sizes) - 1  # number of weight matrices
         self.shapes = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        self.n_coef = sum(i * o for i, o in self.shapes)
-        self.theta = np.zeros(self.n_coef + sum(self.sizes[1:]), self.dtype)
+        emb_coef, emb_other = (0, 0) if embedding is None else (embedding.n_coef,
+                                                                  embedding.n_other)
+        self.n_inputs = self.sizes[0] - (0 if embedding is None else
+                                         embedding.width - embedding.n)
+        self.n_coef = sum(i * o for i, o in self.shapes) + emb_coef
+        self.theta = np.zeros(self.n_coef + sum(self.sizes[1:]) + emb_other, self.dtype)
         self.grad = np.zeros_like(self.theta)
-        self.W, self.b = self.views(self.theta)
-        self.gW, self.gb = self.views(self.grad)
+        self.W, self.b, self.E = self.views(self.theta)
+        self.gW, self.gb, self.gE = self.views(self.grad)
 
-    def views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per-layer (W, b) views into a flat vector laid out like ``theta``."""
+    def views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+        """Per-layer (W, b) views into a flat vector laid out like ``theta``, and the
+        embedding's ({} without one). Layout: [W_0 .. W_{L-1}, embedding W | b_0 .. b_{L-1},
+        embedding b and frequencies]: every coefficient first, for L2 and weight decay."""
         W, b, start = [], [], 0
         for fan_in, fan_out in self.shapes:
             W.append(flat[start:start + fan_in * fan_out].reshape(fan_in, fan_out))
             start += fan_in * fan_out
+        emb_coef = flat[start:self.n_coef]
+        start = self.n_coef
         for _, fan_out in self.shapes:
             b.append(flat[start:start + fan_out])
             start += fan_out
-        return W, b
+        if self.embedding is None:
+            return W, b, {}
+        return W, b, self.embedding.views(emb_coef, flat[start:])
 
     def init(self, rng: np.random.Generator) -> None:
         """Draw initial weights (in float64, then cast: same values whatever the dtype)."""
@@ -65,49 +80,76 @@ class Network:
             W, b = init_layer(rng, fan_in, fan_out, self.activation)
             self.W[i][...] = W
             self.b[i][...] = b
+        if self.embedding is not None:
+            values = {k: np.empty(v.shape) for k, v in self.E.items()}
+            self.embedding.init(rng, values)
+            for k, v in values.items():
+                self.E[k][...] = v
 
-    def set_params(self, coefs: Sequence[np.ndarray], intercepts: Sequence[np.ndarray]) -> None:
+    def set_params(self, coefs: Sequence[np.ndarray], intercepts: Sequence[np.ndarray],
+                   embedding: dict[str, np.ndarray] | None = None) -> None:
         for i in range(self.n_layers):
             self.W[i][...] = coefs[i]
             self.b[i][...] = intercepts[i]
+        for k, v in (embedding or {}).items():
+            self.E[k][...] = v
 
     # ---------------------------------------------------------------- the chain rule
-    def forward(self, ws: Workspace, m: int) -> None:
-        """A[i+1] = act(A[i] @ W[i] + b[i]) on the first m rows of ws.X; A[L] keeps the logits."""
-        A = ws.views(m)[0]
+    def forward(self, ws: Workspace, m: int, training: bool = False) -> None:
+        """A[i+1] = act(A[i] @ W[i] + b[i]) on the first m rows of ws.X; A[L] keeps the logits.
+
+        Training with dropout, hidden outputs enter the next layer as A[i] * M[i] (ws.AM[i]),
+        M[i] holding 0 or 1 / (1 - dropout) per unit (inverted dropout: nothing to undo later).
+        """
+        A, (AM, M) = ws.views(m)[0], ws.dropout_views(m)
         act, last = ACTIVATE[self.activation], self.n_layers - 1
+        if self.embedding is not None:  # A[0] = [embedded continuous columns, the others]
+            X, n_c, width = ws.X[:m], self.embedding.n, self.embedding.width
+            A[0][:, :width] = self.embedding.forward(self.E, ws.E, X[:, :n_c])
+            A[0][:, width:] = X[:, n_c:]
         for i in range(self.n_layers):
-            np.dot(A[i], self.W[i], out=A[i + 1])  # (m, n_{i+1})
+            inputs = A[i]
+            if training and i > 0 and AM[i] is not None:
+                inputs = np.multiply(A[i], M[i], out=AM[i])
+            np.dot(inputs, self.W[i], out=A[i + 1])  # (m, n_{i+1})
             A[i + 1] += self.b[i]
             if i < last:
                 act(A[i + 1])
 
-    def backward(self, ws: Workspace, m: int) -> None:
+    def backward(self, ws: Workspace, m: int, training: bool = False) -> None:
         """From D[L] = d loss / d Z_out, fill ``grad``, output layer to input layer:
 
         gW[i] = A[i].T @ D[i+1];  gb[i] = sum over rows of D[i+1];
-        D[i]  = (D[i+1] @ W[i].T) * act'(A[i])
+        D[i]  = (D[i+1] @ W[i].T) * act'(A[i])          (times M[i] with dropout)
         """
         A, D, T, _, ones = ws.views(m)
+        AM, M = ws.dropout_views(m)
         act_grad = DERIVATIVE[self.activation]
         for i in range(self.n_layers - 1, -1, -1):
-            np.dot(A[i].T, D[i + 1], out=self.gW[i])  # (n_i, n_{i+1})
+            dropped = training and i > 0 and AM[i] is not None
+            np.dot((AM if dropped else A)[i].T, D[i + 1], out=self.gW[i])  # (n_i, n_{i+1})
             np.dot(ones, D[i + 1], out=self.gb[i])  # column sums, (n_{i+1},)
             if i > 0:
                 _times_transpose(D[i + 1], self.W[i], out=D[i])  # (m, n_i)
+                if dropped:
+                    D[i] *= M[i]
                 act_grad(D[i], A[i], T[i])
+        if self.embedding is not None:  # on into the embedding: d loss / d A[0], its block
+            _times_transpose(D[1], self.W[0], out=D[0])
+            self.embedding.backward(self.E, self.gE, ws.E, D[0][:, :self.embedding.width])
 
     def loss_and_grad(self, ws: Workspace, m: int, alpha: float) -> float:
-        """Forward, loss, backward on the first m rows held in the workspace (ws.X, ws.Y).
+        """Forward, loss, backward on the first m rows held in the workspace (ws.X, ws.Y),
+        with the dropout masks ws.M drawn last (``Workspace.draw_masks``).
 
         Returns the batch loss (mean data loss + alpha ||W||^2 / (2 m), scikit-learn's per-batch
         formula) and leaves d loss / d theta in ``self.grad``.
         """
         A, D, T, Y, _ = ws.views(m)
         L = self.n_layers
-        self.forward(ws, m)
+        self.forward(ws, m, training=True)
         loss = LOSS_DELTA[self.task](A[L], Y, D[L], T[L]) / m  # D[L] = (P - Y) / m
-        self.backward(ws, m)
+        self.backward(ws, m, training=True)
         if alpha > 0.0:
             loss += self._l2(ws.coef_tmp, m, alpha)
         return loss
@@ -157,6 +199,10 @@ def _times_transpose(D: np.ndarray, W: np.ndarray, out: np.ndarray) -> None:
         np.dot(D, W.T, out=out)
 
 
+def _cut(bufs: list, m: int) -> list:
+    return [None if a is None else a[:m] for a in bufs]
+
+
 class Workspace:
     """Every buffer one step needs, for batches of up to ``batch_size`` rows.
 
@@ -169,33 +215,54 @@ class Workspace:
     def __init__(self, net: Network, batch_size: int, n_targets: int,
                  inference: bool = False) -> None:
         dt, B = net.dtype, max(1, batch_size)
-        self.X = np.empty((B, net.sizes[0]), dt)  # the gathered input batch
-        self.A = [self.X] + [np.empty((B, n), dt) for n in net.sizes[1:]]
+        self.X = np.empty((B, net.n_inputs), dt)  # the gathered input batch
+        emb = net.embedding  # with one, the MLP's input A[0] is a buffer of its own
+        A0 = self.X if emb is None else np.empty((B, net.sizes[0]), dt)
+        self.E = {} if emb is None else emb.buffers(B, dt)
+        self.A = [A0] + [np.empty((B, n), dt) for n in net.sizes[1:]]
+        # dropout: per hidden layer a mask M and the masked outputs AM (None: no dropout)
+        drop = net.dropout > 0 and not inference
+        self.M = [None] + [np.empty((B, n), dt) if drop else None for n in net.sizes[1:-1]]
+        self.AM = [None] + [np.empty((B, n), dt) if drop else None for n in net.sizes[1:-1]]
+        self.keep = 1.0 - net.dropout
         if inference:
             self.Y = self.ones = self.coef_tmp = np.empty(0, dt)
             self.D = self.T = [None] * len(self.A)
         else:
             self.Y = np.empty((B, n_targets), dt)
-            self.D = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
+            D0 = None if emb is None else np.empty((B, net.sizes[0]), dt)
+            self.D = [D0] + [np.empty((B, n), dt) for n in net.sizes[1:]]
             self.T = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
             self.ones = np.ones(B, dt)
             self.coef_tmp = np.empty(net.n_coef, dt)
             self.last_good = np.empty_like(net.theta)  # weights at the start of an epoch
         self._views: dict[int, tuple] = {}
+        self._drop_views: dict[int, tuple] = {}
 
     def views(self, m: int) -> tuple[list, list, list, np.ndarray, np.ndarray]:
         """(A, D, T, Y, ones) cut to the first m rows."""
         if m not in self._views:
-            def cut(bufs: list) -> list:
-                return [None if a is None else a[:m] for a in bufs]
-
-            self._views[m] = (cut(self.A), cut(self.D), cut(self.T), self.Y[:m], self.ones[:m])
+            self._views[m] = (_cut(self.A, m), _cut(self.D, m), _cut(self.T, m), self.Y[:m],
+                              self.ones[:m])
         return self._views[m]
+
+    def dropout_views(self, m: int) -> tuple[list, list]:
+        """(AM, M) cut to the first m rows (cached like ``views``)."""
+        if m not in self._drop_views:
+            self._drop_views[m] = (_cut(self.AM, m), _cut(self.M, m))
+        return self._drop_views[m]
+
+    def draw_masks(self, rng: np.random.Generator, m: int) -> None:
+        """New dropout masks for a batch of m rows: 0 with probability dropout, else 1 / keep."""
+        for mask in self.dropout_views(m)[1]:
+            if mask is not None:
+                rng.random(out=mask, dtype=mask.dtype)
+                np.less(mask, self.keep, out=mask, casting="unsafe")
+                mask *= 1.0 / self.keep
 
     def gather(self, X: np.ndarray, Y: np.ndarray, rows: np.ndarray) -> None:
         """Copy rows of (X, Y) into the batch buffers; mode='clip' skips take's extra buffering
         (the indices are valid by construction)."""
         m = rows.shape[0]
-        A, _, _, Yb, _ = self.views(m)
-        X.take(rows, 0, A[0], "clip")
-        Y.take(rows, 0, Yb, "clip")
+        X.take(rows, 0, self.X[:m], "clip")
+        Y.take(rows, 0, self.Y[:m], "clip")

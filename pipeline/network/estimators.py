@@ -29,6 +29,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from . import io
 from .core import Network
+from .embeddings import PeriodicEmbedding
+from .encoders import ENCODERS, ContinuousFirst, PiecewiseLinearEncoder
 from .errors import ModelFileError
 from .losses import OUT_ACTIVATION, TASKS, data_loss, output_
 from .params import BY_NAME, DEFAULTS, PARAMS, TRAINING_PARAMS, validate, validate_all
@@ -150,23 +152,23 @@ class _BaseSigmoidNetwork(BaseEstimator):
         dt = np.dtype(p["dtype"])
         cfg = self._config(p, X.shape[0])
         rng = _make_rng(p["random_state"])
-        Xd = np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (float64 -> float32)
         Y = self._encode_y(y, dt, p)
         codes = self.__dict__.pop("_y_codes", None)  # class codes, fit-time only
-        net = Network([X.shape[1], *p["hidden_layer_sizes"], Y.shape[1]], p["activation"],
-                      self._task, dt)
-        net.init(rng)
-
-        train_idx, val_score = None, None
-        if cfg.early_stopping:
-            # stratified by class for classifiers (codes is None for regression)
+        train_idx = val_idx = None
+        if cfg.early_stopping:  # stratified by class for classifiers (codes None: regression)
             train_idx, val_idx = validation_split(codes, X.shape[0], p["validation_fraction"],
                                                   rng)
-            Xv, Yv = Xd[val_idx], Y[val_idx]
-
-            def val_score() -> float:
-                return self._score_outputs(net.predict(Xv), Yv)
-
+        Xd = self._fit_encoder(p, X, Y if codes is None else codes, train_idx, dt)
+        embedding = None
+        if p["numeric_encoding"] == "periodic" and len(self.encoder_.columns_):
+            embedding = PeriodicEmbedding(len(self.encoder_.columns_), p["periodic_frequencies"],
+                                          p["embedding_dim"], p["periodic_scale"])
+        width = Xd.shape[1] if embedding is None else Xd.shape[1] - embedding.n + embedding.width
+        net = Network([width, *p["hidden_layer_sizes"], Y.shape[1]], p["activation"],
+                      self._task, dt, p["dropout"], embedding)
+        net.init(rng)
+        val_score = None if val_idx is None else self._val_score(
+            net, Xd[val_idx], Y[val_idx], p["early_stopping_metric"])
         eval_metrics = None if eval_set is None else self._eval_metrics(net, eval_set, dt, Y)
         history = History()
         try:
@@ -184,6 +186,35 @@ class _BaseSigmoidNetwork(BaseEstimator):
             )
         return self
 
+    def _fit_encoder(self, p: dict[str, Any], X: np.ndarray, y: np.ndarray,
+                     rows: np.ndarray | None, dt: np.dtype) -> np.ndarray:
+        """The network's input: X, or its numeric encoding fitted on the training rows only
+        (not the early-stopping split: tree bins read labels)."""
+        kind = p["numeric_encoding"]
+        self.encoder_ = None
+        if kind == "none":
+            return np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (-> float32)
+        encoder = (PiecewiseLinearEncoder(p["n_bins"], p["binning"]) if kind == "ple"
+                   else ContinuousFirst())
+        fit_rows = slice(None) if rows is None else rows
+        self.encoder_ = encoder.fit(X[fit_rows], y[fit_rows],
+                                    classification=self._task != "regression")
+        return encoder.transform(X, dt)
+
+    def _encoded(self, X: np.ndarray, dt: Any) -> np.ndarray:
+        if self.encoder_ is None:
+            return np.ascontiguousarray(X, dtype=dt)
+        return self.encoder_.transform(X, dt)
+
+    def _val_score(self, net: Network, Xv: np.ndarray, Yv: np.ndarray,
+                   metric: str) -> Callable[[], float]:
+        """Early stopping's criterion on the held-out split, higher is better: scikit-learn's
+        score (accuracy / R^2) or the negated loss."""
+        if metric == "score":
+            return lambda: self._score_outputs(net.predict(Xv), Yv)
+        Yv64 = Yv.astype(np.float64)
+        return lambda: -data_loss(self._task, net.logits(Xv).astype(np.float64), Yv64)
+
     def _eval_metrics(self, net: Network, eval_set: Any, dt: np.dtype,
                       Y: np.ndarray) -> Callable[[], dict[str, float]]:
         """Per-epoch ``val_loss`` (the training loss's scale) and ``val_error`` on eval_set."""
@@ -200,7 +231,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
             raise ValueError(f"eval_set has {Xe.shape[0]} rows in X but {Ye.shape[0]} in y")
         if Ye.shape[1] != Y.shape[1]:
             raise ValueError(f"eval_set y has {Ye.shape[1]} outputs; expected {Y.shape[1]}")
-        Xe, Ye64 = np.ascontiguousarray(Xe, dtype=dt), Ye.astype(np.float64)
+        Xe, Ye64 = self._encoded(Xe, dt), Ye.astype(np.float64)
 
         def eval_metrics() -> dict[str, float]:
             Z = net.logits(Xe).astype(np.float64)
@@ -214,6 +245,8 @@ class _BaseSigmoidNetwork(BaseEstimator):
         """The fitted attributes, from a network and its training history (fit and load)."""
         self.coefs_ = [W.copy() for W in net.W]
         self.intercepts_ = [b.copy() for b in net.b]
+        # the periodic embedding's frequencies "c", weights "W" (n_c, 2k, d) and biases "b"
+        self.embedding_ = {k: v.copy() for k, v in net.E.items()} or None
         self.loss_curve_ = list(h.loss_curve)
         self.loss_ = h.loss_curve[-1] if h.loss_curve else None
         scores = h.validation_scores
@@ -221,6 +254,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
         self.best_validation_score_ = h.best_validation_score
         self.best_loss_ = h.best_loss
         self.n_iter_ = h.n_iter
+        self.best_epoch_ = h.best_epoch or h.n_iter
         self.n_layers_ = net.n_layers + 1
         self.n_outputs_ = net.sizes[-1]
         self.out_activation_ = OUT_ACTIVATION[net.task]
@@ -229,8 +263,9 @@ class _BaseSigmoidNetwork(BaseEstimator):
         """A network holding the current ``coefs_`` / ``intercepts_`` (edits are honoured)."""
         check_is_fitted(self)
         sizes = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
-        net = Network(sizes, validate("activation", self.activation), self._task, dtype)
-        net.set_params(self.coefs_, self.intercepts_)
+        net = Network(sizes, validate("activation", self.activation), self._task, dtype,
+                      embedding=_embedding_of(self.embedding_))
+        net.set_params(self.coefs_, self.intercepts_, self.embedding_)
         return net
 
     def _outputs(self, X: Any) -> np.ndarray:
@@ -241,7 +276,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
         """
         net = self._network()
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
-        return net.predict(X)
+        return net.predict(self._encoded(X, np.float64))
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
@@ -252,6 +287,14 @@ class _BaseSigmoidNetwork(BaseEstimator):
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
             arrays[f"W_{i}"], arrays[f"b_{i}"] = np.asarray(W), np.asarray(b)
         task_header, task_arrays = self._task_state()
+        encoder = getattr(self, "encoder_", None)
+        if encoder is not None:
+            enc_header, enc_arrays = encoder.state()
+            kind = next(k for k, cls in ENCODERS.items() if isinstance(encoder, cls))
+            task_header["encoder"] = {"kind": kind, **enc_header}
+            task_arrays.update({f"enc_{k}": v for k, v in enc_arrays.items()})
+        for k, v in (self.embedding_ or {}).items():
+            task_arrays[f"emb_{k}"] = np.asarray(v)
         names = getattr(self, "feature_names_in_", None)
         header = {
             "estimator": type(self).__name__,
@@ -264,6 +307,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
             "feature_names_in": None if names is None else [str(n) for n in names],
             "params": _json_safe_params(self.get_params()),
             "n_iter": int(self.n_iter_),
+            "best_epoch": int(self.best_epoch_),
             "loss_curve": [float(v) for v in self.loss_curve_],
             "validation_scores": self.validation_scores_,
             "best_loss": self.best_loss_,
@@ -302,16 +346,64 @@ class _BaseSigmoidNetwork(BaseEstimator):
         est.dtype = str(dtype)
         est._task = task
         est._restore_task_state(h, arrays, sizes, bad)
-        net = Network(sizes, activation, task, dtype)
-        net.set_params(*_weights(arrays, sizes, bad))
+        emb_params = _embedding_arrays(arrays, sizes[0], bad)
+        net = Network(sizes, activation, task, dtype, embedding=_embedding_of(emb_params))
+        net.set_params(*_weights(arrays, sizes, bad), emb_params)
+        est.encoder_ = _encoder_from_state(h, arrays, net.n_inputs, bad)
         scores = h.get("validation_scores")
         est._publish(net, History(loss_curve, scores, h.get("best_loss"),
-                                  max(scores) if scores else None, n_iter))
-        est.n_features_in_ = sizes[0]
+                                  max(scores) if scores else None, n_iter,
+                                  int(h.get("best_epoch") or n_iter)))
+        est.n_features_in_ = int(h.get("n_features_in") or sizes[0])
         if h.get("feature_names_in"):
             est.feature_names_in_ = np.asarray(h["feature_names_in"], dtype=object)
         est.metadata_ = h.get("metadata") or {}
         return est
+
+
+def _embedding_of(params: dict[str, np.ndarray] | None) -> PeriodicEmbedding | None:
+    """The embedding block whose fitted parameters these are (shapes say everything)."""
+    if not params:
+        return None
+    n, k = params["c"].shape
+    return PeriodicEmbedding(n, k, params["b"].shape[1], sigma=1.0)  # sigma: init only
+
+
+def _embedding_arrays(arrays: dict[str, np.ndarray], width: int,
+                      bad: Callable[[str], ModelFileError]) -> dict[str, np.ndarray] | None:
+    found = {k.removeprefix("emb_"): v for k, v in arrays.items() if k.startswith("emb_")}
+    if not found:
+        return None
+    try:
+        c, W, b = found["c"], found["W"], found["b"]
+    except KeyError as e:
+        raise bad(f"periodic embedding array {e} is missing") from None
+    n, k = c.shape if c.ndim == 2 else (0, 0)
+    if (not n or W.shape != (n, 2 * k, b.shape[-1]) or b.shape != (n, W.shape[-1])
+            or n * b.shape[-1] > width):
+        raise bad(f"periodic embedding arrays have inconsistent shapes {c.shape}, {W.shape}, "
+                  f"{b.shape}")
+    if not all(np.isfinite(a).all() for a in (c, W, b)):
+        raise bad("periodic embedding holds NaN or infinite weights")
+    return {"c": c, "W": W, "b": b}
+
+
+def _encoder_from_state(h: dict[str, Any], arrays: dict[str, np.ndarray], n_inputs: int,
+                        bad: Callable[[str], ModelFileError]) -> Any:
+    spec = h.get("encoder")
+    if spec is None:
+        return None
+    enc_arrays = {k.removeprefix("enc_"): v for k, v in arrays.items() if k.startswith("enc_")}
+    try:
+        if spec.get("kind") not in ENCODERS:
+            raise ValueError(f"unknown encoder kind {spec.get('kind')!r}")
+        encoder = ENCODERS[spec["kind"]].from_state(spec, enc_arrays)
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"numeric encoder is invalid ({type(e).__name__}: {e})") from None
+    if encoder.n_features_out_ != n_inputs:
+        raise bad(f"numeric encoder outputs {encoder.n_features_out_} columns, the network "
+                  f"takes {n_inputs}")
+    return encoder
 
 
 def _weights(arrays: dict[str, np.ndarray], sizes: list[int],

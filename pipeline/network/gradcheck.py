@@ -17,6 +17,7 @@ import numpy as np
 
 from .activations import HIDDEN_ACTIVATIONS
 from .core import Network, Workspace
+from .embeddings import PeriodicEmbedding
 from .losses import TASKS
 
 THRESHOLD = 1e-6
@@ -33,16 +34,25 @@ def _targets(task: str, rng: np.random.Generator, m: int) -> np.ndarray:
 
 
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
-               alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5)) -> float:
-    """Worst relative error between backprop and central differences for one case."""
+               alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5), periodic: bool = False,
+               dropout: float = 0.0) -> float:
+    """Worst relative error between backprop and central differences for one case.
+
+    periodic: the first 2 of the 4 inputs go through a periodic embedding; dropout: one set of
+    masks, drawn once, is used by every evaluation.
+    """
     rng = np.random.default_rng(seed)
-    m, sizes = 9, [4, *hidden, N_OUTPUTS[task]]
-    net = Network(sizes, activation, task, np.float64)
+    m, n_in = 9, 4
+    embedding = PeriodicEmbedding(2, 3, 4, sigma=0.5) if periodic else None
+    first = n_in if embedding is None else embedding.width + n_in - embedding.n
+    sizes = [first, *hidden, N_OUTPUTS[task]]
+    net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
     ws = Workspace(net, m, sizes[-1])
-    ws.X[...] = rng.standard_normal((m, sizes[0]))
+    ws.X[...] = rng.standard_normal((m, n_in))
     ws.Y[...] = _targets(task, rng, m)
+    ws.draw_masks(rng, m)
 
     net.loss_and_grad(ws, m, alpha)
     analytic = net.grad.copy()
@@ -58,9 +68,10 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
         numeric[i] = (loss_plus - loss_minus) / (2 * h)
 
     worst = 0.0
-    g_W, g_b = net.views(analytic)
-    n_W, n_b = net.views(numeric)
-    for g, n in zip(g_W + g_b, n_W + n_b, strict=True):
+    g_W, g_b, g_E = net.views(analytic)
+    n_W, n_b, n_E = net.views(numeric)
+    for g, n in zip(g_W + g_b + list(g_E.values()), n_W + n_b + list(n_E.values()),
+                    strict=True):
         denom = max(np.linalg.norm(g) + np.linalg.norm(n), 1e-12)
         worst = max(worst, float(np.linalg.norm(g - n) / denom))
     return worst
@@ -68,12 +79,17 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
-    task with no hidden layer ("linear/<task>")."""
+    task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>")
+    and with dropout ("dropout/<task>")."""
+    variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
+                "dropout": {"dropout": 0.3}}
     return [
         (f"{activation}/{task}", check_case(activation, task, seed=seed))
         for activation in HIDDEN_ACTIVATIONS
         for task in TASKS
-    ] + [(f"linear/{task}", check_case("sigmoid", task, seed=seed, hidden=())) for task in TASKS]
+    ] + [(f"{name}/{task}", check_case("relu" if name != "linear" else "sigmoid", task,
+                                       seed=seed, **kw))
+         for name, kw in variants.items() for task in TASKS]
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .core import Network, Workspace
 from .errors import DivergenceError
-from .optimizers import make_optimizer
+from .optimizers import make_optimizer, schedule_factor
 from .params import TRAINING_PARAMS, config_class
 
 EpochCallback = Callable[[int, dict[str, float]], object]
@@ -35,6 +35,7 @@ class History:
     best_loss: float | None = None
     best_validation_score: float | None = None
     n_iter: int = 0
+    best_epoch: int = 0  # the epoch whose weights were kept (early stopping), else the last
     converged: bool = False  # stopped by the tol / n_iter_no_change rule (else: max_iter)
 
 
@@ -52,7 +53,7 @@ class StoppingRule:
         self.no_improvement = 0
         h.validation_scores = [] if early else None
 
-    def update(self, epoch_loss: float, score: float | None) -> None:
+    def update(self, epoch: int, epoch_loss: float, score: float | None) -> None:
         tol, h = self.cfg.tol, self.h
         if self.early:
             h.validation_scores.append(score)
@@ -60,8 +61,10 @@ class StoppingRule:
             if score > self.best_score:
                 self.best_score = score
                 self.best_theta[...] = self.theta
+                h.best_epoch = epoch
             h.best_validation_score = self.best_score
         else:
+            h.best_epoch = epoch
             worse = epoch_loss > self.best_loss - tol
             self.no_improvement = self.no_improvement + 1 if worse else 0
             self.best_loss = min(self.best_loss, epoch_loss)
@@ -106,20 +109,22 @@ def fit_loop(
         cfg.solver, net.theta.size, net.dtype, learning_rate_init=cfg.learning_rate_init,
         momentum=cfg.momentum, nesterovs_momentum=cfg.nesterovs_momentum,
         beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon,
+        weight_decay=cfg.weight_decay, n_decay=net.n_coef,
     )
+    steps = Steps(cfg, math.ceil(idx.shape[0] / batch), batch, rng)
     rule = StoppingRule(cfg, net.theta, h, early=cfg.early_stopping and val_score is not None)
     try:
         for epoch in range(1, cfg.max_iter + 1):
             if cfg.shuffle:
                 rng.shuffle(idx)
-            epoch_loss = run_epoch(net, ws, opt, X, Y, idx, batch, cfg.alpha, epoch)
+            epoch_loss = run_epoch(net, ws, opt, X, Y, idx, steps, epoch)
             h.loss_curve.append(epoch_loss)
             h.n_iter = epoch
             metrics = {"train_loss": epoch_loss}
             score = float(val_score()) if rule.early else None
             if score is not None:
                 metrics["val_score"] = score
-            rule.update(epoch_loss, score)
+            rule.update(epoch, epoch_loss, score)
             if cfg.verbose:
                 print(f"Iteration {epoch}, loss = {epoch_loss:.8f}")
                 if score is not None:
@@ -140,8 +145,27 @@ def fit_loop(
     return h
 
 
+class Steps:
+    """What each optimiser step needs besides the batch: its learning rate (warm-up and
+    schedule, over max_iter epochs) and, with dropout, fresh masks."""
+
+    def __init__(self, cfg: TrainConfig, per_epoch: int, batch: int,
+                 rng: np.random.Generator) -> None:
+        self.cfg, self.per_epoch, self.batch, self.rng = cfg, per_epoch, batch, rng
+        self.total = cfg.max_iter * per_epoch
+        self.warmup = cfg.warmup_epochs * per_epoch
+        self.scheduled = cfg.lr_schedule != "constant" or self.warmup > 0
+
+    def before(self, step: int, opt: object, ws: Workspace, net: Network, m: int) -> None:
+        if self.scheduled:
+            opt.lr = self.cfg.learning_rate_init * schedule_factor(
+                self.cfg.lr_schedule, step, self.total, self.warmup)
+        if net.dropout > 0:
+            ws.draw_masks(self.rng, m)
+
+
 def run_epoch(net: Network, ws: Workspace, opt: object, X: np.ndarray, Y: np.ndarray,
-              idx: np.ndarray, batch: int, alpha: float, epoch: int) -> float:
+              idx: np.ndarray, steps: Steps, epoch: int) -> float:
     """One pass over the rows ``idx`` in batches; returns the mean batch loss.
 
     A non-finite loss or weights put the epoch's starting weights back and raise
@@ -149,12 +173,14 @@ def run_epoch(net: Network, ws: Workspace, opt: object, X: np.ndarray, Y: np.nda
     """
     theta, grad, last_good = net.theta, net.grad, ws.last_good
     last_good[...] = theta
-    total, n = 0.0, idx.shape[0]
+    total, n, batch, alpha = 0.0, idx.shape[0], steps.batch, steps.cfg.alpha
+    first = (epoch - 1) * steps.per_epoch
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-        for start in range(0, n, batch):
+        for k, start in enumerate(range(0, n, batch)):
             rows = idx[start:start + batch]
             m = rows.shape[0]
             ws.gather(X, Y, rows)
+            steps.before(first + k, opt, ws, net, m)
             loss = net.loss_and_grad(ws, m, alpha)
             if not math.isfinite(loss):
                 theta[...] = last_good

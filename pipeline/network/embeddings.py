@@ -1,0 +1,89 @@
+"""Periodic embeddings of continuous columns: the network's first block, learned by backprop.
+
+The "PLR" embedding of Gorishniy et al. 2022 ("On Embeddings for Numerical Features in Tabular
+Deep Learning"): each continuous column j (of n_c) has k learned frequencies c_j and its own
+linear layer (W_j, b_j) to d units:
+
+    p_j = 2 pi c_j x_j                        (m, k)     per row x
+    v_j = [cos p_j, sin p_j]                  (m, 2k)
+    h_j = relu(v_j @ W_j + b_j)               (m, d)
+
+and the MLP reads [h_1, ..., h_{n_c}, other columns]. The frequencies start from N(0, sigma):
+sigma sets how fast the embedding may vary with the (standardised) input, the one setting that
+matters most (``periodic_scale``). All buffers are laid out per column, (n_c, rows, .), so each
+linear layer is one batched matmul.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+TWO_PI = 2.0 * math.pi
+
+
+class PeriodicEmbedding:
+    """Shapes, parameter views and the forward / backward pass of the embedding block."""
+
+    def __init__(self, n_columns: int, n_frequencies: int, dim: int, sigma: float) -> None:
+        self.n, self.k, self.d, self.sigma = n_columns, n_frequencies, dim, float(sigma)
+        self.n_coef = self.n * 2 * self.k * self.d  # W: decayed like the MLP's coefficients
+        self.n_other = self.n * self.d + self.n * self.k  # b and the frequencies c
+        self.width = self.n * self.d  # columns it feeds the MLP
+
+    def views(self, coef: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
+        """{"W": (n, 2k, d), "b": (n, d), "c": (n, k)} as views of two flat blocks."""
+        n, k, d = self.n, self.k, self.d
+        return {"W": coef.reshape(n, 2 * k, d), "b": other[:n * d].reshape(n, d),
+                "c": other[n * d:].reshape(n, k)}
+
+    def init(self, rng: np.random.Generator, p: dict[str, np.ndarray]) -> None:
+        """c ~ N(0, sigma); W, b uniform in +-1/sqrt(2k) (a linear layer's usual start)."""
+        bound = 1.0 / math.sqrt(2 * self.k)
+        p["c"][...] = rng.normal(0.0, self.sigma, p["c"].shape)
+        p["W"][...] = rng.uniform(-bound, bound, p["W"].shape)
+        p["b"][...] = rng.uniform(-bound, bound, p["b"].shape)
+
+    def buffers(self, rows: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+        n, k, d = self.n, self.k, self.d
+        return {"xt": np.empty((n, rows, 1), dtype),  # 2 pi x, per column
+                "V": np.empty((n, rows, 2 * k), dtype), "H": np.empty((n, rows, d), dtype),
+                "G": np.empty((n, rows, d), dtype), "S": np.empty((n, rows, d), dtype),
+                "GV": np.empty((n, rows, 2 * k), dtype),
+                "E": np.empty((rows, n, d), dtype)}  # row-major copy of H for the MLP
+
+    def forward(self, p: dict, buf: dict, X: np.ndarray) -> np.ndarray:
+        """[h_1 .. h_n], (m, n d), for the continuous columns X (m, n); a view of buf["E"]."""
+        m, k = X.shape[0], self.k
+        xt, V, H = buf["xt"][:, :m], buf["V"][:, :m], buf["H"][:, :m]
+        np.multiply(X.T[:, :, None], TWO_PI, out=xt)  # (n, m, 1)
+        np.multiply(xt, p["c"][:, None, :], out=V[:, :, :k])  # phases (n, m, k)
+        np.sin(V[:, :, :k], out=V[:, :, k:])
+        np.cos(V[:, :, :k], out=V[:, :, :k])
+        np.matmul(V, p["W"], out=H)  # (n, m, d)
+        H += p["b"][:, None, :]
+        np.maximum(H, 0, out=H)
+        E = buf["E"][:m]
+        E[...] = H.transpose(1, 0, 2)
+        return E.reshape(m, self.n * self.d)
+
+    def backward(self, p: dict, g: dict, buf: dict, D: np.ndarray) -> None:
+        """Fill the gradients g["W"], g["b"], g["c"] from D = d loss / d out, (m, n d) (may be
+        a column slice: it is copied through the row-major buffer E, never reshaped)."""
+        m, k = D.shape[0], self.k
+        xt, V, H = buf["xt"][:, :m], buf["V"][:, :m], buf["H"][:, :m]
+        G, GV, S, E = buf["G"][:, :m], buf["GV"][:, :m], buf["S"][:, :m], buf["E"][:m]
+        E.reshape(m, self.n * self.d)[...] = D
+        G[...] = E.transpose(1, 0, 2)  # (n, m, d)
+        np.sign(H, out=S)  # relu': H = max(z, 0), so sign(H) is 0 or 1
+        G *= S
+        np.matmul(V.transpose(0, 2, 1), G, out=g["W"])  # (n, 2k, d)
+        G.sum(axis=1, out=g["b"])
+        np.matmul(G, p["W"].transpose(0, 2, 1), out=GV)  # d loss / d v, (n, m, 2k)
+        # d cos(p)/dp = -sin(p), d sin(p)/dp = cos(p); d p / d c = 2 pi x
+        cos, sin = V[:, :, :k], V[:, :, k:]
+        GV[:, :, k:] *= cos
+        GV[:, :, :k] *= sin
+        GV[:, :, k:] -= GV[:, :, :k]  # d loss / d p, (n, m, k)
+        np.matmul(xt.transpose(0, 2, 1), GV[:, :, k:], out=g["c"][:, None, :])
