@@ -51,7 +51,8 @@ class PeriodicEmbedding:
                 "V": np.empty((n, rows, 2 * k), dtype), "H": np.empty((n, rows, d), dtype),
                 "G": np.empty((n, rows, d), dtype), "S": np.empty((n, rows, d), dtype),
                 "GV": np.empty((n, rows, 2 * k), dtype),
-                "E": np.empty((rows, n, d), dtype)}  # row-major copy of H for the MLP
+                "E": np.empty((rows, n, d), dtype),  # row-major copy of H for the MLP
+                "ones": np.ones((n, 1, rows), dtype)}
 
     def forward(self, p: dict, buf: dict, X: np.ndarray) -> np.ndarray:
         """[h_1 .. h_n], (m, n d), for the continuous columns X (m, n); a view of buf["E"]."""
@@ -79,7 +80,8 @@ class PeriodicEmbedding:
         np.sign(H, out=S)  # relu': H = max(z, 0), so sign(H) is 0 or 1
         G *= S
         np.matmul(V.transpose(0, 2, 1), G, out=g["W"])  # (n, 2k, d)
-        G.sum(axis=1, out=g["b"])
+        np.matmul(buf["ones"][:, :, :m], G, out=g["b"][:, None, :])  # row sums, faster than sum
+
         np.matmul(G, p["W"].transpose(0, 2, 1), out=GV)  # d loss / d v, (n, m, 2k)
         # d cos(p)/dp = -sin(p), d sin(p)/dp = cos(p); d p / d c = 2 pi x
         cos, sin = V[:, :, :k], V[:, :, k:]
