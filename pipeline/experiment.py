@@ -227,11 +227,8 @@ def toml_value(value: Any) -> str:
 
 
 def model_lines(values: dict[str, Any]) -> str:
-    """[model] entries as TOML, each with its meaning from the hyperparameter table."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in values.items()]
-    width = max(map(len, lines), default=0)
-    return "".join(f"{line:<{width}}  # {BY_NAME[k].help}\n"
-                   for line, k in zip(lines, values, strict=True))
+    """[model] entries as TOML, each under its meaning from the hyperparameter table."""
+    return "".join(f"# {BY_NAME[k].help}\n{k} = {toml_value(v)}\n" for k, v in values.items())
 
 
 def parse_overrides(exp: Experiment, overrides: list[str]) -> dict[str, Any]:

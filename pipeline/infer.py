@@ -172,6 +172,60 @@ def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, st
     return drop
 
 
+SMALL_DATA = 2_000  # rows: below this, small networks with strong regularisation
+
+
+def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
+    """([model] defaults, [tune.space] lines) for a competition of this size.
+
+    Measured on adult (benchmarks/bench_tabular.py; README "Measured"): ReLU MLPs with periodic
+    embeddings of the continuous columns (initial frequency scale ~10 on standardised inputs)
+    and early stopping on the validation loss win; PLE with tree bins comes next. Every study
+    also measures the linear model (n_layers = 0), enqueued as its first trial.
+    """
+    small = n_rows < SMALL_DATA
+    big = n_rows >= 20_000
+    model = {
+        "hidden_layer_sizes": [64] if small else [128, 128],
+        "activation": "relu",
+        "numeric_encoding": "none" if small else "periodic",
+        "periodic_scale": 10.0,
+        "dropout": 0.1,
+        "learning_rate_init": 0.003 if small else 0.001,
+        "alpha": 0.0001,
+        "batch_size": 32 if small else (256 if big else 128),
+        "max_iter": 300 if small else 100,
+        "early_stopping": True,
+        "early_stopping_metric": "loss",
+        "validation_fraction": 0.15 if small else 0.1,
+        "n_iter_no_change": 20 if small else (5 if big else 10),
+    }
+    r = _range
+    space = [
+        ("n_layers", r(0, 2), "0 is logistic / softmax / linear regression, always measured"),
+        ("units", r(8, 128, log=True) if small else r(32, 256, log=True), "units per layer"),
+        ("numeric_encoding", '["none", "ple", "periodic"]' if small
+         else '["periodic", "ple", "none"]', "how continuous columns enter the network"),
+        ("periodic_scale", r(2.0, 50.0, log=True), "periodic: frequency spread (~10 won)"),
+        ("learning_rate_init", r(0.001, 0.01, log=True) if small else r(0.0003, 0.003, log=True),
+         "Adam's step size"),
+        ("alpha", r(1e-5, 0.1, log=True) if small else r(1e-6, 0.001, log=True),
+         "L2 penalty" + (": small data needs strong regularisation" if small else "")),
+        ("dropout", r(0.0, 0.3), "share of hidden units dropped per step"),
+        ("batch_size", "[16, 32, 64]" if small else ("[128, 256, 512]" if big
+                                                     else "[64, 128, 256]"), "rows per step"),
+    ]
+    if small:
+        space.insert(2, ("activation", '["relu", "sigmoid", "tanh"]', "hidden units"))
+    width = max(len(f"{k} = {v}") for k, v, _ in space)
+    lines = "".join(f"{f'{k} = {v}':<{width}}  # {why}\n" for k, v, why in space)
+    return model, lines
+
+
+def _range(low: float, high: float, log: bool = False) -> str:
+    return f"{{ low = {low!r}, high = {high!r}{', log = true' if log else ''} }}"
+
+
 def _q(s: str) -> str:
     """A TOML basic string (JSON's escapes are valid TOML)."""
     import json
@@ -192,16 +246,12 @@ def _render(
     dates: list[str],
     folds: int,
 ) -> str:
-    model = {"hidden_layer_sizes": [32], "activation": "sigmoid", "solver": "adam",
-             "learning_rate_init": 0.01, "alpha": 0.0001,
-             "batch_size": 64 if n_rows < 20_000 else 128, "max_iter": 150,
-             "n_iter_no_change": 10, "tol": 0.0001}
+    model, space = network_setup(n_rows)
     parts = ", ".join((*DATE_PARTS, "hour"))
     dates_note = "".join(f"#   date {c}: used as numbers ({parts} where times vary)\n"
                          for c in dates)
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
-    batches = "[32, 64, 128]" if n_rows < 20_000 else "[64, 128, 256]"
     return f"""\
 # Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
 #   task {task}: target {target!r} has {why_task}
@@ -232,12 +282,7 @@ seed = 0
 pruner = "median"
 
 [tune.space]
-n_layers = {{ low = 1, high = 2 }}
-units = {{ low = 8, high = 64, log = true }}
-activation = ["sigmoid", "tanh", "relu"]
-learning_rate_init = {{ low = 0.001, high = 0.05, log = true }}
-alpha = {{ low = 1e-6, high = 1e-2, log = true }}
-batch_size = {batches}
-"""
+# Sized to {n_rows:,} training rows; a range {{ low, high, log }} or a list of choices.
+{space}"""
 
 
