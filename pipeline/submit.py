@@ -31,6 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
 from pipeline.metrics import METRICS
+from pipeline.provenance import git_commit
 from pipeline.submission import ledger
 from pipeline.submission.format import (
     LABEL,
@@ -128,7 +129,7 @@ def submit(
             "trials": " ".join(str(t.number) for t in trials),
             "cv_score": _score_text(cv_score),
             "metric": exp.competition.metric,
-            "git_commit": ledger.git_commit(),
+            "git_commit": git_commit(),
             "fingerprint": prepared.fingerprint,
             "message": message,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.provenance import git_commit
 from pipeline.tracking.plots import CURVE_KEYS, convergence_figure, mean_curves
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
@@ -33,7 +34,6 @@ from pipeline.tracking.store import (
     _schema_lock,
     _sqlite_path,
     _str_tags,
-    git_commit,
     redact_url,
     resolve_uri,
 )
@@ -43,7 +43,7 @@ from pipeline.tracking.writer import TERMINAL, _write, _writer_main
 __all__ = [
     "ARTIFACT_DIR", "CURVE_KEYS", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog",
     "MlflowTracker", "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port",
-    "git_commit", "make_tracker", "mean_curves", "resolve_uri", "serve_ui", "ui_command",
+    "make_tracker", "mean_curves", "resolve_uri", "serve_ui", "ui_command",
     "ui_env",
 ]
 
