@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.curves import Curve, record
 from pipeline.provenance import git_commit
-from pipeline.tracking.plots import CURVE_KEYS, convergence_figure, mean_curves
+from pipeline.tracking.plots import convergence_figure
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
     DEFAULT_TRACKING_URI,
@@ -41,10 +42,9 @@ from pipeline.tracking.ui import free_port, serve_ui, ui_command, ui_env
 from pipeline.tracking.writer import TERMINAL, _write, _writer_main
 
 __all__ = [
-    "ARTIFACT_DIR", "CURVE_KEYS", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog",
-    "MlflowTracker", "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port",
-    "make_tracker", "mean_curves", "resolve_uri", "serve_ui", "ui_command",
-    "ui_env",
+    "ARTIFACT_DIR", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog", "MlflowTracker",
+    "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port", "make_tracker",
+    "resolve_uri", "serve_ui", "ui_command", "ui_env",
 ]
 
 CLOSE_TIMEOUT = 300  # seconds close() waits for the writer to drain its queue
@@ -108,16 +108,12 @@ class RunLog:
         self.tracker = tracker
         self.run_id = run_id
         self.name = name
-        self.curves: list[dict[str, list[float]]] = []
+        self.curves: list[Curve] = []
         self._sent = 0  # folds already sent
         self._ended = False
 
     def epoch(self, fold: int, metrics: dict[str, float]) -> None:
-        while len(self.curves) <= fold:
-            self.curves.append({k: [] for k in CURVE_KEYS})
-        for key in CURVE_KEYS:
-            if key in metrics:
-                self.curves[fold][key].append(float(metrics[key]))
+        record(self.curves, fold, metrics)
 
     def flush(self, final: bool = False) -> None:
         """Send the folds that are over (all of them when `final`)."""

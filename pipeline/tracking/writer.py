@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.tracking.plots import _close_figure, convergence_figure, mean_curves
+from pipeline.curves import mean_curves
+from pipeline.tracking.plots import _close_figure, convergence_figure
 
 BATCH = 1000  # MLflow's per-call limit for metrics in log_batch
 TERMINAL = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
