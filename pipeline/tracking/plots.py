@@ -52,7 +52,7 @@ def convergence_figure(curves: list[Curve], title: str) -> Any:
     return fig
 
 
-def _close_figure(fig: Any) -> None:
+def close_figure(fig: Any) -> None:
     """Free a figure; pyplot ones (Optuna's plots) stay registered until closed."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
