@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 PG_SCRIPT = ROOT / ".ci" / "postgres.sh"
 REQUIRED = os.environ.get("REQUIRE_POSTGRES") == "1"
-# Short heartbeat for the test; tune.py reads these once at import (defaults 5 s / 30 s).
+# Short heartbeat for the test; pipeline/tune/study.py reads these at import (defaults 5 s / 30 s).
 HEARTBEAT, GRACE = 1, 3
 WORKER_TIMEOUT = 180  # seconds a worker may take before the test gives up on it
 

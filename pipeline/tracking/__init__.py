@@ -25,10 +25,8 @@ from typing import Any
 
 from pipeline.curves import Curve, record
 from pipeline.provenance import git_commit
-from pipeline.tracking.plots import convergence_figure
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
-    DEFAULT_TRACKING_URI,
     SETUP_ATTEMPTS,
     is_local,
     param_str,
@@ -40,7 +38,6 @@ from pipeline.tracking.store import (
 )
 from pipeline.tracking.ui import free_port, serve_ui, ui_command, ui_env
 from pipeline.tracking.writer import (
-    TERMINAL,
     Call,
     CloseRun,
     EndRun,
@@ -54,9 +51,8 @@ from pipeline.tracking.writer import (
 )
 
 __all__ = [
-    "ARTIFACT_DIR", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog", "MlflowTracker",
-    "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port", "make_tracker",
-    "resolve_uri", "serve_ui", "ui_command", "ui_env",
+    "MlflowRunLog", "MlflowTracker", "NullTracker", "RunLog", "Tracker", "free_port",
+    "make_tracker", "serve_ui", "ui_command", "ui_env",
 ]
 
 CLOSE_TIMEOUT = 300  # seconds close() waits for the writer to drain its queue
@@ -64,7 +60,7 @@ SETTLE = 1.5  # seconds workers without a parent id wait before agreeing on one 
 
 
 class Tracker:
-    """What tune/train need from a tracker. This base class is the no-op `NullTracker`."""
+    """What tune and cv_run need from a tracker. This base class is the no-op `NullTracker`."""
 
     enabled = False
 

@@ -47,19 +47,14 @@ from pipeline.metrics import METRICS, Metric
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec
-from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs, network_params, suggest
+from pipeline.tune.objective import WorkerArgs
 from pipeline.tune.optuna_internals import study_id
-from pipeline.tune.plots import stored_study_figures, study_figures
+from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
 from pipeline.tune.study import (
-    DEFAULT_STORAGE,
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
     HOST,
     HOST_ID,
-    MAX_RETRY,
     PARENT_ATTR,
-    StaleTrialCallback,
     make_storage,
     open_study,
     quiet_optuna,
@@ -71,11 +66,8 @@ if TYPE_CHECKING:
     from pipeline.experiment import Experiment
 
 __all__ = [
-    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "HOST", "HOST_ID", "MAX_RETRY",
-    "PARENT_ATTR", "BudgetReached", "Objective", "StaleTrialCallback", "TuneProgress",
-    "TuneResult", "WorkerArgs", "best_trials", "make_storage", "network_params",
-    "open_study", "recover", "rows", "run_worker", "storage_url", "stored_study_figures",
-    "study_figures", "study_run_id", "suggest", "tune",
+    "HOST", "HOST_ID", "PARENT_ATTR", "TuneProgress", "TuneResult", "best_trials", "make_storage",
+    "open_study", "storage_url", "study_run_id", "tune",
 ]
 
 OnProgress = Callable[[TuneProgress], object]
