@@ -117,7 +117,7 @@ def options_of(cls: type) -> Callable[[Callable[[Any], None]], Callable[..., Non
         def command(**options: Any) -> None:
             fn(cls(**options))
 
-        command.__signature__ = inspect.signature(cls, eval_str=True)  # type: ignore[attr-defined]
+        command.__signature__ = inspect.signature(cls, eval_str=True)
         return command
 
     return decorate
