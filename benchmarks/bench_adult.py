@@ -17,8 +17,6 @@ up in both columns.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import tempfile
@@ -108,8 +106,7 @@ def main() -> int:
         print(f"adult: {prepared.X_train.shape[0]} rows x {prepared.X_train.shape[1]} features; "
               f"{trials} trials, 5 folds, <= {epochs} epochs, {args.jobs} worker(s)", flush=True)
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            tune(exp, trials=trials, jobs=args.jobs, quiet=True, track=False)
+        tune(exp, trials=trials, jobs=args.jobs, track=False)  # prints nothing
         seconds = time.perf_counter() - start
         study, _ = open_study(storage_url(None), "adult", "maximize")
         best = study.best_trial

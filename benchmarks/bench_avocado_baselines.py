@@ -25,36 +25,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
 from pipeline.competitions import avocado  # noqa: E402
-
-CATEGORICAL = ["variety", "origin"]
-
-
-def preprocessor(numeric: list[str]) -> ColumnTransformer:
-    """Median impute + missing indicator and scaling for numbers, one-hot for categories."""
-    return ColumnTransformer([
-        (
-            "num",
-            make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
-            numeric,
-        ),
-        (
-            "cat",
-            make_pipeline(
-                SimpleImputer(strategy="constant", fill_value="missing"),
-                OneHotEncoder(handle_unknown="ignore"),
-            ),
-            CATEGORICAL,
-        ),
-    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
         oracle = pd.read_csv(out / "oracle_submission.csv")
 
     features = list(avocado.FEATURES)
-    numeric = [c for c in features if c not in CATEGORICAL]
     y = train[avocado.TARGET].to_numpy()
     y_test = solution[avocado.TARGET].to_numpy()
     private = (solution["Usage"] == "Private").to_numpy()
@@ -93,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [("oracle", oracle[avocado.TARGET].to_numpy(), 0.0)]
     for name, model in models.items():
         start = time.perf_counter()
-        fitted = make_pipeline(preprocessor(numeric), model).fit(train[features], y)
+        fitted = avocado.baseline(model).fit(train[features], y)
         p = fitted.predict_proba(test[features])[:, 1]
         results.append((name, p, time.perf_counter() - start))
 

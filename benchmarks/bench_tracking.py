@@ -22,8 +22,6 @@ Two measurements:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import statistics
 import subprocess
@@ -68,8 +66,8 @@ FRESH = """import os, sys
 os.chdir(sys.argv[1])
 from pipeline.experiment import load
 from pipeline.tune import tune
-tune(load("bench"), trials=int(sys.argv[2]), quiet=True, track=sys.argv[3] == "1",
-     storage=sys.argv[4], tracking_uri=sys.argv[5])
+tune(load("bench"), trials=int(sys.argv[2]), track=sys.argv[3] == "1", storage=sys.argv[4],
+     tracking_uri=sys.argv[5])
 """
 
 
@@ -91,8 +89,7 @@ def one_run(root: Path, track: bool, trials: int, n: int, fresh: bool) -> float:
         subprocess.run([sys.executable, "-c", FRESH, str(root), str(trials), str(int(track)),
                         storage, uri], check=True, stdout=subprocess.DEVNULL)
     else:
-        with contextlib.redirect_stdout(io.StringIO()):
-            tune(exp, trials=trials, quiet=True, track=track, storage=storage, tracking_uri=uri)
+        tune(exp, trials=trials, track=track, storage=storage, tracking_uri=uri)  # prints nothing
     return time.perf_counter() - start
 
 

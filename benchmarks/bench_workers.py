@@ -29,7 +29,6 @@ import argparse
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,80 +38,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 PG_SCRIPT = ROOT / ".ci" / "postgres.sh"
 EXP = "bench"
 GOAL = 1.7
 
-EXPERIMENT = """[competition]
-data_dir = "data/bench"
-id = "id"
-target = "y"
-task = "binary"
-metric = "roc_auc"
-
-[model]
-hidden_layer_sizes = [32]
-max_iter = {epochs}
-batch_size = 32
-n_iter_no_change = 100000
-tol = 0.0
-
-[cv]
-folds = 3
-seed = 0
-
-[tune]
-seed = 0
-pruner = "none"
-
-[tune.space]
-learning_rate_init = {{ low = 0.001, high = 0.03, log = true }}
-alpha = {{ low = 0.00001, high = 0.01, log = true }}
-"""
-
-
-def make_project(root: Path, epochs: int) -> None:
-    rng = np.random.default_rng(6)
-    n_train, n_test, m = 1200, 300, 8
-    X = rng.normal(size=(n_train + n_test, m)).round(4)
-    logit = X[:, 0] - X[:, 1] + X[:, 2] * X[:, 3]
-    y = (rng.random(len(X)) < 1 / (1 + np.exp(-2 * logit))).astype(int)
-    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(m)])
-    df.insert(0, "id", np.arange(len(X)))
-    data = root / "data" / "bench"
-    data.mkdir(parents=True)
-    train = df.iloc[:n_train].assign(y=y[:n_train])
-    train.to_csv(data / "train.csv", index=False)
-    df.iloc[n_train:].to_csv(data / "test.csv", index=False)
-    pd.DataFrame({"id": df["id"].iloc[n_train:], "y": 0.5}).to_csv(
-        data / "sample_submission.csv", index=False)
-    (root / "experiments").mkdir()
-    (root / "experiments" / f"{EXP}.toml").write_text(EXPERIMENT.format(epochs=epochs))
-
-
-def worker_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI")}
-    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
-    return env
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process this script started (it leads its own session)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):  # then SIGKILL: mlflow's job runners linger
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers_workers import stop, uniform_study, worker_env  # noqa: E402  (shared with the tests)
 
 
 @dataclass
@@ -271,7 +203,7 @@ def main() -> int:
     if load > 0.5 * (cores or 1):
         print("  warning: the machine is busy; speed-ups measured now are not meaningful")
     project = Path(tempfile.mkdtemp(prefix="bench-workers."))
-    make_project(project, epochs)
+    uniform_study(project, EXP, data=EXP, epochs=epochs)
     results: list[Result] = []
     pg: dict[str, str] = {}
     server: subprocess.Popen | None = None

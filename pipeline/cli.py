@@ -1,20 +1,27 @@
-"""The `pipeline` command line: parse options, call one stage, turn known errors into one line.
+"""The `pipeline` command line: parse options, compose the stages, show what they return.
 
-Heavy libraries (mlflow, optuna, matplotlib, even pandas) are imported inside the commands
-that need them, so `pipeline --help` answers at once.
+Stages return data and print nothing; `pipeline.console` renders it. Known errors become one
+line and exit code 2. Heavy libraries (mlflow, optuna, matplotlib, even pandas) are imported
+inside the commands that need them, so `pipeline --help` answers at once.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pipeline import console
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.experiment import Experiment as ExperimentFile
 
 app = typer.Typer(
     name="pipeline",
@@ -58,6 +65,22 @@ Timeout = Annotated[
 ]
 Jobs = Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")]
 Fresh = Annotated[bool, typer.Option(help="Delete the study and start again.")]
+Quiet = Annotated[bool, typer.Option(help="Plain log lines instead of a progress bar.")]
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """The options of `tune`, and of `run`, which tunes the same way before it submits."""
+
+    experiment: Experiment
+    trials: Trials = None
+    timeout: Timeout = None
+    jobs: Jobs = 1
+    storage: Storage = None
+    study: StudyName = None
+    fresh: Fresh = False
+    tracking_uri: TrackingUri = None
+    quiet: Quiet = False
 
 
 def fail(message: str) -> None:
@@ -75,14 +98,32 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except PipelineError as e:
             fail(str(e))
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+        except KeyboardInterrupt as e:  # the stage may say how to go on (tune: resume)
+            console.interrupted(str(e))
             raise typer.Exit(130) from None
 
     return wrapper
 
 
-def load_experiment(name: str):  # -> pipeline.experiment.Experiment
+def options_of(cls: type) -> Callable[[Callable[[Any], None]], Callable[..., None]]:
+    """A command whose options are the fields of dataclass `cls`, called with one instance.
+
+    Typer reads a command's options from its signature, so the command gets `cls`'s; commands
+    that share options (`tune`, `run`) share the dataclass instead of two copies of them.
+    """
+
+    def decorate(fn: Callable[[Any], None]) -> Callable[..., None]:
+        @wraps(fn)
+        def command(**options: Any) -> None:
+            fn(cls(**options))
+
+        command.__signature__ = inspect.signature(cls, eval_str=True)
+        return command
+
+    return decorate
+
+
+def load_experiment(name: str) -> ExperimentFile:
     from pipeline.experiment import load
 
     return load(name)
@@ -105,9 +146,7 @@ def data(
     """Generate a built-in competition (train, test, sample submission, solution, oracle)."""
     from pipeline.competitions import generate
 
-    written = generate(competition, out or Path("data") / competition, seed=seed, rows=rows)
-    for path in written:
-        typer.echo(f"wrote {path}")
+    console.wrote(generate(competition, out or Path("data") / competition, seed=seed, rows=rows))
 
 
 @app.command()
@@ -127,11 +166,7 @@ def init(
     from pipeline.submission.format import load_format
 
     # the sample must fit test.csv and the classes: found now, not after a whole study
-    path = init_experiment(data_dir, name=name, force=force, check=load_format)
-    typer.echo(f"wrote {path}")
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#   "):  # the guesses and their reasons: check them before tuning
-            typer.echo("  " + line.lstrip("# "))
+    console.experiment_written(init_experiment(data_dir, name=name, force=force, check=load_format))
 
 
 @app.command()
@@ -145,11 +180,7 @@ def prepare(
     """Raw CSVs -> numeric arrays and a fitted preprocessor, cached by fingerprint."""
     from pipeline.prepare import prepare as run_prepare
 
-    prepared = run_prepare(load_experiment(experiment), force=force)
-    typer.echo(
-        f"{prepared.X_train.shape[0]} train x {prepared.X_train.shape[1]} features, "
-        f"{prepared.X_test.shape[0]} test rows -> {prepared.path}"
-    )
+    console.prepared(run_prepare(load_experiment(experiment), force=force))
 
 
 @app.command()
@@ -163,38 +194,18 @@ def train(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Cross-validate one parameter set ([model] plus --set overrides) and log it to MLflow."""
-    from pipeline.tune import train_once
+    from pipeline.cv_run import cross_validate_and_log
 
-    train_once(load_experiment(experiment), overrides=set_ or [], tracking_uri=tracking_uri)
+    exp = load_experiment(experiment)
+    console.cv_run(cross_validate_and_log(exp, overrides=set_ or [], tracking_uri=tracking_uri))
 
 
 @app.command()
 @user_errors
-def tune(
-    experiment: Experiment,
-    trials: Trials = None,
-    timeout: Timeout = None,
-    jobs: Jobs = 1,
-    storage: Storage = None,
-    study: StudyName = None,
-    fresh: Fresh = False,
-    tracking_uri: TrackingUri = None,
-    quiet: Annotated[bool, typer.Option(help="Plain log lines instead of a progress bar.")] = False,
-) -> None:
+@options_of(TuneOptions)
+def tune(options: TuneOptions) -> None:
     """Tune the network with Optuna; resumable: run it again to continue the same study."""
-    from pipeline.tune import tune as run_tune
-
-    run_tune(
-        load_experiment(experiment),
-        trials=trials,
-        timeout=timeout,
-        jobs=jobs,
-        storage=storage,
-        study_name=study,
-        fresh=fresh,
-        tracking_uri=tracking_uri,
-        quiet=quiet,
-    )
+    tune_study(load_experiment(options.experiment), options)
 
 
 @app.command()
@@ -218,17 +229,9 @@ def submit(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Write the best model's submission CSV, validated, and record it in the ledger."""
-    from pipeline.tune import submit_best
-
     submit_best(
-        load_experiment(experiment),
-        trial=trial,
-        top_k=top_k,
-        refit=refit,
-        message=message,
-        storage=storage,
-        study_name=study,
-        tracking_uri=tracking_uri,
+        load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, message=message,
+        storage=storage, study=study, tracking_uri=tracking_uri,
     )
 
 
@@ -242,7 +245,7 @@ def validate(
     from pipeline.submit import validate_file
 
     validate_file(load_experiment(experiment), file)
-    typer.echo(f"{file}: valid submission")
+    console.valid_submission(file)
 
 
 @app.command()
@@ -252,45 +255,25 @@ def leaderboard(
     csv: Annotated[bool, typer.Option("--csv", help="Machine-readable CSV on stdout.")] = False,
 ) -> None:
     """Every submission in the ledger: CV score and local Public / Private scores."""
-    from pipeline.submit import leaderboard as show
+    from pipeline.submission.leaderboard import board
 
-    show(load_experiment(experiment), as_csv=csv)
+    console.leaderboard(board(load_experiment(experiment)), as_csv=csv)
 
 
 @app.command()
 @user_errors
-def run(
-    experiment: Experiment,
-    trials: Trials = None,
-    timeout: Timeout = None,
-    jobs: Jobs = 1,
-    storage: Storage = None,
-    study: StudyName = None,
-    fresh: Fresh = False,
-    tracking_uri: TrackingUri = None,
-    quiet: Annotated[bool, typer.Option(help="Plain log lines instead of a progress bar.")] = False,
-) -> None:
+@options_of(TuneOptions)
+def run(options: TuneOptions) -> None:
     """Chain every stage: prepare -> tune -> submit -> leaderboard."""
     from pipeline.prepare import prepare as run_prepare
-    from pipeline.submit import leaderboard as show
-    from pipeline.tune import submit_best
-    from pipeline.tune import tune as run_tune
+    from pipeline.submission.leaderboard import board
 
-    exp = load_experiment(experiment)
+    exp = load_experiment(options.experiment)
     run_prepare(exp)
-    run_tune(
-        exp,
-        trials=trials,
-        timeout=timeout,
-        jobs=jobs,
-        storage=storage,
-        study_name=study,
-        fresh=fresh,
-        tracking_uri=tracking_uri,
-        quiet=quiet,
-    )
-    submit_best(exp, storage=storage, study_name=study, tracking_uri=tracking_uri)
-    show(exp, as_csv=False)
+    tune_study(exp, options)
+    submit_best(exp, storage=options.storage, study=options.study,
+                tracking_uri=options.tracking_uri)
+    console.leaderboard(board(exp))
 
 
 @app.command()
@@ -305,7 +288,7 @@ def ui(
     """Start the MLflow UI on the project's stores and print its URL."""
     from pipeline.tracking import serve_ui
 
-    serve_ui(host=host, port=port, tracking_uri=tracking_uri)
+    serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=console.ui_started)
 
 
 @app.command()
@@ -318,11 +301,51 @@ def gradcheck(
 
     worst = 0.0
     for case, err in run_gradcheck():
-        typer.echo(f"{case:<28} {err:.2e}")
+        console.gradcheck_case(case, err)
         worst = max(worst, err)
     if worst > tolerance:
         fail(f"gradient check failed: worst relative error {worst:.2e} > {tolerance:.0e}")
-    typer.echo(f"ok: worst relative error {worst:.2e} <= {tolerance:.0e}")
+    console.gradcheck_passed(worst, tolerance)
+
+
+# --- stages composed by more than one command ----------------------------------------------
+
+
+def tune_study(exp: ExperimentFile, options: TuneOptions) -> None:
+    """The study, with live progress, then its summary."""
+    from pipeline.tune import tune as run_tune
+
+    with console.TuneDisplay(quiet=options.quiet) as display:
+        result = run_tune(
+            exp, trials=options.trials, timeout=options.timeout, jobs=options.jobs,
+            storage=options.storage, study_name=options.study, fresh=options.fresh,
+            tracking_uri=options.tracking_uri, on_progress=display.update,
+        )
+    console.tune_summary(result)
+
+
+def submit_best(
+    exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool = True,
+    message: str = "", storage: str | None = None, study: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
+    parent run."""
+    from pipeline.submit import submit as write_submission
+    from pipeline.tune import best_trials, study_run_id
+
+    chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
+    result = write_submission(exp, chosen, refit=refit, message=message)
+    console.submission(result)
+    parent = study_run_id(exp, storage=storage, study_name=study)
+    if parent:
+        from pipeline.tracking import make_tracker
+
+        try:
+            make_tracker(tracking_uri).log_files(
+                parent, [result.path, *result.model_paths], "submission")
+        except Exception as e:  # the submission is written; a tracking hiccup must not undo it
+            console.warning(f"could not log the submission to MLflow ({e})")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.curves import Curve, record
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from pipeline.experiment import Experiment
     from pipeline.prepare import Prepared
 
-CURVE_KEYS = ("train_loss", "val_loss", "val_error")
 FoldEpochCallback = Callable[[int, int, dict[str, float]], object]
 
 
@@ -32,7 +32,7 @@ class CVResult:
     mean: float
     std: float
     oof: np.ndarray  # metric-form out-of-fold predictions, in train row order
-    curves: list[dict[str, list[float]]]  # per fold: CURVE_KEYS -> one value per epoch
+    curves: list[Curve]  # per fold: curves.CURVE_KEYS -> one value per epoch
     n_iters: list[int]  # epochs each fold trained
     models: list = field(default_factory=list)  # fold estimators when keep_models=True
 
@@ -105,24 +105,21 @@ def cross_validate(
     oof = np.zeros((len(y), n_classes)) if task == "multiclass" else np.zeros(len(y))
     seed = int(params.get("random_state") or 0)
     scores: list[float] = []
-    curves: list[dict[str, list[float]]] = []
+    curves: list[Curve] = []
     n_iters: list[int] = []
     models: list = []
     for f, (tr, va) in enumerate(folds(prepared, exp)):
-        curve: dict[str, list[float]] = {k: [] for k in CURVE_KEYS}
-        curves.append(curve)
+        record(curves, f, {})  # the fold's curve exists from its start
 
-        def record(epoch: int, m: dict[str, float], f: int = f, curve=curve) -> None:
-            for key in CURVE_KEYS:
-                if key in m:
-                    curve[key].append(float(m[key]))
+        def report(epoch: int, m: dict[str, float], f: int = f) -> None:
+            record(curves, f, m)
             if on_epoch is not None:
                 on_epoch(f, epoch, m)
 
         est = build_estimator(task, {**params, "random_state": seed + f})
         with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
             warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=record)
+            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report)
         pred = predict(est, X[va])
         oof[va] = pred
         scores.append(metric(y[va], pred))

@@ -18,19 +18,19 @@ import hashlib
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 from sklearn.exceptions import ConvergenceWarning
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
 from pipeline.metrics import METRICS
+from pipeline.provenance import git_commit
 from pipeline.submission import ledger
 from pipeline.submission.format import (
     LABEL,
@@ -43,15 +43,14 @@ from pipeline.submission.format import (
     to_csv_text,
     to_frame,
 )
-from pipeline.submission.leaderboard import show as _show_leaderboard
+from pipeline.trials import TrialSpec
 
 
 @dataclass(frozen=True)
-class TrialSpec:
-    number: int
-    params: dict  # full network kwargs, including random_state
-    score: float  # the trial's CV score (mean over folds)
-    n_iter: int  # mean epochs of its folds: the refit trains this long
+class EnsembleScore:
+    members: int
+    score: float  # OOF score of the members' mean prediction, over the same folds
+    best_member: float  # the best single member's OOF score
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,11 @@ class SubmissionResult:
     sha256: str
     cv_score: float
     kaggle_command: str
+    metric: str = ""
+    trials: list[int] = field(default_factory=list)  # trial numbers, best first
+    refit: bool = True
+    ensemble: EnsembleScore | None = None  # top-k only
+    labels_from: Path | None = None  # the sample that makes a proba metric's submission labels
 
 
 @dataclass
@@ -80,10 +84,6 @@ def validate_file(exp: Experiment, file: Path) -> None:
     check_file(load_format(exp), Path(file))
 
 
-def leaderboard(exp: Experiment, *, as_csv: bool = False) -> None:
-    _show_leaderboard(exp, as_csv=as_csv)
-
-
 def submit(
     exp: Experiment, trials: list[TrialSpec], *, refit: bool = True, message: str = ""
 ) -> SubmissionResult:
@@ -92,11 +92,7 @@ def submit(
     # every check on the raw files comes before the (slow) training
     fmt = load_format(exp)
     check_test_columns(exp)
-    if fmt.kind == LABEL and METRICS[exp.competition.metric].needs == "proba":
-        typer.echo(
-            f"note: {fmt.sample} has a single prediction column, so the submission holds "
-            f"labels although the metric is {exp.competition.metric}"
-        )
+    labels_only = fmt.kind == LABEL and METRICS[exp.competition.metric].needs == "proba"
 
     from pipeline import evaluate  # imported here: `pipeline validate` stays light
     from pipeline.prepare import prepare
@@ -106,9 +102,8 @@ def submit(
     ensemble = len(trials) > 1
     members = [_member(evaluate, prepared, exp, t, refit=refit, need_oof=ensemble) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
-    cv_score = trials[0].score
-    if ensemble:
-        cv_score = _ensemble_report(evaluate, prepared, exp, members)
+    scored = _ensemble_score(evaluate, prepared, exp, members) if ensemble else None
+    cv_score = scored.score if scored else trials[0].score
 
     text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
@@ -128,7 +123,7 @@ def submit(
             "trials": " ".join(str(t.number) for t in trials),
             "cv_score": _score_text(cv_score),
             "metric": exp.competition.metric,
-            "git_commit": ledger.git_commit(),
+            "git_commit": git_commit(),
             "fingerprint": prepared.fingerprint,
             "message": message,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -137,9 +132,11 @@ def submit(
         for p in written:  # a failed run leaves no orphan file behind
             p.unlink(missing_ok=True)
         raise
-    command = kaggle_command(exp, path, message)
-    _report(exp, path, trials, cv_score, refit, command)
-    return SubmissionResult(path, model_paths, sha, cv_score, command)
+    return SubmissionResult(
+        path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
+        metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
+        ensemble=scored, labels_from=fmt.sample if labels_only else None,
+    )
 
 
 # --- checks on the inputs ------------------------------------------------------------------
@@ -222,9 +219,9 @@ def _member(
         ) from None
 
 
-def _ensemble_report(
+def _ensemble_score(
     evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member]
-) -> float:
+) -> EnsembleScore:
     """The ensemble's CV score, computed like the members' (mean over the same folds)."""
     metric = METRICS[exp.competition.metric]
     folds = evaluate.folds(prepared, exp)
@@ -235,11 +232,7 @@ def _ensemble_report(
     score = cv_of(np.mean([m.oof for m in members], axis=0))
     singles = [cv_of(m.oof) for m in members]
     best = max(singles) if metric.direction == "maximize" else min(singles)
-    typer.echo(
-        f"ensemble of {len(members)}: OOF {metric.name} {score:.5f} vs best member {best:.5f} "
-        f"({score - best:+.5f})"
-    )
-    return score
+    return EnsembleScore(len(members), score, best)
 
 
 def _save_models(
@@ -313,15 +306,3 @@ def kaggle_command(exp: Experiment, path: Path, message: str) -> str:
     quoted = "".join("\\" + ch if ch in '"\\$`' else ch for ch in " ".join(message.split()))
     return f'kaggle competitions submit -c {slug} -f {path.as_posix()} -m "{quoted}"'
 
-
-def _report(
-    exp: Experiment, path: Path, trials: list[TrialSpec], score: float, refit: bool, command: str
-) -> None:
-    how = "refit on all rows" if refit else "fold models averaged"
-    members = ", ".join(str(t.number) for t in trials)
-    typer.echo(f"wrote {path}")
-    typer.echo(
-        f"cv {exp.competition.metric} {_score_text(score)} "
-        f"(trial{'s' if len(trials) > 1 else ''} {members}, {how})"
-    )
-    typer.echo(f"upload: {command}")

@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline import competitions
 from pipeline.competitions import avocado
@@ -22,7 +18,6 @@ from pipeline.errors import PipelineError
 
 FILES = ["train.csv", "test.csv", "sample_submission.csv", "solution.csv", "oracle_submission.csv"]
 FEATURES = list(avocado.FEATURES)
-CATEGORICAL = ["variety", "origin"]
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +34,8 @@ def read_bytes(folder: Path) -> dict[str, bytes]:
 
 def fit_auc(model, frames: dict[str, pd.DataFrame]) -> float:
     """Private-split AUC of `model` behind impute + indicator, one-hot and scaling."""
-    numeric = [c for c in FEATURES if c not in CATEGORICAL]
-    prep = ColumnTransformer([
-        (
-            "num",
-            make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
-            numeric,
-        ),
-        (
-            "cat",
-            make_pipeline(
-                SimpleImputer(strategy="constant", fill_value="missing"),
-                OneHotEncoder(handle_unknown="ignore"),
-            ),
-            CATEGORICAL,
-        ),
-    ])
     train, test, solution = frames["train.csv"], frames["test.csv"], frames["solution.csv"]
-    fitted = make_pipeline(prep, model).fit(train[FEATURES], train[avocado.TARGET])
+    fitted = avocado.baseline(model).fit(train[FEATURES], train[avocado.TARGET])
     p = fitted.predict_proba(test[FEATURES])[:, 1]
     private = (solution["Usage"] == "Private").to_numpy()
     return roc_auc_score(solution[avocado.TARGET][private], p[private])

@@ -35,17 +35,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from conftest import make_competition, write_experiment
+from helpers_workers import stop, uniform_study, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_SCRIPT = ROOT / ".ci" / "postgres.sh"
 REQUIRED = os.environ.get("REQUIRE_POSTGRES") == "1"
-# Short heartbeat for the test; tune.py reads these once at import (defaults 5 s / 30 s).
+# Short heartbeat for the test; pipeline/tune/study.py reads these at import (defaults 5 s / 30 s).
 HEARTBEAT, GRACE = 1, 3
 WORKER_TIMEOUT = 180  # seconds a worker may take before the test gives up on it
 
@@ -124,31 +122,7 @@ def _free_port() -> int:
 
 
 def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI")}
-    env.update({
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PIPELINE_HEARTBEAT_INTERVAL": str(HEARTBEAT),
-        "PIPELINE_GRACE_PERIOD": str(GRACE),
-    })
-    return env
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop a process we started (it leads its own session) and whatever it spawned."""
-    for s in (sig, signal.SIGKILL):  # then SIGKILL: mlflow server's job runners linger
-        try:
-            os.killpg(proc.pid, s)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
+    return worker_env(PIPELINE_HEARTBEAT_INTERVAL=str(HEARTBEAT), PIPELINE_GRACE_PERIOD=str(GRACE))
 
 
 @dataclass(frozen=True)
@@ -189,51 +163,11 @@ def mlflow_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
             time.sleep(0.5)
         yield Server(url, work / "artifacts")
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
-# --- a tiny competition and the workers -------------------------------------------------------
-
-N_TRAIN, N_TEST = 1200, 300
-# ~1-3 s per trial on one core: 3 folds x 150 epochs of a (32,) network on 800 rows, no pruning,
-# no early stop, so that trials overlap and a kill lands mid-trial.
-EXPERIMENT_TOML = """
-[model]
-hidden_layer_sizes = [32]
-max_iter = 150
-batch_size = 32
-n_iter_no_change = 1000
-tol = 0.0
-
-[cv]
-folds = 3
-seed = 0
-
-[tune]
-seed = 0
-pruner = "none"
-
-[tune.space]
-learning_rate_init = { low = 0.001, high = 0.03, log = true }
-alpha = { low = 0.00001, high = 0.01, log = true }
-"""
-
-
-def make_project(root: Path, name: str) -> None:
-    """root/data/dist/{train,test,sample_submission}.csv and root/experiments/<name>.toml."""
-    rng = np.random.default_rng(6)
-    n, m = N_TRAIN + N_TEST, 8
-    X = rng.normal(size=(n, m)).round(4)
-    logit = X[:, 0] - X[:, 1] + X[:, 2] * X[:, 3]
-    y = (rng.random(n) < 1 / (1 + np.exp(-2 * logit))).astype(int)
-    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(m)])
-    df.insert(0, "id", np.arange(n))
-    train, test = df.iloc[:N_TRAIN].copy(), df.iloc[N_TRAIN:].copy()
-    train["y"] = y[:N_TRAIN]
-    if not (root / "data" / "dist").exists():
-        make_competition(root, train, test, name="dist")
-    write_experiment(root, name, "data/dist", extra=EXPERIMENT_TOML)
+# --- the workers (the study: tests/helpers_workers.py) ----------------------------------------
 
 
 def _can_unshare_uts() -> bool:
@@ -282,7 +216,7 @@ def wait_all(workers: list[Worker], timeout: float = WORKER_TIMEOUT) -> None:
         except subprocess.TimeoutExpired:
             for other in workers:
                 if other.proc.poll() is None:
-                    _stop(other.proc, signal.SIGKILL)
+                    stop(other.proc, signal.SIGKILL)
             pytest.fail(f"{w.name} still running after {timeout} s:\n{w.output()}", pytrace=False)
 
 
@@ -292,7 +226,7 @@ def workers() -> Iterator[list[Worker]]:
     yield started
     for w in started:
         if w.proc.poll() is None:
-            _stop(w.proc, signal.SIGKILL)
+            stop(w.proc, signal.SIGKILL)
 
 
 # --- reading the stores back -------------------------------------------------------------------
@@ -371,7 +305,7 @@ def test_two_workers_share_one_study(
 ) -> None:
     n = 8
     exp = f"share_{tracking}"
-    make_project(tmp_path, exp)
+    uniform_study(tmp_path, exp, data="dist")
     storage = cluster.createdb(f"optuna_{tracking}")  # fresh: the schema is created by a worker
     server = request.getfixturevalue("mlflow_server") if tracking == "server" else None
     # a fresh MLflow schema in the database case, raced by both workers
@@ -409,7 +343,7 @@ def test_killed_worker_trial_is_retried_by_the_other(
 
     n = 10
     exp = "kill"
-    make_project(tmp_path, exp)
+    uniform_study(tmp_path, exp, data="dist")
     storage = cluster.createdb("optuna_kill")
     a = start_worker(tmp_path, "worker-a", exp, n, storage, mlflow_server.url)
     b = start_worker(tmp_path, "worker-b", exp, n, storage, mlflow_server.url)

@@ -13,10 +13,11 @@ from helpers_submit import install_fake_stages, write_competition
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from typer.testing import CliRunner
 
+from pipeline import console
 from pipeline.cli import app
 from pipeline.errors import PipelineError
 from pipeline.submission import ledger
-from pipeline.submit import leaderboard
+from pipeline.submission.leaderboard import board as scored_board
 
 
 @pytest.fixture
@@ -39,6 +40,11 @@ def hand_made(exp, name: str, values: dict[str, np.ndarray], cv: float) -> Path:
     ledger.append({"file": path.as_posix(), "experiment": exp.name, "trials": name,
                    "cv_score": f"{cv:.5f}", "metric": exp.competition.metric})
     return path
+
+
+def leaderboard(exp, *, as_csv: bool = False) -> None:
+    """What `pipeline leaderboard` shows: the stage's board, rendered."""
+    console.leaderboard(scored_board(exp), as_csv=as_csv)
 
 
 def board(exp, capsys) -> list[dict[str, str]]:

@@ -25,11 +25,13 @@ from helpers_submit import (
 from sklearn.metrics import mean_squared_error, roc_auc_score
 from typer.testing import CliRunner
 
+from pipeline import console
 from pipeline.cli import app
 from pipeline.errors import PipelineError
 from pipeline.submission import ledger
 from pipeline.submission.format import load_format, match_class_columns
-from pipeline.submit import TrialSpec, refit_params, submit, validate_file
+from pipeline.submit import refit_params, submit, validate_file
+from pipeline.trials import TrialSpec
 
 NAME = re.compile(r"^\d{8}T\d{6}Z-(t\d+|top\d+(-t\d+)+)-cv-?\d+\.\d{5}(-\d+)?\.csv$")
 
@@ -405,9 +407,9 @@ def test_real_stages_labels_round_trip_to_the_leaderboard(tmp_path, monkeypatch,
     out = read(result.path)
     assert set(out["y"]) <= {str(v) for v in labels}
     capsys.readouterr()
-    from pipeline.submit import leaderboard
+    from pipeline.submission.leaderboard import board
 
-    leaderboard(exp, as_csv=True)
+    console.leaderboard(board(exp), as_csv=True)
     (row,) = pd.read_csv(io.StringIO(capsys.readouterr().out)).to_dict("records")
     truth = read(exp.competition.data_dir / "solution.csv").set_index("id")
     pub = truth["Usage"] == "Public"

@@ -13,8 +13,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from pipeline import evaluate, tune
+from pipeline import console, evaluate, tune
 from pipeline.cli import app
+from pipeline.cv_run import cross_validate_and_log
 from pipeline.errors import PipelineError
 from pipeline.experiment import load
 from pipeline.network import DivergenceError
@@ -89,7 +90,7 @@ def test_tune_budget_resume_and_mlflow(project):
     study = _study()
     assert len(study.get_trials(states=FINISHED)) == 2
     # resume with a bigger budget: same study, same parent run, exactly 4 finished
-    tune.tune(exp, trials=4, quiet=True)
+    tune.tune(exp, trials=4)
     study = _study()
     assert len(study.get_trials(states=FINISHED)) == 4 and len(study.trials) == 4
     parent = _check_runs_match_study(study)
@@ -107,7 +108,7 @@ def test_tune_budget_resume_and_mlflow(project):
     assert tuple(params["hidden_layer_sizes"]) == (t.params["units"],) * t.params["n_layers"]
     assert isinstance(t.user_attrs["n_iter"], int)
     # the same command once more: the budget is spent, nothing new runs
-    tune.tune(exp, trials=4, quiet=True)
+    tune.tune(exp, trials=4)
     assert len(_study().trials) == 4
 
 
@@ -136,7 +137,7 @@ def test_crashed_running_trial_is_failed_and_retried(project):
     for key, value in dead.items():
         crashed.set_user_attr(key, value)  # as a worker killed with -9 leaves it
 
-    tune.tune(exp, quiet=True)
+    tune.tune(exp)
     study = _study()
     states = [t.state for t in study.trials]
     assert states[0] == TrialState.FAIL and "died" in study.trials[0].user_attrs["error"]
@@ -161,7 +162,7 @@ def test_divergence_fails_the_trial_and_the_study_goes_on(project, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(evaluate, "cross_validate", first_diverges)
-    tune.tune(exp, quiet=True)
+    tune.tune(exp)
     study = _study()
     assert [t.state for t in study.trials] == [TrialState.FAIL, *[TrialState.COMPLETE] * 2]
     assert study.trials[0].user_attrs["error"].startswith("diverged")
@@ -172,7 +173,7 @@ def test_pruned_trials_are_pruned_everywhere(project):
     fresh_mlflow_db(project)
     space = "learning_rate_init = { low = 0.0001, high = 0.05, log = true }\n"
     exp = load(tiny_project(project, trials=6, pruner="median", max_iter=8, space=space))
-    tune.tune(exp, quiet=True)
+    tune.tune(exp)
     study = _study()
     assert len(study.get_trials(states=FINISHED)) == 6
     pruned = study.get_trials(states=(TrialState.PRUNED,))
@@ -183,7 +184,7 @@ def test_pruned_trials_are_pruned_everywhere(project):
 def test_two_worker_processes_share_the_budget(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=4))
-    tune.tune(exp, jobs=2, quiet=True)
+    tune.tune(exp, jobs=2)
     study = _study()
     finished = study.get_trials(states=FINISHED)
     assert len(finished) == 4 and len({t.number for t in finished}) == 4
@@ -193,14 +194,16 @@ def test_two_worker_processes_share_the_budget(project):
     _check_runs_match_study(study)
 
 
-def test_train_once_and_overrides(project, capsys):
+def test_cross_validate_and_log_with_overrides(project, capsys):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project))
     with pytest.raises(PipelineError, match="--set nope: unknown \\[model\\] key"):
-        tune.train_once(exp, overrides=["nope=1"])
+        cross_validate_and_log(exp, overrides=["nope=1"])
     with pytest.raises(PipelineError, match="--set alpha"):
-        tune.train_once(exp, overrides=["alpha=minus"])
-    res = tune.train_once(exp, overrides=["learning_rate_init=0.03", "activation=relu"])
+        cross_validate_and_log(exp, overrides=["alpha=minus"])
+    done = cross_validate_and_log(exp, overrides=["learning_rate_init=0.03", "activation=relu"])
+    console.cv_run(done)
+    res = done.result
     assert "cross-validation" in capsys.readouterr().out and len(res.scores) == 2
     c, parents, children = _runs()
     assert len(parents) == 1 and not children
@@ -209,9 +212,9 @@ def test_train_once_and_overrides(project, capsys):
     assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {"oof.csv", "config.json"}
 
 
-def test_submit_best_hands_the_best_trials_to_submit(project, monkeypatch):
+def test_submit_gets_the_best_trials_of_the_study(project, monkeypatch):
     exp = load(tiny_project(project, trials=3))
-    tune.tune(exp, quiet=True, track=False)
+    tune.tune(exp, track=False)
     seen = {}
 
     def fake_submit(exp, trials, *, refit=True, message=""):
@@ -221,14 +224,15 @@ def test_submit_best_hands_the_best_trials_to_submit(project, monkeypatch):
     import pipeline.submit
 
     monkeypatch.setattr(pipeline.submit, "submit", fake_submit)
-    with pytest.raises(PipelineError, match="stop here"):
-        tune.submit_best(exp, top_k=2)
+    result = CliRunner().invoke(app, ["submit", "tiny", "--top-k", "2"])
+    assert result.exit_code == 2 and "error: stop here" in result.output
     specs, study = seen["trials"], _study()
     ranked = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
     assert [s.number for s in specs] == [t.number for t in ranked[:2]]
     assert specs[0].params == ranked[0].user_attrs["params"] and specs[0].n_iter >= 1
+    assert tune.best_trials(exp, top_k=2) == specs
     with pytest.raises(PipelineError, match="no study"):
-        tune.submit_best(exp, study_name="other")
+        tune.best_trials(exp, study_name="other")
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -268,7 +272,7 @@ def test_submit_errors_are_one_line_and_leave_the_ledger_untouched(project):
         assert not (project / "submissions").exists()  # no file, no ledger row
 
     one_line_error(["submit", "tiny", "--study", "never-tuned"], "never-tuned")
-    tune.tune(load("tiny"), quiet=True, track=False)
+    tune.tune(load("tiny"), track=False)
     one_line_error(["submit", "tiny", "--trial", "999"], "--trial 999")
 
 

@@ -32,6 +32,7 @@ indicator, one-hot, scaling) 0.730, scikit-learn MLPClassifier((32,)) 0.917.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ FEATURES = (
     "days_since_harvest",
     "origin",
 )
+CATEGORICAL = ("variety", "origin")
 PUBLIC_SHARE = 0.3
 
 # name, share, days to ripen, mean height (cm), squishiness band centre, skin darkens?
@@ -186,3 +188,22 @@ def generate(
         _write_atomic(frames[name], path)
         written.append(path)
     return written
+
+
+def baseline(model: Any) -> Any:
+    """`model` behind the preprocessing of the baselines quoted above (a scikit-learn pipeline
+    on FEATURES): median imputation with missing indicators and scaling for the numbers,
+    one-hot for CATEGORICAL."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in FEATURES if c not in CATEGORICAL]
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                              StandardScaler()), numeric),
+        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                              OneHotEncoder(handle_unknown="ignore")), list(CATEGORICAL)),
+    ])
+    return make_pipeline(prep, model)

@@ -8,9 +8,7 @@ beside it: the distance between the two is the "shake-up" the final standings br
 
 from __future__ import annotations
 
-import csv
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,20 +33,6 @@ from pipeline.submission.format import (
 )
 from pipeline.submission.format import check as check_frame
 
-CSV_COLUMNS = (
-    "public_rank",
-    "private_rank",
-    "public",
-    "private",
-    "cv_score",
-    "metric",
-    "trials",
-    "file",
-    "status",
-    "time",
-    "message",
-)
-
 
 @dataclass(frozen=True)
 class Solution:
@@ -71,6 +55,16 @@ class Entry:
     private: float | None = None
     public_rank: int | None = None
     private_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Board:
+    experiment: str
+    metric: str
+    direction: str  # maximize | minimize
+    entries: list[Entry]  # ranked: by Public where a solution exists, else by CV
+    oracle: Entry | None  # the ceiling, when the competition has oracle_submission.csv
+    solution: Path | None  # the solution.csv Public / Private were scored on
 
 
 # --- solution ------------------------------------------------------------------------------
@@ -166,11 +160,11 @@ def _oracle_form(
     return metric_form(frame, fmt, order, classes, path)
 
 
-# --- the table -----------------------------------------------------------------------------
+# --- the board -----------------------------------------------------------------------------
 
 
-def entries(exp: Experiment) -> tuple[list[Entry], Entry | None, Solution | None]:
-    """Ranked ledger entries of `exp`, the oracle entry (if any) and the solution (if any)."""
+def board(exp: Experiment) -> Board:
+    """Every ledger row of `exp`, scored and ranked, and the oracle's scores (if any)."""
     rows = [r for r in ledger.read() if r.get("experiment") == exp.name]
     fmt = load_format(exp)
     metric = METRICS[exp.competition.metric]
@@ -190,7 +184,8 @@ def entries(exp: Experiment) -> tuple[list[Entry], Entry | None, Solution | None
         oracle = Entry(str(oracle_path), "oracle", math.nan, status="oracle")
         score_file(oracle, fmt, solution, classes, metric)
     _rank(found, metric, by_public=solution is not None)
-    return found, oracle, solution
+    return Board(exp.name, metric.name, metric.direction, found, oracle,
+                 solution.path if solution is not None else None)
 
 
 def _classes(exp: Experiment) -> tuple | None:
@@ -227,77 +222,3 @@ def _rank(found: list[Entry], metric: Metric, *, by_public: bool) -> None:
         by_private = sorted((e for e in found if e.private is not None), key=key_of("private"))
         for rank, e in enumerate(by_private, start=1):
             e.private_rank = rank
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.5f}"
-
-
-def _shake(e: Entry) -> str:
-    if e.public_rank is None or e.private_rank is None:
-        return ""
-    moved = e.public_rank - e.private_rank
-    return "=" if moved == 0 else f"{moved:+d}"
-
-
-def show(exp: Experiment, *, as_csv: bool = False) -> None:
-    found, oracle, solution = entries(exp)
-    metric = METRICS[exp.competition.metric]
-    if as_csv:
-        _write_csv(found, oracle, metric)
-    else:
-        _print_table(exp, found, oracle, solution, metric)
-
-
-def _write_csv(found: list[Entry], oracle: Entry | None, metric: Metric) -> None:
-    out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(CSV_COLUMNS)
-    for e in ([oracle] if oracle else []) + found:
-        out.writerow([
-            e.public_rank or "", e.private_rank or "", _fmt(e.public), _fmt(e.private),
-            _fmt(e.cv), metric.name, e.trials, e.file, e.status, e.time, e.message,
-        ])
-    sys.stdout.flush()
-
-
-def _print_table(
-    exp: Experiment,
-    found: list[Entry],
-    oracle: Entry | None,
-    solution: Solution | None,
-    metric: Metric,
-) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:  # piped / captured: don't squeeze the table into 80 columns
-        console = Console(width=160)
-    if not found:
-        console.print(f"no submissions yet for {exp.name}; run `pipeline submit {exp.name}`")
-    title = f"{exp.name}: {metric.name} ({metric.direction})"
-    if solution is not None:
-        title += f", Public / Private scored on {solution.path}"
-    table = Table(title=title)
-    scored = solution is not None
-    for name in ["#", "CV"] + (["Public", "Private", "Private #", "Shake-up"] if scored else []):
-        table.add_column(name, justify="right")
-    table.add_column("Trials", overflow="fold")
-    table.add_column("File", no_wrap=True)
-    table.add_column("Status", overflow="fold")
-    table.add_column("Time", no_wrap=True)
-    table.add_column("Message", overflow="fold")
-    if oracle is not None:
-        cells = ["ceiling", ""]
-        cells += [_fmt(oracle.public), _fmt(oracle.private), "", ""] if scored else []
-        table.add_row(*cells, "oracle", Path(oracle.file).name, oracle.status, "", "",
-                      style="bold yellow")
-    for e in found:
-        cells = [str(e.public_rank or "-"), _fmt(e.cv)]
-        if scored:
-            cells += [_fmt(e.public), _fmt(e.private), str(e.private_rank or "-"), _shake(e)]
-        style = None if e.status == "ok" else "red"
-        when = e.time[:16].replace("T", " ")  # minutes are enough on screen; --csv has it all
-        table.add_row(*cells, e.trials, Path(e.file).name, e.status, when, e.message, style=style)
-    if found or oracle is not None:
-        console.print(table)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -72,14 +71,3 @@ def read(path: Path = LEDGER) -> list[dict[str, str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PipelineError(f"{path}: cannot read the ledger ({e})") from None
 
-
-def git_commit() -> str:
-    """The commit the code ran from, so a submission can be reproduced."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else "unknown"

@@ -23,28 +23,36 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.tracking.plots import CURVE_KEYS, convergence_figure, mean_curves
+from pipeline.curves import Curve, record
+from pipeline.provenance import git_commit
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
-    DEFAULT_TRACKING_URI,
     SETUP_ATTEMPTS,
-    _is_local,
-    _param_str,
-    _schema_lock,
-    _sqlite_path,
-    _str_tags,
-    git_commit,
+    is_local,
+    param_str,
     redact_url,
     resolve_uri,
+    schema_lock,
+    sqlite_path,
+    str_tags,
 )
 from pipeline.tracking.ui import free_port, serve_ui, ui_command, ui_env
-from pipeline.tracking.writer import TERMINAL, _write, _writer_main
+from pipeline.tracking.writer import (
+    Call,
+    CloseRun,
+    EndRun,
+    FinishParent,
+    LogDict,
+    LogMetrics,
+    LogParams,
+    Message,
+    write,
+    writer_main,
+)
 
 __all__ = [
-    "ARTIFACT_DIR", "CURVE_KEYS", "DEFAULT_TRACKING_URI", "TERMINAL", "MlflowRunLog",
-    "MlflowTracker", "NullTracker", "RunLog", "Tracker", "convergence_figure", "free_port",
-    "git_commit", "make_tracker", "mean_curves", "resolve_uri", "serve_ui", "ui_command",
-    "ui_env",
+    "MlflowRunLog", "MlflowTracker", "NullTracker", "RunLog", "Tracker", "free_port",
+    "make_tracker", "serve_ui", "ui_command", "ui_env",
 ]
 
 CLOSE_TIMEOUT = 300  # seconds close() waits for the writer to drain its queue
@@ -52,7 +60,7 @@ SETTLE = 1.5  # seconds workers without a parent id wait before agreeing on one 
 
 
 class Tracker:
-    """What tune/train need from a tracker. This base class is the no-op `NullTracker`."""
+    """What tune and cv_run need from a tracker. This base class is the no-op `NullTracker`."""
 
     enabled = False
 
@@ -82,7 +90,6 @@ class Tracker:
     def finish_parent(
         self, parent_id: str, metrics: dict[str, float], tags: dict[str, str],
         figures: Callable[..., dict[str, Any]] | None = None, figure_args: tuple = (),
-        files: Iterable[Path] = (),
     ) -> None:
         """Best trial's metrics and the study plots onto the parent run; the run ends FINISHED.
 
@@ -108,16 +115,12 @@ class RunLog:
         self.tracker = tracker
         self.run_id = run_id
         self.name = name
-        self.curves: list[dict[str, list[float]]] = []
+        self.curves: list[Curve] = []
         self._sent = 0  # folds already sent
         self._ended = False
 
     def epoch(self, fold: int, metrics: dict[str, float]) -> None:
-        while len(self.curves) <= fold:
-            self.curves.append({k: [] for k in CURVE_KEYS})
-        for key in CURVE_KEYS:
-            if key in metrics:
-                self.curves[fold][key].append(float(metrics[key]))
+        record(self.curves, fold, metrics)
 
     def flush(self, final: bool = False) -> None:
         """Send the folds that are over (all of them when `final`)."""
@@ -130,7 +133,7 @@ class RunLog:
 
 
 class MlflowRunLog(RunLog):
-    """Curves leave as plain tuples; `MlflowTracker.submit` writes them (maybe in the writer)."""
+    """Curves leave as plain tuples; `MlflowTracker.send` writes them (maybe in the writer)."""
 
     tracker: MlflowTracker
 
@@ -146,7 +149,7 @@ class MlflowRunLog(RunLog):
             for step, v in enumerate(values, start=1)
         ]
         self._sent = done
-        self.tracker.submit("metrics", self.run_id, points)
+        self.tracker.send(LogMetrics(self.run_id, points))
 
     def end(
         self, state: str, metrics: dict[str, float] | None = None,
@@ -159,8 +162,8 @@ class MlflowRunLog(RunLog):
             self.flush(final=True)
         finally:
             title = f"{self.name or self.run_id[:8]} ({state})"
-            self.tracker.submit("end", self.run_id, state, self.curves if plot else None,
-                                metrics or {}, config, title)
+            self.tracker.send(EndRun(self.run_id, state, self.curves if plot else None,
+                                     metrics or {}, config, title))
 
 
 class MlflowTracker(Tracker):
@@ -174,7 +177,7 @@ class MlflowTracker(Tracker):
         self._queue: Any = None
         self._writer: Any = None
 
-    def submit(self, op: str, *args: Any) -> None:
+    def send(self, msg: Message) -> None:
         """A run's writes: inline, or queued to the writer process when `background`.
 
         MLflow's SQL store costs ~0.1-0.2 ms per metric point and a PNG ~0.1 s: inline that is
@@ -183,10 +186,10 @@ class MlflowTracker(Tracker):
         if self.background:
             self.start_writer()
             if self._writer.is_alive():
-                self._queue.put((op, args))
+                self._queue.put(msg)
                 return
             self._writer_gone()
-        _write(self.client, op, args)
+        write(self.client, msg)
 
     def start_writer(self) -> None:
         """Start the writer early: its imports then overlap with the first trial."""
@@ -196,13 +199,17 @@ class MlflowTracker(Tracker):
             ctx = mp.get_context("spawn")
             self._queue = ctx.Queue()
             self._writer = ctx.Process(
-                target=_writer_main, args=(self.uri, self._queue, os.getpid()),
+                target=writer_main, args=(self.uri, self._queue, os.getpid()),
                 name="mlflow-writer", daemon=True,
             )
             self._writer.start()
 
     def _writer_gone(self) -> None:
-        """The writer died (it printed why): say what that means, go on writing inline."""
+        """The writer died (it printed why): say what that means, go on writing inline.
+
+        Printed here, not returned: this happens mid-trial, often in a spawned tune worker,
+        where no caller could pass it on. The same holds for the warnings of `close`.
+        """
         print(f"warning: the MLflow writer process exited (code {self._writer.exitcode}); "
               "runs it had queued may be incomplete; writing from this process from now on",
               file=sys.stderr, flush=True)
@@ -260,7 +267,7 @@ class MlflowTracker(Tracker):
         last: Exception | None = None
         for attempt in range(SETUP_ATTEMPTS):
             try:
-                with _schema_lock(self.uri):
+                with schema_lock(self.uri):
                     self.experiment_id(exp)
                 break
             except Exception as e:  # sqlalchemy / MlflowException from the schema race
@@ -271,7 +278,7 @@ class MlflowTracker(Tracker):
             first = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
             raise PipelineError(f"--tracking-uri {redact_url(self.uri)}: cannot set up MLflow "
                                 f"({type(last).__name__}: {first[:200]})")
-        path = _sqlite_path(self.uri)
+        path = sqlite_path(self.uri)
         if path is not None:
             # WAL lets several worker processes read while one writes; persistent in the file.
             with sqlite3.connect(path, timeout=60) as con:
@@ -286,7 +293,7 @@ class MlflowTracker(Tracker):
         found = client.get_experiment_by_name(exp.name)
         if found is None:
             location = None
-            if _is_local(self.uri):
+            if is_local(self.uri):
                 location = (Path.cwd() / ARTIFACT_DIR).resolve().as_uri()
             try:
                 eid = client.create_experiment(
@@ -333,7 +340,7 @@ class MlflowTracker(Tracker):
         run = self.client.create_run(
             self.experiment_id(exp),
             run_name=study_name,
-            tags={**_str_tags(tags), "git_commit": git_commit(), "kind": "study"},
+            tags={**str_tags(tags), "git_commit": git_commit(), "kind": "study"},
         )
         rid = run.info.run_id
         if settle and key:
@@ -344,7 +351,7 @@ class MlflowTracker(Tracker):
                 self.client.delete_run(rid)
                 self._reopen(found[0])
                 return winner
-        self.submit("dict", rid, exp.as_dict(), "config.json")
+        self.send(LogDict(rid, exp.as_dict(), "config.json"))
         return rid
 
     def study_parents(self, exp: Any, key: dict[str, str]) -> list:
@@ -361,22 +368,22 @@ class MlflowTracker(Tracker):
     def start_run(
         self, exp: Any, name: str, params: dict, tags: dict, parent_id: str | None = None
     ) -> MlflowRunLog:
-        all_tags = {**_str_tags(tags), "git_commit": git_commit(), "state": "running",
+        all_tags = {**str_tags(tags), "git_commit": git_commit(), "state": "running",
                     "mlflow.source.name": "pipeline"}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id(exp), run_name=name, tags=all_tags)
         rid = run.info.run_id
         # params go through the writer too: only create_run (for the id) waits
-        plist = [(k, _param_str(v)) for k, v in sorted(params.items())]
-        self.submit("params", rid, plist)
+        plist = [(k, param_str(v)) for k, v in sorted(params.items())]
+        self.send(LogParams(rid, plist))
         return MlflowRunLog(self, rid, name)
 
     def close_run(self, run_id: str, state: str) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
-            _write(self.client, "close", (run_id, state))
+            write(self.client, CloseRun(run_id, state))
         except MlflowException:
             pass  # the run is gone (deleted by the user): nothing left to close
 
@@ -393,14 +400,12 @@ class MlflowTracker(Tracker):
     def finish_parent(
         self, parent_id: str, metrics: dict[str, float], tags: dict[str, str],
         figures: Callable[..., dict[str, Any]] | None = None, figure_args: tuple = (),
-        files: Iterable[Path] = (),
     ) -> None:
-        self.submit("parent", parent_id, metrics, _str_tags(tags), figures, figure_args,
-                    [str(f) for f in files])
+        self.send(FinishParent(parent_id, metrics, str_tags(tags), figures, figure_args))
 
     def preload(self, fn: Callable[..., Any], *args: Any) -> None:
         if self.background:
-            self.submit("call", fn, args)
+            self.send(Call(fn, args))
 
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None) -> None:
         for f in files:

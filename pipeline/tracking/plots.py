@@ -5,28 +5,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-CURVE_KEYS = ("train_loss", "val_loss", "val_error")
-
-
-def mean_curves(curves: list[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """Fold mean per epoch, over the folds that reached that epoch (folds stop early)."""
-    out: dict[str, list[float]] = {}
-    for key in CURVE_KEYS:
-        series = [c.get(key, []) for c in curves if c.get(key)]
-        if not series:
-            continue
-        longest = max(len(s) for s in series)
-        out[key] = [
-            sum(s[i] for s in series if i < len(s)) / sum(1 for s in series if i < len(s))
-            for i in range(longest)
-        ]
-    return out
-
+from pipeline.curves import Curve, mean_curves
 
 _CANVAS: list = []  # (figure, axes, suptitle): built once per process, redrawn per run
 
 
-def convergence_figure(curves: list[dict[str, list[float]]], title: str) -> Any:
+def convergence_figure(curves: list[Curve], title: str) -> Any:
     """Loss and error per epoch, one thin line per fold and the mean in bold.
 
     The figure is this process's one convergence figure, redrawn by the next call: save it
@@ -68,7 +52,7 @@ def convergence_figure(curves: list[dict[str, list[float]]], title: str) -> Any:
     return fig
 
 
-def _close_figure(fig: Any) -> None:
+def close_figure(fig: Any) -> None:
     """Free a figure; pyplot ones (Optuna's plots) stay registered until closed."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +21,14 @@ def resolve_uri(tracking_uri: str | None) -> str:
     """The URI to use; a relative SQLite path is made absolute (MLflow caches engines by URI,
     so `sqlite:///mlflow.db` must not mean another file after a chdir)."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is not None and not Path(path).is_absolute():
         uri = "sqlite:///" + str(Path.cwd() / path)
     return uri
 
 
-@cache
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 @contextmanager
-def _schema_lock(uri: str) -> Iterator[None]:
+def schema_lock(uri: str) -> Iterator[None]:
     """Hold a PostgreSQL advisory lock (session level) while MLflow may create its schema.
 
     Other databases (SQLite: MLflow's own file lock; MySQL; an HTTP server that creates the
@@ -84,22 +71,22 @@ def redact_url(uri: str) -> str:
     return uri
 
 
-def _sqlite_path(uri: str) -> str | None:
+def sqlite_path(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     path = uri.removeprefix("sqlite:///")
     return None if path in ("", ":memory:") else path
 
 
-def _is_local(uri: str) -> bool:
+def is_local(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "databricks"))
 
 
-def _param_str(v: Any) -> str:
+def param_str(v: Any) -> str:
     if isinstance(v, tuple | list):
         return json.dumps(list(v))
     return str(v)
 
 
-def _str_tags(tags: dict) -> dict[str, str]:
+def str_tags(tags: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in tags.items() if v is not None}

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.tracking.store import ARTIFACT_DIR, resolve_uri
@@ -39,13 +40,15 @@ def ui_env() -> dict[str, str]:
 
 
 def serve_ui(
-    host: str = "127.0.0.1", port: int | None = None, tracking_uri: str | None = None
+    host: str = "127.0.0.1", port: int | None = None, tracking_uri: str | None = None,
+    on_start: Callable[[str], object] | None = None,
 ) -> None:
-    """Start the MLflow UI, print its URL, run until Ctrl-C."""
+    """Start the MLflow UI, tell `on_start` its URL, run until Ctrl-C."""
     port = port or free_port(host)
     cmd = ui_command(host, port, tracking_uri)
     env = ui_env()
-    print(f"MLflow UI: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    if on_start is not None:
+        on_start(f"http://{host}:{port}")
     proc = subprocess.Popen(cmd, env=env)
     try:
         proc.wait()

@@ -1,9 +1,15 @@
 """MLflow writes: carried out inline or in the writer process (off the trial's path).
 
-The writer reads ahead: once the study's closing "parent" op is queued it forks a child that
-draws Optuna's study plots (~0.4 s) while the writer still finishes the runs queued before it
-(quickly pruned trials leave a backlog of convergence plots at the end). That is the one wait
+Every write is one small frozen message (`LogMetrics`, `EndRun`, ...): the tracker builds it,
+`write` carries it out, the same code inline or in the writer process after a trip through
+its queue (so every field pickles; `FinishParent.figures` must be a module-level function).
+
+The writer reads ahead: once the study's closing `FinishParent` is queued it forks a child
+that draws Optuna's study plots (~0.4 s) while the writer still finishes the runs queued before
+it (quickly pruned trials leave a backlog of convergence plots at the end). That is the one wait
 `pipeline tune` has after its last trial; on one core it would be the sum of the two.
+
+The writer process prints its own warnings to stderr: it has no caller to hand them to.
 """
 
 from __future__ import annotations
@@ -11,74 +17,157 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.tracking.plots import _close_figure, convergence_figure, mean_curves
+from pipeline.curves import Curve, mean_curves
+from pipeline.tracking.plots import close_figure, convergence_figure
 
 BATCH = 1000  # MLflow's per-call limit for metrics in log_batch
+PARAM_BATCH = 100  # and for params
 TERMINAL = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+Point = tuple[str, float, int, int]  # (key, value, timestamp in ms, step)
 
 
-def _write(client: Any, op: str, args: tuple) -> None:
+@dataclass(frozen=True)
+class LogMetrics:
+    run_id: str
+    points: list[Point]
+
+
+@dataclass(frozen=True)
+class LogParams:
+    run_id: str
+    params: list[tuple[str, str]]  # (name, value as MLflow shows it)
+
+
+@dataclass(frozen=True)
+class LogDict:
+    run_id: str
+    data: dict
+    name: str  # artifact file name, e.g. config.json
+
+
+@dataclass(frozen=True)
+class EndRun:
+    """A trial's run is over: fold-mean curves, final metrics, config, convergence plot, state."""
+
+    run_id: str
+    state: str  # complete | pruned | failed | interrupted
+    curves: list[Curve] | None  # per fold; None: no convergence figure
+    metrics: dict[str, float]
+    config: dict | None
+    title: str  # of the convergence figure
+
+
+@dataclass(frozen=True)
+class FinishParent:
+    """The study's closing write: best-trial metrics and tags, the study plots, FINISHED."""
+
+    run_id: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    figures: Callable[..., dict[str, Any]] | None  # figures(*figure_args) -> {name: figure}
+    figure_args: tuple
+    drawing: _Drawing | None = None  # the plots drawn ahead (set in the writer process only)
+
+
+@dataclass(frozen=True)
+class CloseRun:
+    run_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run `fn(*args)` in the writer process (imports it will need for later writes)."""
+
+    fn: Callable[..., Any]
+    args: tuple
+
+
+Message = LogMetrics | LogParams | LogDict | EndRun | FinishParent | CloseRun | Call
+
+
+def write(client: Any, msg: Message) -> None:
     """Carry out one write; the same code runs inline or in the writer process."""
-    from mlflow.entities import Metric, Param, RunTag
+    match msg:
+        case LogMetrics():
+            _log_metrics(client, msg.run_id, msg.points)
+        case LogParams():
+            _log_params(client, msg.run_id, msg.params)
+        case LogDict():
+            client.log_dict(msg.run_id, msg.data, msg.name)
+        case EndRun():
+            _end_run(client, msg)
+        case FinishParent():
+            _finish_parent(client, msg)
+        case CloseRun():
+            _close_run(client, msg.run_id, msg.state)
+        case Call():
+            msg.fn(*msg.args)
+        case _:
+            raise TypeError(f"not a writer message: {msg!r}")
 
-    if op == "metrics":
-        run_id, points = args
-        batch = [Metric(k, float(v), ts, step) for k, v, ts, step in points]
-        for i in range(0, len(batch), BATCH):
-            client.log_batch(run_id, metrics=batch[i : i + BATCH])
-    elif op == "end":
-        run_id, state, curves, metrics, config, title = args
-        try:
-            ts = int(time.time() * 1000)
-            points = [(k, v, ts, step) for k, values in mean_curves(curves or []).items()
-                      for step, v in enumerate(values, start=1)]
-            points += [(k, float(v), ts, 0) for k, v in metrics.items()]
-            _write(client, "metrics", (run_id, points))
-            if config is not None:
-                client.log_dict(run_id, config, "config.json")
-            if curves and any(c.get("val_loss") for c in curves):
-                client.log_figure(run_id, convergence_figure(curves, title), "convergence.png")
-        finally:
-            _write(client, "close", (run_id, state))
-    elif op == "params":
-        run_id, plist = args
-        params = [Param(k, v) for k, v in plist]
-        for i in range(0, len(params), 100):  # MLflow's limit per call
-            client.log_batch(run_id, params=params[i : i + 100])
-    elif op == "parent":
-        run_id, metrics, tags, figures, figure_args, files, drawn = (*args, None)[:7]
-        try:
-            ts = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0)
-                                              for k, v in metrics.items()],
-                             tags=[RunTag(k, v) for k, v in tags.items()])
-            pngs = drawn.result() if drawn is not None else None
-            if pngs is not None:
-                for png in pngs:
-                    client.log_artifact(run_id, str(png), "study")
-            else:
-                for name, fig in (figures(*figure_args) if figures else {}).items():
-                    fig.set_dpi(72)
-                    client.log_figure(run_id, fig, f"study/{name}.png")
-                    _close_figure(fig)
-            for f in files:
-                if Path(f).exists():
-                    client.log_artifact(run_id, f, "study")
-        finally:
-            client.set_terminated(run_id, "FINISHED")
-    elif op == "dict":
-        run_id, data, name = args
-        client.log_dict(run_id, data, name)
-    elif op == "call":
-        fn, fargs = args
-        fn(*fargs)
-    elif op == "close":
-        run_id, state = args
-        client.set_tag(run_id, "state", state)
-        client.set_terminated(run_id, TERMINAL.get(state, "FAILED"))
+
+def _log_metrics(client: Any, run_id: str, points: list[Point]) -> None:
+    from mlflow.entities import Metric
+
+    batch = [Metric(k, float(v), ts, step) for k, v, ts, step in points]
+    for i in range(0, len(batch), BATCH):
+        client.log_batch(run_id, metrics=batch[i : i + BATCH])
+
+
+def _log_params(client: Any, run_id: str, plist: list[tuple[str, str]]) -> None:
+    from mlflow.entities import Param
+
+    params = [Param(k, v) for k, v in plist]
+    for i in range(0, len(params), PARAM_BATCH):
+        client.log_batch(run_id, params=params[i : i + PARAM_BATCH])
+
+
+def _close_run(client: Any, run_id: str, state: str) -> None:
+    client.set_tag(run_id, "state", state)
+    client.set_terminated(run_id, TERMINAL.get(state, "FAILED"))
+
+
+def _end_run(client: Any, msg: EndRun) -> None:
+    try:
+        ts = int(time.time() * 1000)
+        points = [(k, v, ts, step) for k, values in mean_curves(msg.curves or []).items()
+                  for step, v in enumerate(values, start=1)]
+        points += [(k, float(v), ts, 0) for k, v in msg.metrics.items()]
+        _log_metrics(client, msg.run_id, points)
+        if msg.config is not None:
+            client.log_dict(msg.run_id, msg.config, "config.json")
+        if msg.curves and any(c.get("val_loss") for c in msg.curves):
+            figure = convergence_figure(msg.curves, msg.title)
+            client.log_figure(msg.run_id, figure, "convergence.png")
+    finally:
+        _close_run(client, msg.run_id, msg.state)
+
+
+def _finish_parent(client: Any, msg: FinishParent) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    try:
+        ts = int(time.time() * 1000)
+        client.log_batch(msg.run_id,
+                         metrics=[Metric(k, float(v), ts, 0) for k, v in msg.metrics.items()],
+                         tags=[RunTag(k, v) for k, v in msg.tags.items()])
+        pngs = msg.drawing.result() if msg.drawing is not None else None
+        if pngs is not None:
+            for png in pngs:
+                client.log_artifact(msg.run_id, str(png), "study")
+        else:  # not drawn ahead (no fork, or the child failed): draw here
+            for name, fig in (msg.figures(*msg.figure_args) if msg.figures else {}).items():
+                fig.set_dpi(72)
+                client.log_figure(msg.run_id, fig, f"study/{name}.png")
+                close_figure(fig)
+    finally:
+        client.set_terminated(msg.run_id, "FINISHED")
 
 
 class _Drawing:
@@ -122,13 +211,11 @@ class _Drawing:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _admit(item: Any) -> Any:
-    """A queued op as the writer will run it: the study's closing op starts its plots now."""
-    if item is not None and item[0] == "parent" and hasattr(os, "fork"):
-        _, _, _, figures, figure_args, _ = item[1]
-        if figures is not None:
-            return ("parent", (*item[1], _Drawing(figures, figure_args)))
-    return item
+def _admit(msg: Message | None) -> Message | None:
+    """A queued message as the writer will run it: the study's closing one starts its plots."""
+    if isinstance(msg, FinishParent) and msg.figures is not None and hasattr(os, "fork"):
+        return replace(msg, drawing=_Drawing(msg.figures, msg.figure_args))
+    return msg
 
 
 def _read_ahead(queue: Any, pending: Any) -> None:
@@ -142,7 +229,7 @@ def _read_ahead(queue: Any, pending: Any) -> None:
             return
 
 
-def _writer_main(uri: str, queue: Any, owner: int) -> None:
+def writer_main(uri: str, queue: Any, owner: int) -> None:
     """The writer process: MLflow writes off the trial's critical path (on the other core)."""
     import signal
 
@@ -181,16 +268,16 @@ def _serve(uri: str, queue: Any, owner: int) -> None:
                     return
                 continue
         _read_ahead(queue, pending)
-        item = pending.popleft()
-        if item is None:  # drained: every write is committed
+        msg = pending.popleft()
+        if msg is None:  # drained: every write is committed
             return
-        op, args = item
-        if client is None and op != "call":
+        if client is None and not isinstance(msg, Call):
             client = MlflowClient(tracking_uri=uri)
         try:
-            _write(client, op, args)
+            write(client, msg)
         except Exception as e:  # one bad write must not lose the others
-            print(f"warning: MLflow {op} for run {args[0]} failed: {e}", file=sys.stderr)
+            what = f"{type(msg).__name__} for run {getattr(msg, 'run_id', '-')}"
+            print(f"warning: MLflow {what} failed: {e}", file=sys.stderr)
         finally:
-            if op == "parent" and len(args) > 6:
-                args[6].cleanup()
+            if isinstance(msg, FinishParent) and msg.drawing is not None:
+                msg.drawing.cleanup()

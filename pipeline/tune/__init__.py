@@ -2,8 +2,10 @@
 
 The only package that imports optuna (inside functions, so `pipeline --help` stays fast):
 `study` (storage, sampler, pruner, stale-trial callback), `objective` (search space, one trial),
-`worker` (the trial loop, worker processes, recovery), `plots` (the study plots); this module
-is the `tune` command and the hand-off to `submit`.
+`worker` (the trial loop, worker processes, recovery), `plots` (the study plots), `progress`
+(what tuning reports, as plain data), `optuna_internals` (the two Optuna internals we use);
+this module is the `tune` stage and `best_trials`, the study's answer to the submission stage.
+It prints nothing: progress goes to the caller's `on_progress`, results are returned.
 
 Budget. `--trials N` is the study's total of *finished* trials: complete + pruned. Failed
 trials (diverged, interrupted, or left behind by a dead worker) do not count: a new trial takes
@@ -35,103 +37,115 @@ run are drawn by the MLflow writer process (jobs=1), not on the tune process's p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
-from pipeline.metrics import METRICS
+from pipeline.metrics import METRICS, Metric
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
-from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs, network_params, suggest
-from pipeline.tune.plots import stored_study_figures, study_figures
+from pipeline.trials import TrialSpec
+from pipeline.tune.objective import WorkerArgs
+from pipeline.tune.optuna_internals import study_id
+from pipeline.tune.plots import stored_study_figures
+from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
 from pipeline.tune.study import (
-    DEFAULT_STORAGE,
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
     HOST,
     HOST_ID,
-    MAX_RETRY,
     PARENT_ATTR,
-    StaleTrialCallback,
-    _quiet_optuna,
     make_storage,
     open_study,
+    quiet_optuna,
     storage_url,
 )
-from pipeline.tune.worker import (
-    _run_processes,
-    _worker_tracker,
-    recover,
-    rows,
-    run_worker,
-)
-from pipeline.tune_progress import TuneDisplay, print_summary, ranked
+from pipeline.tune.worker import recover, rows, run_processes, run_worker, worker_tracker
 
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment
 
 __all__ = [
-    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "HOST", "HOST_ID", "MAX_RETRY",
-    "PARENT_ATTR", "BudgetReached", "Objective", "StaleTrialCallback", "WorkerArgs", "make_storage",
-    "network_params", "open_study", "recover", "rows", "run_worker", "storage_url",
-    "stored_study_figures", "study_figures", "submit_best", "suggest", "train_once", "tune",
+    "HOST", "HOST_ID", "PARENT_ATTR", "TuneProgress", "TuneResult", "best_trials", "make_storage",
+    "open_study", "storage_url", "study_run_id", "tune",
 ]
+
+OnProgress = Callable[[TuneProgress], object]
 
 
 def tune(
     exp: Experiment, *, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
     storage: str | None = None, study_name: str | None = None, fresh: bool = False,
-    tracking_uri: str | None = None, quiet: bool = False, track: bool = True,
-) -> None:
-    """Tune until the study holds `trials` finished trials; resumable; `jobs` processes."""
-    import numpy as np
+    tracking_uri: str | None = None, track: bool = True, on_progress: OnProgress | None = None,
+) -> TuneResult:
+    """Tune until the study holds `trials` finished trials; resumable; `jobs` processes.
 
+    `on_progress` gets the study as found, then the study after each trial. Ctrl-C ends the
+    runs and raises KeyboardInterrupt with a line saying how far the study got.
+    """
     from pipeline.prepare import prepare
 
-    _quiet_optuna()
+    quiet_optuna()
     budget = trials or exp.tune.trials
-    timeout = timeout if timeout is not None else exp.tune.timeout
     metric = METRICS[exp.competition.metric]
     # one worker: its MLflow writer process starts first, so its imports overlap with ours
-    if jobs == 1:
-        tracker = _worker_tracker(tracking_uri, track)
-    else:
-        tracker = make_tracker(tracking_uri, track)
+    tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
     prepared = prepare(exp)  # once here, so workers only read the cache
     tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
     study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
     parent = _parent_run(study, created, tracker, exp, name, url, prepared.fingerprint)
     recover(study, tracker)
-    n_before = len(study.trials)
-    # a resumed study must not replay the first run's random start: the seeds depend on it
-    seeds = [int(s) for s in np.random.SeedSequence([exp.tune.seed, n_before]).generate_state(jobs)]
-    study.set_user_attr(f"sampler_seeds@{n_before}", seeds)
+    timeout = timeout if timeout is not None else exp.tune.timeout
     args = WorkerArgs(
         exp_path=str(exp.path), storage=url, study=name, budget=budget,
         deadline=time.time() + timeout if timeout else None, tracking_uri=tracking_uri,
-        track=track, parent_run=parent, seed=seeds[0], worker=0, parent_pid=None,
+        track=track, parent_run=parent, seed=0, worker=0, parent_pid=None,
     )
-    display = TuneDisplay(budget, metric.name, metric.direction, quiet)
+    seeds = _sampler_seeds(exp, study, jobs)
+
+    def report() -> None:
+        if on_progress is not None:
+            on_progress(TuneProgress(rows(study), budget, metric.name, metric.direction))
+
     started = time.monotonic()
     try:
-        with display:
-            display.resume(rows(study))
-            if jobs == 1:
-                run_worker(args, on_trial=lambda: display.update(rows(study)), tracker=tracker)
-            else:
-                _run_processes(args, jobs, seeds, lambda: display.update(rows(study)))
-            display.update(rows(study))
+        report()
+        gave_up: GaveUp | None = None
+        if jobs == 1:
+            gave_up = run_worker(replace(args, seed=seeds[0]), on_trial=report, tracker=tracker)
+        else:
+            run_processes(args, jobs, seeds, report)
+        report()
         # with one worker, its writer draws the study plots: it has matplotlib loaded already
-        _finish(exp, study, tracker, parent, budget, time.monotonic() - started, url)
+        result = _finish(exp, study, tracker, args, time.monotonic() - started,
+                         [str(gave_up)] if gave_up else [])
     except KeyboardInterrupt:
         tracker.close()
         tracker.close_run(parent, "interrupted")
         done = sum(r.state in ("complete", "pruned") for r in rows(study))
-        print(f"interrupted at {done}/{budget} finished trials; run the same command to go on")
-        raise
+        raise KeyboardInterrupt(
+            f"interrupted at {done}/{budget} finished trials; run the same command to go on"
+        ) from None
     finally:
         tracker.close()
         _close_dead_runs(study, tracker)
+    return result
+
+
+def _sampler_seeds(exp: Experiment, study: Any, jobs: int) -> list[int]:
+    """One sampler seed per worker, recorded in the study.
+
+    A resumed study must not replay the first run's random start: the seeds depend on how
+    many trials it already holds.
+    """
+    import numpy as np
+
+    n_before = len(study.trials)
+    sequence = np.random.SeedSequence([exp.tune.seed, n_before])
+    seeds = [int(s) for s in sequence.generate_state(jobs)]
+    study.set_user_attr(f"sampler_seeds@{n_before}", seeds)
+    return seeds
 
 
 def _parent_run(
@@ -151,14 +165,12 @@ def _parent_run(
             if run_id:
                 break
     tags = {"optuna.study": name, "optuna.storage": redact_url(url),
-            "optuna.study_id": study._study_id, "data_fingerprint": fingerprint,
+            "optuna.study_id": study_id(study), "data_fingerprint": fingerprint,
             "direction": study.direction.name.lower()}
     new_id = tracker.parent_run(exp, name, run_id, tags, settle=not created)
     if new_id != run_id:
         study.set_user_attr(PARENT_ATTR, new_id)
     return new_id
-
-
 
 
 def _close_dead_runs(study: Any, tracker: Tracker) -> None:
@@ -171,93 +183,97 @@ def _close_dead_runs(study: Any, tracker: Tracker) -> None:
 
 
 def _finish(
-    exp: Experiment, study: Any, tracker: Tracker, parent: str, budget: int, seconds: float,
-    url: str,
-) -> None:
-    """Summary, best.json, and (once the budget is spent) the study plots on the parent run."""
-    import json
-
+    exp: Experiment, study: Any, tracker: Tracker, args: WorkerArgs, seconds: float,
+    notes: list[str],
+) -> TuneResult:
+    """best.json, and (once the budget is spent) the best trial and study plots on the parent
+    run; the study as it ends."""
     metric = METRICS[exp.competition.metric]
     trial_rows = rows(study)
     order = ranked(trial_rows, metric.direction)
     finished = sum(r.state in ("complete", "pruned") for r in trial_rows)
-    if finished >= budget and tracker.enabled:  # first: the writer draws while we print
-        metrics: dict[str, float] = {}
-        tags: dict[str, Any] = {"trials_finished": finished, "seconds": round(seconds, 1)}
-        if order:
-            best = order[0]
-            metrics = {f"best_cv_{metric.name}": best.value,
-                       f"best_cv_{metric.name}_std": best.attrs.get("cv_std", float("nan")),
-                       "best_trial": best.number, "best_n_iter": best.attrs.get("n_iter", 0)}
-            metrics.update({f"best_fold{f}/{metric.name}": s
-                            for f, s in enumerate(best.attrs.get("fold_scores", []))})
-            tags.update({"best_trial": best.number, "best_run_id": best.attrs.get("mlflow_run_id")})
-            tags.update({f"best.{k}": v for k, v in best.params.items()})
-        tracker.finish_parent(parent, metrics, tags, stored_study_figures,
-                              (url, study.study_name))
-    print_summary(trial_rows, metric.name, metric.direction)
+    if finished >= args.budget and tracker.enabled:  # first: the writer draws while we go on
+        metrics, tags = _parent_summary(order, metric, finished, seconds)
+        tracker.finish_parent(args.parent_run, metrics, tags, stored_study_figures,
+                              (args.storage, args.study))
+    best_path = _write_best(exp, study.study_name, metric, order[0]) if order else None
+    return TuneResult(trial_rows, args.budget, metric.name, metric.direction, best_path, notes)
+
+
+def _parent_summary(
+    order: list[TrialRow], metric: Metric, finished: int, seconds: float
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The parent run's closing metrics and tags: the study's size and its best trial."""
+    metrics: dict[str, float] = {}
+    tags: dict[str, Any] = {"trials_finished": finished, "seconds": round(seconds, 1)}
     if order:
         best = order[0]
-        path = exp.path.parent / f"{exp.name}.best.json"
-        path.write_text(json.dumps({
-            "experiment": exp.name, "study": study.study_name, "trial": best.number,
-            "metric": metric.name, "score": best.value, "cv_std": best.attrs.get("cv_std"),
-            "n_iter": best.attrs.get("n_iter"), "random_state": best.attrs.get("random_state"),
-            "params": best.attrs.get("params"), "search": best.params,
-            "mlflow_run_id": best.attrs.get("mlflow_run_id"),
-        }, indent=2) + "\n", encoding="utf-8")
-        print(f"best parameters -> {path}")
-    if finished < budget:
-        print(f"{finished}/{budget} finished trials; run the same command to continue")
+        metrics = {f"best_cv_{metric.name}": best.value,
+                   f"best_cv_{metric.name}_std": best.attrs.get("cv_std", float("nan")),
+                   "best_trial": best.number, "best_n_iter": best.attrs.get("n_iter", 0)}
+        metrics.update({f"best_fold{f}/{metric.name}": s
+                        for f, s in enumerate(best.attrs.get("fold_scores", []))})
+        tags.update({"best_trial": best.number, "best_run_id": best.attrs.get("mlflow_run_id")})
+        tags.update({f"best.{k}": v for k, v in best.params.items()})
+    return metrics, tags
 
 
-# --- hand-off to the submission stage ------------------------------------------------------
+def _write_best(exp: Experiment, study_name: str, metric: Metric, best: TrialRow) -> Path:
+    """experiments/<name>.best.json: the best trial, enough to re-run it exactly."""
+    import json
+
+    path = exp.path.parent / f"{exp.name}.best.json"
+    path.write_text(json.dumps({
+        "experiment": exp.name, "study": study_name, "trial": best.number,
+        "metric": metric.name, "score": best.value, "cv_std": best.attrs.get("cv_std"),
+        "n_iter": best.attrs.get("n_iter"), "random_state": best.attrs.get("random_state"),
+        "params": best.attrs.get("params"), "search": best.params,
+        "mlflow_run_id": best.attrs.get("mlflow_run_id"),
+    }, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
-def submit_best(
-    exp: Experiment, *, trial: int | None = None, top_k: int = 1, refit: bool = True,
-    message: str = "", storage: str | None = None, study_name: str | None = None,
-    tracking_uri: str | None = None,
-) -> Any:
-    """Best trial (or `trial`, or the top k) -> submit.submit; files logged on the parent run."""
-    import optuna
+# --- what the submission stage asks of the study -------------------------------------------
+
+
+def best_trials(
+    exp: Experiment, *, trial: int | None = None, top_k: int = 1, storage: str | None = None,
+    study_name: str | None = None,
+) -> list[TrialSpec]:
+    """The best complete trial (or trial number `trial`, or the `top_k` best), best first."""
     from optuna.trial import TrialState
 
-    from pipeline.submit import TrialSpec, submit
-
-    _quiet_optuna()
-    url, name = storage_url(storage), study_name or exp.name
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(url))
-    except KeyError:
-        raise PipelineError(
-            f"no study {name!r} in {redact_url(url)}; run `pipeline tune {exp.name}` first"
-        ) from None
+    study = _load_study(exp, storage, study_name)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]
     if trial is not None:
         chosen = [t for t in done if t.number == trial]
         if not chosen:
-            raise PipelineError(f"--trial {trial}: no complete trial with that number in study "
-                                f"{name!r} (complete: {', '.join(str(t.number) for t in done)})")
+            raise PipelineError(
+                f"--trial {trial}: no complete trial with that number in study "
+                f"{study.study_name!r} (complete: {', '.join(str(t.number) for t in done)})")
     else:
         chosen = sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = chosen[:top_k]
-    specs = [TrialSpec(number=t.number, params=dict(t.user_attrs["params"]), score=t.value,
-                       n_iter=int(t.user_attrs.get("n_iter", 1))) for t in chosen]
-    result = submit(exp, specs, refit=refit, message=message)
-    parent = study.user_attrs.get(PARENT_ATTR)
-    if parent:
-        tracker = make_tracker(tracking_uri)
-        try:
-            tracker.log_files(parent, [result.path, *result.model_paths], "submission")
-        except Exception as e:  # the submission is written; a tracking hiccup must not undo it
-            print(f"warning: could not log the submission to MLflow ({e})")
-    return result
+    return [TrialSpec(number=t.number, params=dict(t.user_attrs["params"]), score=t.value,
+                      n_iter=int(t.user_attrs.get("n_iter", 1))) for t in chosen]
 
 
-def train_once(exp: Experiment, *, overrides: list[str], tracking_uri: str | None = None) -> Any:
-    """`pipeline train` (kept here for the CLI's import; the work is in pipeline.train)."""
-    from pipeline.train import train_once as run
+def study_run_id(
+    exp: Experiment, *, storage: str | None = None, study_name: str | None = None
+) -> str | None:
+    """The study's MLflow parent run (where its submissions are logged), if it has one."""
+    return _load_study(exp, storage, study_name).user_attrs.get(PARENT_ATTR)
 
-    return run(exp, overrides=overrides, tracking_uri=tracking_uri)
+
+def _load_study(exp: Experiment, storage: str | None, study_name: str | None) -> Any:
+    import optuna
+
+    quiet_optuna()
+    url, name = storage_url(storage), study_name or exp.name
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(url))
+    except KeyError:
+        raise PipelineError(
+            f"no study {name!r} in {redact_url(url)}; run `pipeline tune {exp.name}` first"
+        ) from None

@@ -11,8 +11,9 @@ from pipeline.metrics import METRICS
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
 
 if TYPE_CHECKING:
+    from pipeline.evaluate import FoldEpochCallback
     from pipeline.experiment import Experiment
-    from pipeline.tracking import Tracker
+    from pipeline.tracking import RunLog, Tracker
 
 
 class BudgetReached(Exception):
@@ -134,6 +135,36 @@ class Objective:
         if not _admitted(trial.study, trial, self.args.budget):
             trial.set_user_attr("skipped", "budget reached by other workers")
             raise BudgetReached
+        params, run = self._start(trial)
+        config = self.exp.as_dict()
+        try:
+            res = cross_validate(self.prepared, self.exp, params,
+                                 on_epoch=self._epoch_reporter(trial, run))
+            n_iter = round(sum(res.n_iters) / len(res.n_iters))
+            for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
+                               "fold_scores": res.scores}.items():
+                trial.set_user_attr(key, value)
+        except optuna.TrialPruned:
+            run.end("pruned", config=config)
+            raise
+        except DivergenceError as e:
+            trial.set_user_attr("error", f"diverged: {e}")
+            run.end("failed", config=config)
+            raise
+        except BaseException:  # interrupted or a bug: the run must not stay RUNNING
+            run.end("failed", config=config)
+            raise
+        name = f"cv_{self.metric.name}"
+        run.end(
+            "complete",
+            metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
+                     **{f"fold{f}/{self.metric.name}": s for f, s in enumerate(res.scores)}},
+            config=config,
+        )
+        return res.mean
+
+    def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
+        """Sample the parameters, record how to re-run them exactly, open the child run."""
         values = suggest(trial, self.exp.tune.space)
         random_state = (self.exp.tune.seed * 1_000_003 + trial.number) % 2**31
         params = network_params(self.exp, values, random_state)
@@ -150,6 +181,12 @@ class Objective:
             parent_id=self.args.parent_run,
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
+        return params, run
+
+    def _epoch_reporter(self, trial: Any, run: RunLog) -> FoldEpochCallback:
+        """Per epoch: the run's curves, the pruner's reports and checks, an orphan check."""
+        import optuna
+
         parent_pid = self.args.parent_pid
         prune = PruneCheck(trial.study)
 
@@ -169,30 +206,7 @@ class Objective:
             if fold == 0 and epoch > self.warmup and prune(step, value):
                 raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: val_loss {m['val_loss']:.4f}")
 
-        name = f"cv_{self.metric.name}"
-        try:
-            res = cross_validate(self.prepared, self.exp, params, on_epoch=on_epoch)
-            n_iter = round(sum(res.n_iters) / len(res.n_iters))
-            for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
-                               "fold_scores": res.scores}.items():
-                trial.set_user_attr(key, value)
-        except optuna.TrialPruned:
-            run.end("pruned", config=self.exp.as_dict())
-            raise
-        except DivergenceError as e:
-            trial.set_user_attr("error", f"diverged: {e}")
-            run.end("failed", config=self.exp.as_dict())
-            raise
-        except BaseException:  # interrupted or a bug: the run must not stay RUNNING
-            run.end("failed", config=self.exp.as_dict())
-            raise
-        run.end(
-            "complete",
-            metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
-                     **{f"fold{f}/{self.metric.name}": s for f, s in enumerate(res.scores)}},
-            config=self.exp.as_dict(),
-        )
-        return res.mean
+        return on_epoch
 
 
 def _admitted(study: Any, trial: Any, budget: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from pipeline.tune.study import _quiet_optuna, make_storage
+from pipeline.tune.study import make_storage, quiet_optuna
 
 MAX_LEGEND = 12  # legend entries a study plot keeps (intermediate values: one per trial)
 
@@ -14,7 +14,7 @@ def stored_study_figures(url: str, name: str) -> dict[str, Any]:
     """`study_figures` of a study read back from its storage (in the MLflow writer process)."""
     import optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     return study_figures(optuna.load_study(study_name=name, storage=make_storage(url)))
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -89,8 +90,9 @@ class StaleTrialCallback:
             try:
                 self.tracker.close_run(run_id, "failed")
             except Exception as e:  # tracking trouble must not stop the study
+                # printed here: Optuna calls us inside its storage, maybe in a spawned worker
                 print(f"warning: could not close MLflow run {run_id} of trial {trial.number}: "
-                      f"{e}", flush=True)
+                      f"{e}", file=sys.stderr, flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry(study, trial)
@@ -139,7 +141,8 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
     raise PipelineError(f"--storage {url}: cannot open the Optuna storage ({last})")
 
 
-def _sampler(exp: Experiment, seed: int, budget: int) -> Any:
+def make_sampler(seed: int, budget: int) -> Any:
+    """TPE with a start of random trials that grows with the budget (4 to 10)."""
     import optuna
 
     with warnings.catch_warnings():
@@ -152,7 +155,7 @@ def _sampler(exp: Experiment, seed: int, budget: int) -> Any:
         )
 
 
-def _pruner(exp: Experiment) -> Any:
+def make_pruner(exp: Experiment) -> Any:
     import optuna
 
     if exp.tune.pruner == "none":
@@ -188,7 +191,8 @@ def open_study(
     return study, created
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
+    """Only Optuna's warnings: our progress display reports each trial."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,5 +1,9 @@
 """Worker processes: the trial loop each `pipeline tune` (or `--jobs` process) runs, and
-recovery of trials whose worker died."""
+recovery of trials whose worker died.
+
+A spawned worker has no caller to return messages to: it prints them (its stdout is the tune
+command's); a worker in the tune process itself returns them.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,34 @@ import multiprocessing as mp
 import os
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 from pipeline.tracking import MlflowTracker, Tracker, make_tracker
 from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs
+from pipeline.tune.optuna_internals import fail_trial
 from pipeline.tune.plots import preload_figures
+from pipeline.tune.progress import GaveUp, TrialRow
 from pipeline.tune.study import (
     HOST_ID,
     MAX_RETRY,
     POLL,
     StaleTrialCallback,
-    _pruner,
-    _quiet_optuna,
-    _sampler,
+    make_pruner,
+    make_sampler,
     open_study,
+    quiet_optuna,
 )
-from pipeline.tune_progress import TrialRow
 
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment
 
 
 def rows(study: Any) -> list[TrialRow]:
+    """The study's trials as plain rows (state names as we show them)."""
     out = []
     for t in study.get_trials(deepcopy=False):
         state = t.state.name.lower()
@@ -70,40 +78,42 @@ def recover(study: Any, tracker: Tracker) -> int:
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
             continue
-        storage = study._storage
         try:
-            storage.set_trial_user_attr(t._trial_id, "error", f"worker pid {pid} died")
-            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                continue
+            failed = fail_trial(study, t, f"worker pid {pid} died")
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process recovered it first
+        if failed is None:
+            continue
         n += 1
-        callback(study, storage.get_trial(t._trial_id))
+        callback(study, failed)
     return n
 
 
-def run_worker(args: WorkerArgs, on_trial: Any = None, tracker: Tracker | None = None) -> None:
+def run_worker(
+    args: WorkerArgs, on_trial: Callable[[], object] | None = None, tracker: Tracker | None = None
+) -> GaveUp | None:
     """Work on the study until it holds `budget` finished trials (or the deadline passes).
 
-    The caller may pass (and then closes) the tracker; by default it is closed here.
+    Returns why it stopped early, if it did. The caller may pass (and then closes) the
+    tracker; by default it is closed here.
     """
     from pipeline.experiment import load
     from pipeline.prepare import prepare
 
-    _quiet_optuna()
+    quiet_optuna()
     exp = load(args.exp_path)
     prepared = prepare(exp)
     own = tracker is None
     if tracker is None:
-        tracker = _worker_tracker(args.tracking_uri, args.track)
+        tracker = worker_tracker(args.tracking_uri, args.track)
     try:
-        _work(args, exp, prepared, tracker, on_trial)
+        return _work(args, exp, prepared, tracker, on_trial)
     finally:
         if own:
             tracker.close()  # drain the writer: every run is complete before we return
 
 
-def _worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
+def worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
     """Trials write to MLflow through a writer process: off the critical path."""
     tracker = make_tracker(tracking_uri, track, background=True)
     if isinstance(tracker, MlflowTracker):
@@ -113,8 +123,9 @@ def _worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
 
 
 def _work(
-    args: WorkerArgs, exp: Experiment, prepared: Any, tracker: Tracker, on_trial: Any
-) -> None:
+    args: WorkerArgs, exp: Experiment, prepared: Any, tracker: Tracker,
+    on_trial: Callable[[], object] | None,
+) -> GaveUp | None:
     import optuna
     from optuna.trial import TrialState
 
@@ -122,7 +133,7 @@ def _work(
 
     metric = METRICS[exp.competition.metric]
     study, _ = open_study(args.storage, args.study, metric.direction,
-                          sampler=_sampler(exp, args.seed, args.budget), pruner=_pruner(exp),
+                          sampler=make_sampler(args.seed, args.budget), pruner=make_pruner(exp),
                           tracker=tracker)
     objective = Objective(exp, prepared, tracker, args)
     failures, max_failures = 0, max(10, args.budget)
@@ -137,17 +148,15 @@ def _work(
 
     while True:
         if args.parent_pid is not None and os.getppid() != args.parent_pid:
-            return
+            return None
         recover(study, tracker)
         trials = study.get_trials(deepcopy=False)
         finished = sum(t.state in finished_states for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished >= args.budget or (args.deadline and time.time() >= args.deadline):
-            return
+            return None
         if failures >= max_failures:
-            print(f"worker {args.worker}: {failures} trials failed in this run; stopping "
-                  "(check the search space: learning rates too high?)", flush=True)
-            return
+            return GaveUp(args.worker, failures)
         if finished + running >= args.budget:
             time.sleep(POLL)  # the last slots are taken; they may still fail and free one
             continue
@@ -159,7 +168,9 @@ def _work(
 
 def _worker_process(args: WorkerArgs) -> None:
     try:
-        run_worker(args)
+        gave_up = run_worker(args)
+        if gave_up is not None:
+            print(gave_up, flush=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except PipelineError as e:
@@ -167,11 +178,14 @@ def _worker_process(args: WorkerArgs) -> None:
         raise SystemExit(2) from None
 
 
-def _run_processes(args: WorkerArgs, jobs: int, seeds: list[int], poll: Any) -> None:
+def run_processes(
+    args: WorkerArgs, jobs: int, seeds: list[int], poll: Callable[[], object]
+) -> None:
+    """`jobs` spawned workers on the study; `poll()` about once a second while they run."""
     ctx = mp.get_context("spawn")  # fork would copy the parent's DB connections and threads
     procs = [
         ctx.Process(target=_worker_process, name=f"tune-worker-{i}",
-                    args=(_replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),))
+                    args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),))
         for i in range(jobs)
     ]
     for p in procs:
@@ -189,9 +203,3 @@ def _run_processes(args: WorkerArgs, jobs: int, seeds: list[int], poll: Any) -> 
     if bad:
         codes = ", ".join(f"{p.name}: exit {p.exitcode}" for p in bad)
         raise PipelineError(f"tuning workers failed ({codes}); run the command again to resume")
-
-
-def _replace(args: WorkerArgs, **changes: Any) -> WorkerArgs:
-    from dataclasses import replace
-
-    return replace(args, **changes)

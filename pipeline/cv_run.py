@@ -1,10 +1,15 @@
-"""`pipeline train`: cross-validate one parameter set ([model] + --set overrides), log one run."""
+"""Cross-validate one parameter set ([model] + --set overrides) and log it as one MLflow run.
+
+The `pipeline train` command's stage: one run with the per-epoch curves, fold scores, the
+out-of-fold predictions (oof.csv) and the config; no Optuna study.
+"""
 
 from __future__ import annotations
 
 import csv
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,15 +19,23 @@ from pipeline.errors import PipelineError
 from pipeline.experiment import parse_overrides
 from pipeline.metrics import METRICS
 from pipeline.tracking import make_tracker
-from pipeline.tune_progress import print_cv
 
 if TYPE_CHECKING:
+    from pipeline.evaluate import CVResult
     from pipeline.experiment import Experiment
 
 
-def train_once(
+@dataclass(frozen=True)
+class CvRun:
+    result: CVResult
+    metric: str
+    seconds: float
+    run_id: str | None  # the MLflow run, when tracked
+
+
+def cross_validate_and_log(
     exp: Experiment, *, overrides: list[str], tracking_uri: str | None = None, track: bool = True
-) -> Any:
+) -> CvRun:
     """k-fold CV of [model] + overrides; one MLflow run with curves, OOF predictions, config."""
     from pipeline.evaluate import cross_validate
     from pipeline.network import DivergenceError
@@ -64,15 +77,13 @@ def train_once(
                  **{f"fold{f}/{metric.name}": s for f, s in enumerate(res.scores)}},
         config=exp.as_dict(),
     )
-    if tracker.enabled:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "oof.csv"
-            write_oof(path, prepared, res.oof)
-            tracker.log_files(run.run_id, [path], None)
-    print_cv(res.scores, res.n_iters, res.mean, res.std, metric.name, seconds)
-    if tracker.enabled:
-        print(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")
-    return res
+    if not tracker.enabled:
+        return CvRun(res, metric.name, seconds, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "oof.csv"
+        write_oof(path, prepared, res.oof)
+        tracker.log_files(run.run_id, [path], None)
+    return CvRun(res, metric.name, seconds, run.run_id)
 
 
 def write_oof(path: Path, prepared: Any, oof: np.ndarray) -> None:

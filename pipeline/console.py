@@ -1,0 +1,327 @@
+"""Everything the terminal shows: progress, tables, summaries, one-line results.
+
+Stages return data (dataclasses, paths); the CLI hands them to these functions. rich is
+imported inside the functions that draw with it, so `pipeline --help` stays fast. Plain lines
+go through `print` rather than rich, which would wrap long ones (the kaggle command) at 80
+columns when the output is piped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pipeline.cv_run import CvRun
+    from pipeline.prepare import Prepared
+    from pipeline.submission.leaderboard import Board, Entry
+    from pipeline.submit import SubmissionResult
+    from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
+
+# `pipeline leaderboard --csv`: the machine-readable columns, in this order
+LEADERBOARD_COLUMNS = (
+    "public_rank", "private_rank", "public", "private", "cv_score", "metric", "trials", "file",
+    "status", "time", "message",
+)
+
+
+def line(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def interrupted(message: str) -> None:
+    """Ctrl-C: what the interrupted stage says about resuming (if anything), then one line."""
+    if message:
+        line(message)
+    print("interrupted", file=sys.stderr, flush=True)
+
+
+def _rich(**kwargs: Any) -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, **kwargs)
+
+
+# --- data, init, prepare, validate, ui, gradcheck ------------------------------------------
+
+
+def wrote(paths: Iterable[Path]) -> None:
+    for path in paths:
+        line(f"wrote {path}")
+
+
+def experiment_written(path: Path) -> None:
+    """`pipeline init`: the file, then its guesses and their reasons: check them before tuning."""
+    line(f"wrote {path}")
+    for text in path.read_text(encoding="utf-8").splitlines():
+        if text.startswith("#   "):
+            line("  " + text.lstrip("# "))
+
+
+def prepared(p: Prepared) -> None:
+    line(f"{p.X_train.shape[0]} train x {p.X_train.shape[1]} features, "
+         f"{p.X_test.shape[0]} test rows -> {p.path}")
+
+
+def valid_submission(file: Path) -> None:
+    line(f"{file}: valid submission")
+
+
+def ui_started(url: str) -> None:
+    line(f"MLflow UI: {url}  (Ctrl-C to stop)")
+
+
+def gradcheck_case(case: str, error: float) -> None:
+    line(f"{case:<28} {error:.2e}")
+
+
+def gradcheck_passed(worst: float, tolerance: float) -> None:
+    line(f"ok: worst relative error {worst:.2e} <= {tolerance:.0e}")
+
+
+# --- tune ----------------------------------------------------------------------------------
+
+
+class TuneDisplay:
+    """Live progress of a study: a bar of finished trials (complete + pruned) against the
+    budget, or with `quiet` one plain line per trial as it ends.
+
+    `update` is the `on_progress` callback the CLI passes to `tune`; its first report is the
+    study as found (a resumed study's earlier trials are counted, not printed again).
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.start = 0.0  # the first report: the trials' clock, not the set-up's
+        self._seen: set[tuple[int, str]] | None = None  # None until the first report
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> TuneDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, progress: TuneProgress) -> None:
+        if self._seen is None:
+            self._resume(progress)
+        c = progress.counts
+        best = progress.best
+        best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
+        if self._progress is not None:
+            info = f"complete {c['complete']} pruned {c['pruned']} failed {c['failed']} {best_text}"
+            finished = min(progress.finished, progress.budget)
+            self._progress.update(self._task, completed=finished, info=info)
+            return
+        for r in progress.rows:  # --quiet: one line per trial as it ends
+            if r.ended and (r.number, r.state) not in self._seen:
+                self._seen.add((r.number, r.state))
+                line(_trial_line(r, progress, best_text, time.monotonic() - self.start))
+
+    def _resume(self, progress: TuneProgress) -> None:
+        self.start = time.monotonic()
+        self._seen = {(r.number, r.state) for r in progress.rows}
+        if not self.quiet:
+            self._start_bar(progress.budget)
+        elif progress.rows:
+            c = progress.counts
+            line(f"resuming: {progress.finished}/{progress.budget} finished trials "
+                 f"({c['failed']} failed) in the study")
+
+    def _start_bar(self, budget: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]tuning"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_rich(),
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("tune", total=budget, info="")
+
+
+def _trial_line(r: TrialRow, progress: TuneProgress, best_text: str, elapsed: float) -> str:
+    score = f" {progress.metric}={r.value:.4f}" if r.value is not None else ""
+    error = r.attrs.get("error") if r.state == "failed" else None
+    reason = f" ({error})" if error else ""
+    return (f"trial {r.number} {r.state}{score}{reason}  [{progress.finished}/{progress.budget} "
+            f"finished, {progress.counts['failed']} failed, {best_text}, {elapsed:.0f}s]")
+
+
+def tune_summary(result: TuneResult, top: int = 10) -> None:
+    """The best trial's parameters, a ranked table of the top trials, where best.json went."""
+    for note in result.notes:
+        line(note)
+    console = _rich()
+    order = result.ranked
+    c = result.counts
+    console.print(f"trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
+    if not order:
+        console.print("no complete trial yet")
+    else:
+        _best_trials_table(console, order, result.metric, top)
+    if result.best_path is not None:
+        line(f"best parameters -> {result.best_path}")
+    if result.finished < result.budget:
+        line(f"{result.finished}/{result.budget} finished trials; run the same command to continue")
+
+
+def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top: int) -> None:
+    from rich.table import Table
+
+    best = order[0]
+    console.print(f"best trial #{best.number}: {metric} = {best.value:.5f} "
+                  f"± {best.attrs.get('cv_std', float('nan')):.5f}")
+    for key, value in best.params.items():
+        console.print(f"  {key} = {value!r}")
+    table = Table(title=f"top {min(top, len(order))} trials by {metric}")
+    for col in ("rank", "trial", metric, "std", "epochs"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("parameters", overflow="fold")
+    for i, r in enumerate(order[:top], start=1):
+        table.add_row(
+            str(i), str(r.number), f"{r.value:.5f}", f"{r.attrs.get('cv_std', float('nan')):.4f}",
+            str(r.attrs.get("n_iter", "")),
+            " ".join(f"{k}={_short(v)}" for k, v in r.params.items()),
+        )
+    console.print(table)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+# --- train (one cross-validated run) -------------------------------------------------------
+
+
+def cv_run(run: CvRun) -> None:
+    """`pipeline train`'s result: one row per fold and the mean, and where the run went."""
+    from rich.table import Table
+
+    res = run.result
+    table = Table(title=f"{len(res.scores)}-fold cross-validation ({run.seconds:.2f}s)")
+    for col in ("fold", run.metric, "epochs"):
+        table.add_column(col, justify="right")
+    for f, (s, n) in enumerate(zip(res.scores, res.n_iters, strict=True)):
+        table.add_row(str(f), f"{s:.5f}", str(n))
+    n_iter = sum(res.n_iters) / len(res.n_iters)
+    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", f"{n_iter:.0f}")
+    _rich().print(table)
+    if run.run_id is not None:
+        line(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")
+
+
+# --- submit --------------------------------------------------------------------------------
+
+
+def submission(result: SubmissionResult) -> None:
+    if result.labels_from is not None:
+        line(f"note: {result.labels_from} has a single prediction column, so the submission "
+             f"holds labels although the metric is {result.metric}")
+    if result.ensemble is not None:
+        e = result.ensemble
+        line(f"ensemble of {e.members}: OOF {result.metric} {e.score:.5f} vs best member "
+             f"{e.best_member:.5f} ({e.score - e.best_member:+.5f})")
+    how = "refit on all rows" if result.refit else "fold models averaged"
+    members = ", ".join(str(n) for n in result.trials)
+    line(f"wrote {result.path}")
+    line(f"cv {result.metric} {_score(result.cv_score)} "
+         f"(trial{'s' if len(result.trials) > 1 else ''} {members}, {how})")
+    line(f"upload: {result.kaggle_command}")
+
+
+def _score(value: float | None) -> str:
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.5f}"
+
+
+# --- leaderboard ---------------------------------------------------------------------------
+
+
+def leaderboard(board: Board, *, as_csv: bool = False) -> None:
+    if as_csv:
+        _leaderboard_csv(board)
+    else:
+        _leaderboard_table(board)
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.5f}"
+
+
+def _leaderboard_csv(board: Board) -> None:
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(LEADERBOARD_COLUMNS)
+    for e in ([board.oracle] if board.oracle else []) + board.entries:
+        out.writerow([
+            e.public_rank or "", e.private_rank or "", _cell(e.public), _cell(e.private),
+            _cell(e.cv), board.metric, e.trials, e.file, e.status, e.time, e.message,
+        ])
+    sys.stdout.flush()
+
+
+def _leaderboard_table(board: Board) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped / captured: don't squeeze the table into 80 columns
+        console = Console(width=160)
+    if not board.entries:
+        console.print(f"no submissions yet for {board.experiment}; "
+                      f"run `pipeline submit {board.experiment}`")
+    if board.entries or board.oracle is not None:
+        console.print(_board_table(board))
+
+
+def _board_table(board: Board) -> Any:
+    from rich.table import Table
+
+    title = f"{board.experiment}: {board.metric} ({board.direction})"
+    scored = board.solution is not None
+    if scored:
+        title += f", Public / Private scored on {board.solution}"
+    table = Table(title=title)
+    for name in ["#", "CV"] + (["Public", "Private", "Private #", "Shake-up"] if scored else []):
+        table.add_column(name, justify="right")
+    table.add_column("Trials", overflow="fold")
+    table.add_column("File", no_wrap=True)
+    table.add_column("Status", overflow="fold")
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Message", overflow="fold")
+    if board.oracle is not None:
+        o = board.oracle
+        cells = ["ceiling", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
+        table.add_row(*cells, "oracle", Path(o.file).name, o.status, "", "", style="bold yellow")
+    for e in board.entries:
+        cells = [str(e.public_rank or "-"), _cell(e.cv)]
+        if scored:
+            cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
+        style = None if e.status == "ok" else "red"
+        when = e.time[:16].replace("T", " ")  # minutes are enough on screen; --csv has it all
+        table.add_row(*cells, e.trials, Path(e.file).name, e.status, when, e.message, style=style)
+    return table
+
+
+def _shake(e: Entry) -> str:
+    """Places gained (+) or lost (-) from the Public to the Private ranking."""
+    if e.public_rank is None or e.private_rank is None:
+        return ""
+    moved = e.public_rank - e.private_rank
+    return "=" if moved == 0 else f"{moved:+d}"

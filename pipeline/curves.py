@@ -1,0 +1,36 @@
+"""Per-epoch curves of a cross-validation: the keys, per-fold accumulation, the fold mean.
+
+One fold's curve maps each key to one value per epoch. `evaluate` fills them for its result and
+`tracking` for the run it logs, from the same per-epoch reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+CURVE_KEYS = ("train_loss", "val_loss", "val_error")
+Curve = dict[str, list[float]]
+
+
+def record(curves: list[Curve], fold: int, metrics: Mapping[str, float]) -> None:
+    """Append one epoch's values to fold `fold`'s curve, creating the folds up to it."""
+    while len(curves) <= fold:
+        curves.append({k: [] for k in CURVE_KEYS})
+    for key in CURVE_KEYS:
+        if key in metrics:
+            curves[fold][key].append(float(metrics[key]))
+
+
+def mean_curves(curves: list[Curve]) -> Curve:
+    """Fold mean per epoch, over the folds that reached that epoch (folds stop early)."""
+    out: Curve = {}
+    for key in CURVE_KEYS:
+        series = [c.get(key, []) for c in curves if c.get(key)]
+        if not series:
+            continue
+        longest = max(len(s) for s in series)
+        out[key] = [
+            sum(s[i] for s in series if i < len(s)) / sum(1 for s in series if i < len(s))
+            for i in range(longest)
+        ]
+    return out
