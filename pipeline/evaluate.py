@@ -34,6 +34,7 @@ class CVResult:
     oof: np.ndarray  # metric-form out-of-fold predictions, in train row order
     curves: list[Curve]  # per fold: curves.CURVE_KEYS -> one value per epoch
     n_iters: list[int]  # epochs each fold trained
+    best_epochs: list[int]  # epochs of the weights each fold kept (early stopping's best)
     models: list = field(default_factory=list)  # fold estimators when keep_models=True
 
 
@@ -107,6 +108,7 @@ def cross_validate(
     scores: list[float] = []
     curves: list[Curve] = []
     n_iters: list[int] = []
+    best_epochs: list[int] = []
     models: list = []
     for f, (tr, va) in enumerate(folds(prepared, exp)):
         record(curves, f, {})  # the fold's curve exists from its start
@@ -124,6 +126,7 @@ def cross_validate(
         oof[va] = pred
         scores.append(metric(y[va], pred))
         n_iters.append(int(est.n_iter_))
+        best_epochs.append(int(est.best_epoch_))
         if keep_models:
             models.append(est)
     return CVResult(
@@ -133,5 +136,6 @@ def cross_validate(
         oof=oof,
         curves=curves,
         n_iters=n_iters,
+        best_epochs=best_epochs,
         models=models,
     )

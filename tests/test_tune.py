@@ -295,3 +295,19 @@ def test_study_plots_drop_a_legend_of_one_entry_per_trial_past_a_dozen(n_trials,
     assert (ax.get_legend() is not None) == legend
     assert figures["optimization_history"].axes[0].get_legend() is not None  # two entries: kept
     assert all(f.get_layout_engine() is not None for f in figures.values())  # no cut-off labels
+
+
+def test_every_new_study_measures_the_linear_model_and_the_defaults_first(project):
+    space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16, log = true }\n"
+             'activation = ["tanh", "relu"]\n')
+    exp = load(tiny_project(project, trials=3, space=space))
+    assert tune.baseline_trials(exp) == [{"n_layers": 0, "units": 8}, {"n_layers": 1, "units": 8}]
+    tune.tune(exp, track=False)
+    first, second = sorted(_study().trials, key=lambda t: t.number)[:2]
+    assert first.user_attrs["baseline"] and second.user_attrs["baseline"]
+    assert first.user_attrs["params"]["hidden_layer_sizes"] == []
+    assert second.user_attrs["params"]["hidden_layer_sizes"] == [8]
+    # a space without a zero-layer option has no linear baseline, only the defaults
+    narrow = load(tiny_project(project, trials=3))
+    assert tune.baseline_trials(narrow) == [{"n_layers": 1, "units": 8,
+                                             "learning_rate_init": 0.02}]

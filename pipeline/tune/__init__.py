@@ -47,7 +47,7 @@ from pipeline.metrics import METRICS, Metric
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec
-from pipeline.tune.objective import WorkerArgs
+from pipeline.tune.objective import WorkerArgs, baseline_trials
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
@@ -66,8 +66,8 @@ if TYPE_CHECKING:
     from pipeline.experiment import Experiment
 
 __all__ = [
-    "HOST", "HOST_ID", "PARENT_ATTR", "TuneProgress", "TuneResult", "best_trials", "make_storage",
-    "open_study", "storage_url", "study_run_id", "tune",
+    "HOST", "HOST_ID", "PARENT_ATTR", "TuneProgress", "TuneResult", "baseline_trials",
+    "best_trials", "make_storage", "open_study", "storage_url", "study_run_id", "tune",
 ]
 
 OnProgress = Callable[[TuneProgress], object]
@@ -94,6 +94,9 @@ def tune(
     tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
     study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
+    if created:  # every study measures the linear model and [model]'s defaults first
+        for params in baseline_trials(exp):
+            study.enqueue_trial(params, user_attrs={"baseline": True})
     parent = _parent_run(study, created, tracker, exp, name, url, prepared.fingerprint)
     recover(study, tracker)
     timeout = timeout if timeout is not None else exp.tune.timeout

@@ -64,7 +64,42 @@ def network_params(exp: Experiment, values: dict[str, Any], random_state: int) -
 
 
 def _choice_key(c: Any) -> Any:
-    return "-".join(map(str, c)) if isinstance(c, tuple) else c
+    if isinstance(c, tuple):
+        return "-".join(map(str, c)) or "none"  # () is the linear model
+    return c
+
+
+def baseline_trials(exp: Experiment) -> list[dict[str, Any]]:
+    """The first trials of every new study, as Optuna parameters: [model]'s defaults with no
+    hidden layer (the linear model), then [model]'s defaults. Keys the defaults do not fit (a
+    value outside the searched range) are left to the sampler; without a zero-layer option in
+    the space there is no linear baseline."""
+    from pipeline.experiment import Choice
+
+    space, model = exp.tune.space, exp.model.params()
+    defaults: dict[str, Any] = {}
+    for key, dim in space.items():
+        if key in ("n_layers", "units"):
+            sizes = tuple(model["hidden_layer_sizes"])
+            value = len(sizes) if key == "n_layers" else (sizes[0] if sizes else None)
+            if key == "units" and len(set(sizes)) > 1:
+                value = None  # unequal widths are not n_layers x units
+        else:
+            value = model.get(key)
+        if isinstance(dim, Choice):
+            if value in dim.choices:
+                defaults[key] = _choice_key(value)
+        elif value is not None and dim.low <= value <= dim.high:
+            defaults[key] = int(value) if dim.integer else float(value)
+    linear = None
+    if "n_layers" in space and not isinstance(space["n_layers"], Choice):
+        linear = {"n_layers": 0} if space["n_layers"].low <= 0 else None
+    elif "n_layers" in space and 0 in space["n_layers"].choices:
+        linear = {"n_layers": 0}
+    elif "hidden_layer_sizes" in space and () in space["hidden_layer_sizes"].choices:
+        linear = {"hidden_layer_sizes": _choice_key(())}
+    trials = [{**defaults, **linear}] if linear is not None else []
+    return trials + ([defaults] if defaults else [])
 
 
 def _epoch_stride(exp: Experiment) -> int:
@@ -140,7 +175,8 @@ class Objective:
         try:
             res = cross_validate(self.prepared, self.exp, params,
                                  on_epoch=self._epoch_reporter(trial, run))
-            n_iter = round(sum(res.n_iters) / len(res.n_iters))
+            # a refit trains this long: the epochs whose weights the folds kept
+            n_iter = round(sum(res.best_epochs) / len(res.best_epochs))
             for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
                                "fold_scores": res.scores}.items():
                 trial.set_user_attr(key, value)
