@@ -219,8 +219,14 @@ def submit(
         int, typer.Option(min=1, help="Average the predictions of the K best trials.")
     ] = 1,
     refit: Annotated[
-        bool, typer.Option(help="Refit on all rows (else average the fold models).")
-    ] = True,
+        bool | None,
+        typer.Option("--refit/--no-refit", show_default=False,
+                     help="Refit on all rows, or average the fold models [default: [submit]].")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(min=1, show_default=False,
+                                 help="Bag: train with N seeds, average [default: [submit]].")
+    ] = None,
     message: Annotated[
         str, typer.Option(help="Submission message for the ledger and Kaggle.")
     ] = "",
@@ -230,8 +236,8 @@ def submit(
 ) -> None:
     """Write the best model's submission CSV, validated, and record it in the ledger."""
     submit_best(
-        load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, message=message,
-        storage=storage, study=study, tracking_uri=tracking_uri,
+        load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, seeds=seeds,
+        message=message, storage=storage, study=study, tracking_uri=tracking_uri,
     )
 
 
@@ -325,9 +331,9 @@ def tune_study(exp: ExperimentFile, options: TuneOptions) -> None:
 
 
 def submit_best(
-    exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool = True,
-    message: str = "", storage: str | None = None, study: str | None = None,
-    tracking_uri: str | None = None,
+    exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool | None = None,
+    seeds: int | None = None, message: str = "", storage: str | None = None,
+    study: str | None = None, tracking_uri: str | None = None,
 ) -> None:
     """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
     parent run."""
@@ -335,15 +341,16 @@ def submit_best(
     from pipeline.tune import best_trials, study_run_id
 
     chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
-    result = write_submission(exp, chosen, refit=refit, message=message)
+    result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message)
     console.submission(result)
     parent = study_run_id(exp, storage=storage, study_name=study)
     if parent:
         from pipeline.tracking import make_tracker
 
         try:
-            make_tracker(tracking_uri).log_files(
-                parent, [result.path, *result.model_paths], "submission")
+            tracker = make_tracker(tracking_uri)
+            tracker.log_files(parent, [result.path, *result.model_paths], "submission")
+            tracker.log_files(parent, result.prediction_paths, "predictions")
         except Exception as e:  # the submission is written; a tracking hiccup must not undo it
             console.warning(f"could not log the submission to MLflow ({e})")
 

@@ -241,6 +241,8 @@ def submission(result: SubmissionResult) -> None:
         line(f"ensemble of {e.members}: OOF {result.metric} {e.score:.5f} vs best member "
              f"{e.best_member:.5f} ({e.score - e.best_member:+.5f})")
     how = "refit on all rows" if result.refit else "fold models averaged"
+    if result.seeds > 1:
+        how += f", {result.seeds} seeds bagged"
     members = ", ".join(str(n) for n in result.trials)
     line(f"wrote {result.path}")
     line(f"cv {result.metric} {_score(result.cv_score)} "

@@ -6,7 +6,6 @@ out-of-fold predictions (oof.csv) and the config; no Optuna study.
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.experiment import parse_overrides
 from pipeline.metrics import METRICS
+from pipeline.submission import predictions
 from pipeline.tracking import make_tracker
 
 if TYPE_CHECKING:
@@ -88,17 +88,5 @@ def cross_validate_and_log(
 
 def write_oof(path: Path, prepared: Any, oof: np.ndarray) -> None:
     """Out-of-fold predictions by id, in the metric's form (P(class) / value)."""
-    classes = prepared.classes
-    if oof.ndim == 2:
-        header = [f"p_{c}" for c in classes]
-    elif classes is not None:
-        header = [f"p_{classes[-1]}"]
-    else:
-        header = ["prediction"]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "target", *header])
-        target = prepared.y if classes is None else np.asarray(classes, dtype=object)[prepared.y]
-        for i, row in enumerate(np.atleast_2d(oof.T).T):
-            values = (f"{v:.6g}" for v in np.atleast_1d(row))
-            w.writerow([prepared.train_ids[i], target[i], *values])
+    path.write_text(predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y),
+                    encoding="utf-8")

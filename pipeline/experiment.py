@@ -95,6 +95,14 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Submit:
+    """[submit]: what `pipeline submit` trains (the command line's --refit / --seeds win)."""
+
+    refit: bool = True  # one model on every row; false: average the fold models
+    seeds: int = 1  # bagging: repeat with this many seeds and average every model
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     path: Path
@@ -102,6 +110,7 @@ class Experiment:
     model: Model = Model()
     cv: CV = CV()
     tune: Tune = Tune()
+    submit: Submit = Submit()
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved configuration, for logging with every run."""
@@ -118,7 +127,7 @@ class Experiment:
             return v
 
         out: dict[str, Any] = {"name": self.name}
-        for section in ("competition", "model", "cv", "tune"):
+        for section in ("competition", "model", "cv", "tune", "submit"):
             obj = getattr(self, section)
             out[section] = {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
         return out
@@ -157,7 +166,7 @@ def load(name_or_path: str | Path) -> Experiment:
 
 def parse(raw: dict[str, Any], path: Path) -> Experiment:
     """Validate a parsed TOML document; every problem names `path` and the key."""
-    _check_keys(raw, {"competition", "model", "cv", "tune"}, path, "")
+    _check_keys(raw, {"competition", "model", "cv", "tune", "submit"}, path, "")
     if "competition" not in raw:
         raise PipelineError(f"{path}: missing section [competition]")
     comp = _section(raw, "competition", path)
@@ -194,8 +203,15 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     )
 
     tune = _parse_tune(_section(raw, "tune", path), path)
-    name = path.stem
-    return Experiment(name=name, path=path, competition=competition, model=model, cv=cv, tune=tune)
+    sub_raw = _section(raw, "submit", path)
+    _check_keys(sub_raw, {"refit", "seeds"}, path, "submit")
+    refit = sub_raw.get("refit", Submit.refit)
+    if not isinstance(refit, bool):
+        raise PipelineError(f"{path}: [submit] refit must be true or false, got {refit!r}")
+    submit = Submit(refit=refit, seeds=_int(sub_raw, "seeds", path, "submit", Submit.seeds,
+                                            minimum=1))
+    return Experiment(name=path.stem, path=path, competition=competition, model=model, cv=cv,
+                      tune=tune, submit=submit)
 
 
 def _parse_model(raw: dict[str, Any], path: Path) -> Model:

@@ -247,6 +247,7 @@ def _render(
     folds: int,
 ) -> str:
     model, space = network_setup(n_rows)
+    seeds = 5 if n_rows < SMALL_DATA else 3
     parts = ", ".join((*DATE_PARTS, "hour"))
     dates_note = "".join(f"#   date {c}: used as numbers ({parts} where times vary)\n"
                          for c in dates)
@@ -283,6 +284,12 @@ pruner = "median"
 
 [tune.space]
 # Sized to {n_rows:,} training rows; a range {{ low, high, log }} or a list of choices.
-{space}"""
+{space}
+[submit]
+# Bagging: average the best trial's fold models, trained with {seeds} seeds (measured on adult:
+# +0.001-0.002 private AUC over one refit); its CV score is the bag's own out-of-fold score.
+refit = false
+seeds = {seeds}
+"""
 
 

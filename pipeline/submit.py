@@ -6,7 +6,12 @@
   `evaluate.cross_validate(..., keep_models=True)` (same seeds -> the same models);
 - several trials: a top-k ensemble, the mean of the members' metric-form predictions. Its CV
   score is computed from the mean of the members' out-of-fold predictions on the same folds, so
-  the ledger never credits an ensemble with a single member's score.
+  the ledger never credits an ensemble with a single member's score;
+- seeds > 1 (bagging): each member is trained that many times with other seeds and every model
+  is averaged; its CV score is the out-of-fold score of the averaged out-of-fold predictions.
+
+Out-of-fold and test predictions of what was submitted are kept for stacking under
+submissions/<experiment>/predictions/ (`submission.predictions`).
 
 The CSV is checked with the same rules `validate_file` applies to any file, on the exact text
 that will be written, before anything touches the disk.
@@ -31,7 +36,7 @@ from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
 from pipeline.metrics import METRICS
 from pipeline.provenance import git_commit
-from pipeline.submission import ledger
+from pipeline.submission import ledger, predictions
 from pipeline.submission.format import (
     LABEL,
     Format,
@@ -65,6 +70,8 @@ class SubmissionResult:
     refit: bool = True
     ensemble: EnsembleScore | None = None  # top-k only
     labels_from: Path | None = None  # the sample that makes a proba metric's submission labels
+    seeds: int = 1  # models trained per member (bagging)
+    prediction_paths: list[Path] = field(default_factory=list)  # OOF and test predictions
 
 
 @dataclass
@@ -73,7 +80,7 @@ class _Member:
     models: list  # fitted estimators whose test predictions were averaged
     folds: bool  # models are fold models (else one refit model)
     test_pred: np.ndarray  # metric form, test.csv order
-    oof: np.ndarray | None  # metric form, train order (ensembles only)
+    oof: np.ndarray  # metric form, train order: the mean over its seeds
 
 
 # --- public entry points -------------------------------------------------------------------
@@ -84,9 +91,16 @@ def validate_file(exp: Experiment, file: Path) -> None:
     check_file(load_format(exp), Path(file))
 
 
+SEED_STRIDE = 7919  # bagging seed s trains with the trial's random_state + s * SEED_STRIDE
+
+
 def submit(
-    exp: Experiment, trials: list[TrialSpec], *, refit: bool = True, message: str = ""
+    exp: Experiment, trials: list[TrialSpec], *, refit: bool | None = None,
+    seeds: int | None = None, message: str = "",
 ) -> SubmissionResult:
+    """None for refit / seeds: the experiment's [submit] settings."""
+    refit = exp.submit.refit if refit is None else refit
+    seeds = exp.submit.seeds if seeds is None else seeds
     if not trials:
         raise PipelineError(f"no finished trial yet; run `pipeline tune {exp.name}` first")
     # every check on the raw files comes before the (slow) training
@@ -99,11 +113,15 @@ def submit(
 
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
-    ensemble = len(trials) > 1
-    members = [_member(evaluate, prepared, exp, t, refit=refit, need_oof=ensemble) for t in trials]
+    members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
-    scored = _ensemble_score(evaluate, prepared, exp, members) if ensemble else None
-    cv_score = scored.score if scored else trials[0].score
+    oof = np.mean([m.oof for m in members], axis=0)
+    scored = _ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
+    cv_score = trials[0].score  # a single refit: the trial's own score
+    if scored is not None:
+        cv_score = scored.score
+    elif seeds > 1 or not refit:  # what was submitted is the bag: its own out-of-fold score
+        cv_score = _oof_score(evaluate, prepared, exp, oof)
 
     text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
@@ -113,6 +131,7 @@ def submit(
     written: list[Path] = []
     try:
         model_paths = _save_models(path, members, exp, prepared, refit, written)
+        kept = _save_predictions(path, prepared, oof, pred, written)
         write_bytes_atomic(path, data)
         written.append(path)
         sha = hashlib.sha256(data).hexdigest()
@@ -135,7 +154,8 @@ def submit(
     return SubmissionResult(
         path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
-        ensemble=scored, labels_from=fmt.sample if labels_only else None,
+        ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
+        prediction_paths=kept,
     )
 
 
@@ -197,26 +217,44 @@ def refit_params(trial: TrialSpec) -> dict[str, Any]:
 
 
 def _member(
-    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, need_oof: bool
+    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, seeds: int
 ) -> _Member:
+    """The trial's model(s), `seeds` times: test predictions and out-of-fold predictions, each
+    the mean over the seeds (seed 0 is the trial's own random_state)."""
+    models: list = []
+    tests, oofs = [], []
+    base = int(trial.params.get("random_state") or 0)
     try:
-        if refit:
-            est = evaluate.build_estimator(exp.competition.task, refit_params(trial))
-            with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                est.fit(prepared.X_train, prepared.y)
-            oof = None
-            if need_oof:
-                oof = evaluate.cross_validate(prepared, exp, _params(trial)).oof
-            return _Member(trial, [est], False, evaluate.predict(est, prepared.X_test), oof)
-        cv = evaluate.cross_validate(prepared, exp, _params(trial), keep_models=True)
-        preds = [evaluate.predict(model, prepared.X_test) for model in cv.models]
-        return _Member(trial, list(cv.models), True, np.mean(preds, axis=0), cv.oof)
+        for s in range(seeds):
+            seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
+            if refit:
+                est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
+                with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    est.fit(prepared.X_train, prepared.y)
+                models.append(est)
+                tests.append(evaluate.predict(est, prepared.X_test))
+                oofs.append(evaluate.cross_validate(prepared, exp, _params(trial) | seed).oof)
+            else:
+                cv = evaluate.cross_validate(prepared, exp, _params(trial) | seed,
+                                             keep_models=True)
+                models += cv.models
+                tests.append(np.mean([evaluate.predict(m, prepared.X_test) for m in cv.models],
+                                     axis=0))
+                oofs.append(cv.oof)
     except FloatingPointError as e:  # the network's DivergenceError
         doing, other = ("refitting", "--no-refit") if refit else ("rebuilding its folds", "--refit")
         raise PipelineError(
             f"trial {trial.number} diverged while {doing} ({e}); try {other} or another --trial"
         ) from None
+    return _Member(trial, models, not refit, np.mean(tests, axis=0), np.mean(oofs, axis=0))
+
+
+def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
+    """A CV score computed like the trials' own: the metric per fold, then the mean."""
+    metric = METRICS[exp.competition.metric]
+    return float(np.mean([metric(prepared.y[val], oof[val])
+                          for _, val in evaluate.folds(prepared, exp)]))
 
 
 def _ensemble_score(
@@ -224,10 +262,9 @@ def _ensemble_score(
 ) -> EnsembleScore:
     """The ensemble's CV score, computed like the members' (mean over the same folds)."""
     metric = METRICS[exp.competition.metric]
-    folds = evaluate.folds(prepared, exp)
 
     def cv_of(oof: np.ndarray) -> float:
-        return float(np.mean([metric(prepared.y[val], oof[val]) for _, val in folds]))
+        return _oof_score(evaluate, prepared, exp, oof)
 
     score = cv_of(np.mean([m.oof for m in members], axis=0))
     singles = [cv_of(m.oof) for m in members]
@@ -264,6 +301,22 @@ def _save_models(
         written.append(path)
         paths.append(path)
     return paths
+
+
+def _save_predictions(csv_path: Path, prepared: Any, oof: np.ndarray, test: np.ndarray,
+                      written: list[Path]) -> list[Path]:
+    """predictions/<stem>.oof.csv (train ids, target, OOF) and <stem>.test.csv (test ids)."""
+    folder = csv_path.parent / "predictions"
+    out = []
+    for kind, text in (
+        ("oof", predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y)),
+        ("test", predictions.to_csv(prepared.test_ids, test, prepared.classes)),
+    ):
+        path = folder / f"{csv_path.stem}.{kind}.csv"
+        write_bytes_atomic(path, text.encode("utf-8"))
+        written.append(path)
+        out.append(path)
+    return out
 
 
 def _json_safe(value: Any) -> Any:

@@ -129,6 +129,9 @@ BAD = [
     (MINIMAL + "[tune.space]\nactivation = { low = 1, high = 2 }\n", "takes a list of choices"),
     (MINIMAL + "[tune.space]\nbatch_size = []\n", "empty list of choices"),
     (MINIMAL + "[tune.space]\nbatch_size = { low = 1.5, high = 9 }\n", "low and high must be int"),
+    (MINIMAL + "[submit]\nseeds = 0\n", "[submit] seeds must be an integer >= 1"),
+    (MINIMAL + "[submit]\nrefit = 'yes'\n", "[submit] refit must be true or false"),
+    (MINIMAL + "[submit]\nbags = 2\n", "unknown key [submit] bags"),
     ("[competition\n", "not valid TOML"),
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from helpers_submit import (
 from sklearn.metrics import mean_squared_error, roc_auc_score
 from typer.testing import CliRunner
 
+import pipeline
 from pipeline import console
 from pipeline.cli import app
 from pipeline.errors import PipelineError
+from pipeline.experiment import Submit
 from pipeline.submission import ledger
 from pipeline.submission.format import load_format, match_class_columns
-from pipeline.submit import refit_params, submit, validate_file
+from pipeline.submit import SEED_STRIDE, refit_params, submit, validate_file
 from pipeline.trials import TrialSpec
 
 NAME = re.compile(r"^\d{8}T\d{6}Z-(t\d+|top\d+(-t\d+)+)-cv-?\d+\.\d{5}(-\d+)?\.csv$")
@@ -127,8 +130,9 @@ def test_class_columns_are_matched_by_name():
 
 def test_refit_trains_the_mean_fold_epochs_without_early_stopping(fake):
     exp = write_competition(Path.cwd(), "bin")
-    submit(exp, [trial(n_iter=6)])
-    assert fake.fit == 1 and fake.cross_validate == 0  # one trial: its own CV score is used
+    result = submit(exp, [trial(n_iter=6)])
+    # one trial: its own CV score is used; one CV rebuild only for the OOF predictions kept
+    assert fake.fit == 1 and fake.cross_validate == 1 and result.cv_score == trial().score
     params = fake.last_params
     assert params["max_iter"] == 6 and params["early_stopping"] is False
     assert params["n_iter_no_change"] > params["max_iter"]
@@ -163,6 +167,47 @@ def test_top_k_ensemble_scores_the_mean_of_the_members_oof(fake):
     assert [p.name[-7:] for p in result.model_paths] == [".m1.npz", ".m2.npz"]
     (row,) = ledger.read()
     assert row["trials"] == "3 1" and row["cv_score"] == f"{by_hand:.5f}"
+
+
+def test_bagging_trains_every_seed_and_scores_the_bag_by_its_own_oof(fake, monkeypatch):
+    exp = write_competition(Path.cwd(), "bin")
+    seen = []
+    cross_validate = pipeline.evaluate.cross_validate
+    monkeypatch.setattr(pipeline.evaluate, "cross_validate", lambda prepared, exp, params, **kw: (
+        seen.append(params["random_state"]) or cross_validate(prepared, exp, params, **kw)))
+    result = submit(exp, [trial()], refit=False, seeds=3)
+    assert seen == [0, SEED_STRIDE, 2 * SEED_STRIDE] and len(result.model_paths) == 9
+    prepared = fake_prepare(exp)
+    oof = np.mean([_cross_validate(prepared, exp, trial().params | {"random_state": s}).oof
+                   for s in seen], axis=0)
+    by_hand = np.mean([roc_auc_score(prepared.y[v], oof[v]) for _, v in _folds(prepared, exp)])
+    assert result.cv_score == pytest.approx(by_hand) and result.seeds == 3
+    (row,) = ledger.read()
+    assert row["cv_score"] == f"{by_hand:.5f}"
+
+
+def test_the_experiments_submit_section_sets_the_defaults(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    exp = replace(exp, submit=Submit(refit=False, seeds=2))
+    result = submit(exp, [trial()])
+    assert not result.refit and result.seeds == 2 and fake.fit == 0
+    assert submit(exp, [trial()], refit=True, seeds=1).refit  # the command line wins
+
+
+def test_oof_and_test_predictions_are_kept_for_stacking_apart_from_submissions(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    result = submit(exp, [trial()], refit=False)
+    oof_path, test_path = result.prediction_paths
+    assert oof_path.parent == result.path.parent / "predictions"
+    assert oof_path.name.endswith(".oof.csv") and test_path.name.endswith(".test.csv")
+    prepared = fake_prepare(exp)
+    oof = pd.read_csv(oof_path, dtype={"id": str})
+    assert list(oof.columns) == ["id", "target", "p_1"]
+    assert list(oof["id"]) == list(prepared.train_ids)
+    np.testing.assert_allclose(oof["p_1"], _cross_validate(prepared, exp, trial().params).oof)
+    test = pd.read_csv(test_path, dtype={"id": str}).set_index("id")
+    sub = read(result.path).set_index("id")
+    np.testing.assert_allclose(test.loc[sub.index, "p_1"], sub["y"].astype(float))
 
 
 # --- the ledger ----------------------------------------------------------------------------
