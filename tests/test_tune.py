@@ -311,3 +311,12 @@ def test_every_new_study_measures_the_linear_model_and_the_defaults_first(projec
     narrow = load(tiny_project(project, trials=3))
     assert tune.baseline_trials(narrow) == [{"n_layers": 1, "units": 8,
                                              "learning_rate_init": 0.02}]
+
+
+def test_the_linear_baseline_takes_its_inputs_unencoded(project):
+    space = ("n_layers = { low = 0, high = 2 }\nunits = [8]\n"
+             'numeric_encoding = ["periodic", "none"]\n')
+    exp = load(tiny_project(project, space=space, model_extra='numeric_encoding = "periodic"'))
+    linear, defaults = tune.baseline_trials(exp)
+    assert linear == {"n_layers": 0, "units": 8, "numeric_encoding": "none"}
+    assert defaults == {"n_layers": 1, "units": 8, "numeric_encoding": "periodic"}

@@ -71,9 +71,10 @@ def _choice_key(c: Any) -> Any:
 
 def baseline_trials(exp: Experiment) -> list[dict[str, Any]]:
     """The first trials of every new study, as Optuna parameters: [model]'s defaults with no
-    hidden layer (the linear model), then [model]'s defaults. Keys the defaults do not fit (a
-    value outside the searched range) are left to the sampler; without a zero-layer option in
-    the space there is no linear baseline."""
+    hidden layer and no numeric encoding (the linear model: logistic / softmax / linear
+    regression), then [model]'s defaults. Keys the defaults do not fit (a value outside the
+    searched range) are left to the sampler; without a zero-layer option in the space there is
+    no linear baseline."""
     from pipeline.experiment import Choice
 
     space, model = exp.tune.space, exp.model.params()
@@ -98,6 +99,9 @@ def baseline_trials(exp: Experiment) -> list[dict[str, Any]]:
         linear = {"n_layers": 0}
     elif "hidden_layer_sizes" in space and () in space["hidden_layer_sizes"].choices:
         linear = {"hidden_layer_sizes": _choice_key(())}
+    encoding = space.get("numeric_encoding")
+    if linear is not None and isinstance(encoding, Choice) and "none" in encoding.choices:
+        linear["numeric_encoding"] = "none"  # periodic inputs would make it an additive model
     trials = [{**defaults, **linear}] if linear is not None else []
     return trials + ([defaults] if defaults else [])
 
@@ -159,7 +163,9 @@ class Objective:
         self.stride = _epoch_stride(exp)
         self.warmup = exp.tune.pruner_warmup_epochs
         self.sign = 1.0 if self.metric.direction == "minimize" else -1.0
-        self.every = max(1, min(REPORT_EVERY, self.stride // 10))  # ~10 reports per fold
+        # ~10 reports per fold; every epoch when early stopping keeps folds short
+        self.every = 1 if exp.model.early_stopping else max(1, min(REPORT_EVERY,
+                                                                   self.stride // 10))
 
     def __call__(self, trial: Any) -> float:
         import optuna
