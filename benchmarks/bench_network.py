@@ -11,7 +11,8 @@ and immune to the stalls a busy machine causes in multi-threaded BLAS on small m
 Sections: head-to-head on the issue's setup (100,000 x 32 float64, binary, hidden (64, 64),
 sigmoid, SGD + Nesterov momentum 0.9, batch 256, 10 epochs, no early stopping), the GEMM floor
 (the same matmuls timed alone), scaling with rows and width, and peak memory at 1,000,000 rows
-(in a subprocess, so earlier allocations do not count).
+(in a subprocess, so earlier allocations do not count), and the cost per epoch of each numeric
+encoding and training-recipe option against the plain network.
 """
 
 from __future__ import annotations
@@ -321,7 +322,50 @@ def main(argv: list[str] | None = None) -> int:
              f"{mem['rss_peak'] / mb:.0f}", "", ""]]
     table(f"Memory: fit on 1,000,000 x 32 float64 (input {mem['input'] / mb:.0f} MB; budget "
           "2 x input + 100 MB)", ["measure", "MB", "budget MB", ""], rows)
+
+    # 5. numeric encodings and the training recipe, per epoch ---------------------------------
+    rows = encoding_costs(20_000 if quick else 50_000, repeats)
+    table("Cost per epoch of each encoding / recipe option (ours, hidden (128, 128) relu, "
+          "batch 256; 8 continuous + 24 binary columns)",
+          ["option", "s/epoch", "vs plain", "setup s (fit once)"], rows)
     return 0
+
+
+def encoding_costs(n: int, repeats: int) -> list[list[str]]:
+    """Median seconds per epoch of the plain network and of each option, interleaved."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.standard_normal((n, 8)), rng.integers(0, 2, (n, 24))])
+    y = ((X[:, 0] * X[:, 1] + np.sin(2 * X[:, 2]) + X[:, 8]) > 0.5).astype(np.int64)
+    options = {
+        "plain": {},
+        "ple (tree bins, 16)": {"numeric_encoding": "ple", "n_bins": 16},
+        "ple (quantile bins, 16)": {"numeric_encoding": "ple", "n_bins": 16,
+                                    "binning": "quantile"},
+        "periodic (k 16, d 16)": {"numeric_encoding": "periodic"},
+        "dropout 0.2": {"dropout": 0.2},
+        "AdamW + cosine schedule": {"weight_decay": 0.01, "lr_schedule": "cosine",
+                                    "warmup_epochs": 1},
+    }
+    base = dict(hidden_layer_sizes=(128, 128), activation="relu", batch_size=256, tol=0.0,
+                n_iter_no_change=10_000, random_state=0)
+
+    def fit_seconds(name: str, epochs: int) -> float:
+        t0 = time.perf_counter()
+        SigmoidNetworkClassifier(**base, **options[name], max_iter=epochs).fit(X, y)
+        return time.perf_counter() - t0
+
+    # per epoch: (4 epochs - 1 epoch) / 3, so fitting the encoder once is not counted
+    per_epoch: dict[str, list[float]] = {k: [] for k in options}
+    setup: dict[str, list[float]] = {k: [] for k in options}
+    for r in range(repeats):
+        names = list(options)[r % len(options):] + list(options)[:r % len(options)]
+        for name in names:
+            one, four = fit_seconds(name, 1), fit_seconds(name, 4)
+            per_epoch[name].append((four - one) / 3)
+            setup[name].append(max(0.0, one - (four - one) / 3))
+    plain = statistics.median(per_epoch["plain"])
+    return [[name, f"{statistics.median(t):.3f}", f"{statistics.median(t) / plain:.2f}x",
+             f"{statistics.median(setup[name]):.3f}"] for name, t in per_epoch.items()]
 
 
 if __name__ == "__main__":
