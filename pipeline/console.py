@@ -136,7 +136,7 @@ class TuneDisplay:
         self._seen = {(r.number, r.state) for r in progress.rows}
         if not self.quiet:
             self._start_bar(progress.budget)
-        elif progress.rows:
+        elif any(r.state != "waiting" for r in progress.rows):  # enqueued trials are not a resume
             c = progress.counts
             line(f"resuming: {progress.finished}/{progress.budget} finished trials "
                  f"({c['failed']} failed) in the study")
