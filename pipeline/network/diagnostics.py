@@ -11,8 +11,8 @@ there. Per hidden layer k (1-based, ``W[k-1]`` feeds it) it returns:
     weight_norm/layer_k   ||W||
     update_ratio/layer_k  ||W - W one epoch ago|| / ||W one epoch ago||
 
-One forward and backward pass on at most ``max_rows`` sampled evaluation rows: that keeps the
-cost a few percent of an epoch (benchmarks/bench_network.py measures it).
+One forward and backward pass on a sample of the evaluation rows (1 in 8, at most 256): that
+keeps the cost a few percent of an epoch (benchmarks/bench_network.py --diagnostics).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from .training import History
 # How close to a bound counts as saturated: sigmoid's derivative a (1 - a) is below 0.02 there,
 # tanh's 1 - a^2 below 0.08: the unit passes almost no gradient back.
 SATURATION_MARGIN = {"sigmoid": 0.02, "tanh": 0.04}
-MAX_ROWS = 256  # rows of the evaluation set the saturation is measured on
+# Rows measured on: one in ROWS_PER_SAMPLE of the evaluation rows, MIN_ROWS to MAX_ROWS. A
+# held-out fold is ~1/4 of the training rows, so that is ~1/30 of an epoch's rows (measured:
+# benchmarks/bench_network.py --diagnostics).
+MAX_ROWS = 256
+MIN_ROWS = 16
+ROWS_PER_SAMPLE = 8
 
 
 def stop_reason(h: History, max_iter: int, error: BaseException | None = None) -> str:
@@ -74,7 +79,8 @@ class LayerHealth:
         if self.rows is None:
             n = X.shape[0]
             rng = np.random.default_rng(self.seed)
-            self.rows = np.sort(rng.choice(n, min(n, self.max_rows), replace=False))
+            take = min(n, self.max_rows, max(MIN_ROWS, n // ROWS_PER_SAMPLE))
+            self.rows = np.sort(rng.choice(n, take, replace=False))
             self.ws = Workspace(net, len(self.rows), Y.shape[1])
             for mask in self.ws.M:  # no dropout here: masks of ones
                 if mask is not None:
