@@ -11,8 +11,9 @@ and immune to the stalls a busy machine causes in multi-threaded BLAS on small m
 Sections: head-to-head on the issue's setup (100,000 x 32 float64, binary, hidden (64, 64),
 sigmoid, SGD + Nesterov momentum 0.9, batch 256, 10 epochs, no early stopping), the GEMM floor
 (the same matmuls timed alone), scaling with rows and width, and peak memory at 1,000,000 rows
-(in a subprocess, so earlier allocations do not count), and the cost per epoch of each numeric
-encoding and training-recipe option against the plain network.
+(in a subprocess, so earlier allocations do not count), the cost per epoch of each numeric
+encoding and training-recipe option against the plain network, and the cost of the per-layer
+health curves (`--diagnostics`: that section alone).
 """
 
 from __future__ import annotations
@@ -197,6 +198,46 @@ def memory(n: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def timed_fit(X, y, Xv, yv, hidden, epochs) -> tuple[float, float]:
+    """(fit seconds, seconds inside the per-layer health hook) of one fit with an eval_set, as
+    cross_validate runs it. Timing the hook itself is immune to the machine's load, which
+    swamps a few percent between two separate fits."""
+    from pipeline.network.diagnostics import LayerHealth
+
+    class Timed(LayerHealth):
+        spent = 0.0
+
+        def health(self, net, X, Y):  # noqa: ANN001, ANN202 - the hook's own signature
+            t0 = time.perf_counter()
+            out = super().health(net, X, Y)
+            Timed.spent += time.perf_counter() - t0
+            return out
+
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=hidden, batch_size=128, max_iter=epochs,
+                                   tol=0.0, n_iter_no_change=10_000, random_state=0)
+    t0 = time.perf_counter()
+    clf.fit(X, y, eval_set=(Xv, yv), diagnostics=Timed())
+    return time.perf_counter() - t0, Timed.spent
+
+
+def diagnostics_cost(quick: bool, repeats: int) -> list[list[str]]:
+    """Per setting: ms per epoch of the fit and of the health hook in it, the hook's share."""
+    epochs = 3 if quick else 10
+    settings = [(8_000, 21, (32,)), (8_000, 21, (64, 64)), (1_000, 21, (32,)),
+                (100_000, 32, (64, 64))]
+    rows = []
+    for n, d, hidden in settings[:3] if quick else settings:
+        X, y = make_data(n, d)
+        cut = int(0.8 * n)  # one fold: 80% trains, the held-out 20% is the eval_set
+        runs = [timed_fit(X[:cut], y[:cut], X[cut:], y[cut:], hidden, epochs)
+                for _ in range(repeats)]
+        fit_s = statistics.median(r[0] for r in runs) / epochs
+        hook_s = statistics.median(r[1] for r in runs) / epochs
+        rows.append([f"{cut:,} x {d}", str(hidden), f"{(fit_s - hook_s) * 1e3:.2f}",
+                     f"{hook_s * 1e3:.2f}", f"{hook_s / (fit_s - hook_s):.1%}"])
+    return rows
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     line = "  ".join("-" * w for w in widths)
@@ -233,9 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repeat: smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved runs per side")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="only section 5: the per-layer health's cost per epoch")
     args = parser.parse_args(argv)
     quick = args.quick
     repeats = args.repeats or (1 if quick else 5)
+    if args.diagnostics:
+        diagnostics_table(quick, repeats)
+        return 0
     n_main, epochs = (20_000, 3) if quick else (100_000, 10)
     print(f"machine: {machine()}")
     print(f"mode: {'quick' if quick else 'full'}; {repeats} interleaved repeat(s); medians")
@@ -328,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     table("Cost per epoch of each encoding / recipe option (ours, hidden (128, 128) relu, "
           "batch 256; 8 continuous + 24 binary columns)",
           ["option", "s/epoch", "vs plain", "setup s (fit once)"], rows)
+
+    diagnostics_table(quick, repeats)
     return 0
 
 
@@ -366,6 +414,15 @@ def encoding_costs(n: int, repeats: int) -> list[list[str]]:
     plain = statistics.median(per_epoch["plain"])
     return [[name, f"{statistics.median(t):.3f}", f"{statistics.median(t) / plain:.2f}x",
              f"{statistics.median(setup[name]):.3f}"] for name, t in per_epoch.items()]
+
+
+def diagnostics_table(quick: bool, repeats: int) -> None:
+    # 6. the per-layer health (tune / train's curves) ------------------------------------
+    table("Per-layer health (saturation, grad/weight norms, update ratio) per epoch: a forward "
+          "+ backward on 1 in 8 held-out rows (<= 256); batch 128, eval_set as in cross_validate",
+          ["train rows", "hidden", "epoch ms (without)", "health ms", "extra"],
+          diagnostics_cost(quick, max(repeats, 3)))
+    print("target: extra < 5% of an epoch (on by default in tune and train)")
 
 
 if __name__ == "__main__":

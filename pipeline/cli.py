@@ -284,6 +284,36 @@ def run(options: TuneOptions) -> None:
 
 @app.command()
 @user_errors
+def show(
+    experiment: Experiment,
+    trial: Annotated[
+        int | None, typer.Option(help="Trial number (its first fold's network) "
+                                 "[default: the submitted model, else the best trial].")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o",
+                                  help="File to write (.png / .svg) [default: EXP-network.png].")
+    ] = None,
+    storage: Storage = None,
+    study: StudyName = None,
+) -> None:
+    """Draw the network: edges as thick as their weights, inputs named by their columns."""
+    from pipeline.show import draw, submitted_files
+
+    exp = load_experiment(experiment)
+    chosen = None
+    if trial is not None or not submitted_files(exp):
+        from pipeline.tune import best_trials
+
+        chosen = best_trials(exp, trial=trial, storage=storage, study_name=study)
+        if not chosen:
+            fail(f"no saved weights for {exp.name}: no submission and no complete trial; "
+                 f"run `pipeline tune {exp.name}` first")
+    console.wrote(draw(exp, output, chosen[0] if chosen else None).paths)
+
+
+@app.command()
+@user_errors
 def ui(
     port: Annotated[
         int | None, typer.Option(envvar="PORT", help="Port [default: a free one].")
@@ -351,8 +381,22 @@ def submit_best(
             tracker = make_tracker(tracking_uri)
             tracker.log_files(parent, [result.path, *result.model_paths], "submission")
             tracker.log_files(parent, result.prediction_paths, "predictions")
+            log_network(exp, parent, tracking_uri)
         except Exception as e:  # the submission is written; a tracking hiccup must not undo it
             console.warning(f"could not log the submission to MLflow ({e})")
+
+
+def log_network(exp: ExperimentFile, run_id: str, tracking_uri: str | None) -> None:
+    """The submitted model drawn, as submission/network.png and .svg on the run."""
+    import tempfile
+
+    from pipeline.show import draw
+    from pipeline.tracking import make_tracker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn = [*draw(exp, Path(tmp) / "network.png").paths,
+                 *draw(exp, Path(tmp) / "network.svg").paths]
+        make_tracker(tracking_uri).log_files(run_id, drawn, "submission")
 
 
 def main() -> None:

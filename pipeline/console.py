@@ -193,16 +193,33 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
     for key, value in best.params.items():
         console.print(f"  {key} = {value!r}")
     table = Table(title=f"top {min(top, len(order))} trials by {metric}")
-    for col in ("rank", "trial", metric, "std", "epochs"):
+    for col in ("rank", "trial", metric, "std", "epochs", "stop"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("parameters", overflow="fold")
     for i, r in enumerate(order[:top], start=1):
         table.add_row(
             str(i), str(r.number), f"{r.value:.5f}", f"{r.attrs.get('cv_std', float('nan')):.4f}",
-            str(r.attrs.get("n_iter", "")),
+            str(r.attrs.get("n_iter", "")), stop_cell(r.attrs.get("stop_reasons")),
             " ".join(f"{k}={_short(v)}" for k, v in r.params.items()),
         )
     console.print(table)
+    for r in order[:top]:
+        if r.attrs.get("saturated"):
+            console.print(f"warning: trial {r.number}: {r.attrs['saturated']} (sigmoid units "
+                          "near 0 or 1 pass almost no gradient; scale inputs or lower the "
+                          "learning rate)")
+
+
+STOP_SHORT = {"converged": "conv", "max_iter": "max", "diverged": "div"}
+
+
+def stop_cell(reasons: list[str] | None) -> str:
+    """Why the folds stopped in a few columns: `conv 5/5`, `max 3/5` (the commonest reason)."""
+    if not reasons:
+        return "-"
+    common = max(set(reasons), key=reasons.count)
+    short = STOP_SHORT.get(common, common.split(" at ")[0][:5])
+    return f"{short} {reasons.count(common)}/{len(reasons)}"
 
 
 def _short(v: Any) -> str:
@@ -218,12 +235,14 @@ def cv_run(run: CvRun) -> None:
 
     res = run.result
     table = Table(title=f"{len(res.scores)}-fold cross-validation ({run.seconds:.2f}s)")
-    for col in ("fold", run.metric, "epochs"):
+    for col in ("fold", run.metric, "epochs", "stopped"):
         table.add_column(col, justify="right")
-    for f, (s, n) in enumerate(zip(res.scores, res.n_iters, strict=True)):
-        table.add_row(str(f), f"{s:.5f}", str(n))
+    reasons = res.stop_reasons or ["-"] * len(res.scores)
+    for f, (s, n, why) in enumerate(zip(res.scores, res.n_iters, reasons, strict=True)):
+        table.add_row(str(f), f"{s:.5f}", str(n), why)
     n_iter = sum(res.n_iters) / len(res.n_iters)
-    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", f"{n_iter:.0f}")
+    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", f"{n_iter:.0f}",
+                  stop_cell(res.stop_reasons))
     _rich().print(table)
     if run.run_id is not None:
         line(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")

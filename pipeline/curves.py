@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_error")
+# per hidden layer k: `saturation/layer_k` ... (network.diagnostics), recorded when present
+HEALTH_PREFIXES = ("saturation/", "grad_norm/", "weight_norm/", "update_ratio/")
 Curve = dict[str, list[float]]
 
 
@@ -19,12 +21,21 @@ def record(curves: list[Curve], fold: int, metrics: Mapping[str, float]) -> None
     for key in CURVE_KEYS:
         if key in metrics:
             curves[fold][key].append(float(metrics[key]))
+    for key, value in metrics.items():
+        if key.startswith(HEALTH_PREFIXES):
+            curves[fold].setdefault(key, []).append(float(value))
+
+
+def curve_keys(curves: list[Curve]) -> list[str]:
+    """The loss keys, then the layers' health keys the folds hold, in first-seen order."""
+    extra = dict.fromkeys(k for c in curves for k in c if k not in CURVE_KEYS)
+    return [*CURVE_KEYS, *extra]
 
 
 def mean_curves(curves: list[Curve]) -> Curve:
     """Fold mean per epoch, over the folds that reached that epoch (folds stop early)."""
     out: Curve = {}
-    for key in CURVE_KEYS:
+    for key in curve_keys(curves):
         series = [c.get(key, []) for c in curves if c.get(key)]
         if not series:
             continue

@@ -37,7 +37,7 @@ def cross_validate_and_log(
     exp: Experiment, *, overrides: list[str], tracking_uri: str | None = None, track: bool = True
 ) -> CvRun:
     """k-fold CV of [model] + overrides; one MLflow run with curves, OOF predictions, config."""
-    from pipeline.evaluate import cross_validate
+    from pipeline.evaluate import cross_validate, summarise_stops
     from pipeline.network import DivergenceError
     from pipeline.prepare import prepare
 
@@ -60,7 +60,7 @@ def cross_validate_and_log(
 
     started = time.monotonic()
     try:
-        res = cross_validate(prepared, exp, params, on_epoch=on_epoch)
+        res = cross_validate(prepared, exp, params, on_epoch=on_epoch, diagnostics=True)
     except DivergenceError as e:
         run.end("failed", config=exp.as_dict())
         raise PipelineError(
@@ -75,7 +75,7 @@ def cross_validate_and_log(
         "complete",
         metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds,
                  **{f"fold{f}/{metric.name}": s for f, s in enumerate(res.scores)}},
-        config=exp.as_dict(),
+        config=exp.as_dict(), tags={"stop_reason": summarise_stops(res.stop_reasons)},
     )
     if not tracker.enabled:
         return CvRun(res, metric.name, seconds, None)

@@ -36,6 +36,7 @@ class CVResult:
     n_iters: list[int]  # epochs each fold trained
     best_epochs: list[int]  # epochs of the weights each fold kept (early stopping's best)
     models: list = field(default_factory=list)  # fold estimators when keep_models=True
+    stop_reasons: list[str] = field(default_factory=list)  # per fold: converged, max_iter...
 
 
 def build_estimator(task: str, params: dict[str, Any]) -> Any:
@@ -92,10 +93,13 @@ def cross_validate(
     *,
     on_epoch: FoldEpochCallback | None = None,
     keep_models: bool = False,
+    diagnostics: bool = False,
 ) -> CVResult:
     """Fit one network per fold; fold f uses `random_state + f` so folds differ but repeat.
 
     Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate.
+    `diagnostics` adds each hidden layer's health (saturation, gradient, weight and update
+    norms, `network.diagnostics`) to the per-epoch metrics, measured on the fold's held-out rows.
     """
     from sklearn.exceptions import ConvergenceWarning
 
@@ -109,6 +113,7 @@ def cross_validate(
     curves: list[Curve] = []
     n_iters: list[int] = []
     best_epochs: list[int] = []
+    stop_reasons: list[str] = []
     models: list = []
     for f, (tr, va) in enumerate(folds(prepared, exp)):
         record(curves, f, {})  # the fold's curve exists from its start
@@ -121,12 +126,14 @@ def cross_validate(
         est = build_estimator(task, {**params, "random_state": seed + f})
         with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
             warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report)
+            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report,
+                    diagnostics=layer_health(diagnostics, seed + f))
         pred = predict(est, X[va])
         oof[va] = pred
         scores.append(metric(y[va], pred))
         n_iters.append(int(est.n_iter_))
         best_epochs.append(int(est.best_epoch_))
+        stop_reasons.append(est.stop_reason_)
         if keep_models:
             models.append(est)
     return CVResult(
@@ -138,4 +145,26 @@ def cross_validate(
         n_iters=n_iters,
         best_epochs=best_epochs,
         models=models,
+        stop_reasons=stop_reasons,
     )
+
+
+def layer_health(on: bool, seed: int) -> Any:
+    """A fresh per-fold diagnostics hook, or None (plain fit: no cost at all)."""
+    if not on:
+        return None
+    from pipeline.network.diagnostics import LayerHealth
+
+    return LayerHealth(seed=seed)
+
+
+def summarise_stops(reasons: list[str]) -> str:
+    """`converged (5/5 folds)`; mixed, commonest first: `converged 3, max_iter 2 (5 folds)`."""
+    from collections import Counter
+
+    if not reasons:
+        return "-"
+    counts = Counter(reasons).most_common()
+    if len(counts) == 1:
+        return f"{counts[0][0]} ({len(reasons)}/{len(reasons)} folds)"
+    return ", ".join(f"{r} {n}" for r, n in counts) + f" ({len(reasons)} folds)"

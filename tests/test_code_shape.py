@@ -31,12 +31,14 @@ PUBLIC_UNDERSCORED = {"os._exit"}  # the standard library's, public despite the 
 LAYERS = [
     ["pipeline.cli", "pipeline.__main__"],
     ["pipeline.console"],
-    ["pipeline.tune", "pipeline.cv_run"],
+    ["pipeline.tune", "pipeline.cv_run",
+     "pipeline.show"],  # `pipeline show`: a submitted model or a trial's fold, drawn
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
     ["pipeline.evaluate"],
     ["pipeline.prepare", "pipeline.infer"],
-    ["pipeline.metrics"],
+    ["pipeline.metrics",
+     "pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],
     ["pipeline.network"],
     ["pipeline.competitions"],

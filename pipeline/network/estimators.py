@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from . import io
 from .core import Network
+from .diagnostics import LayerHealth, stop_reason
 from .embeddings import PeriodicEmbedding
 from .encoders import ENCODERS, ContinuousFirst, PiecewiseLinearEncoder
 from .errors import ModelFileError
@@ -140,12 +141,16 @@ class _BaseSigmoidNetwork(BaseEstimator):
         *,
         eval_set: tuple[Any, Any] | None = None,
         on_epoch: EpochCallback | None = None,
+        diagnostics: LayerHealth | None = None,
     ) -> _BaseSigmoidNetwork:
         """Train from scratch.
 
         eval_set: an external (X_val, y_val), only reported (``val_loss``, ``val_error``) to
         ``on_epoch(epoch, metrics)``, never used for stopping. An exception raised by
         ``on_epoch`` propagates unchanged and leaves the weights reached so far in place.
+        diagnostics: a ``LayerHealth`` whose per-layer values join ``on_epoch``'s metrics,
+        measured on eval_set's rows (else the training rows). ``stop_reason_`` says why the
+        fit ended, even when it raised.
         """
         X, y = self._validate_y(X, y)
         p = self._params()
@@ -170,13 +175,22 @@ class _BaseSigmoidNetwork(BaseEstimator):
         val_score = None if val_idx is None else self._val_score(
             net, Xd[val_idx], Y[val_idx], p["early_stopping_metric"])
         eval_metrics = None if eval_set is None else self._eval_metrics(net, eval_set, dt, Y)
-        history = History()
+        if diagnostics is not None:
+            rows = (Xd, Y) if eval_set is None else (
+                self._encoded(check_array(eval_set[0], dtype=_FLOATS), dt),
+                self._transform_y(np.asarray(eval_set[1]), dt))
+            eval_metrics = _with_health(eval_metrics, diagnostics, net, *rows)
+        history, error = History(), None
         try:
             with _one_blas_thread():
                 fit_loop(net, Xd, Y, cfg, rng, train_idx=train_idx, val_score=val_score,
                          eval_metrics=eval_metrics, on_epoch=on_epoch, history=history)
+        except BaseException as e:
+            error = e
+            raise
         finally:  # publish whatever was reached, so the estimator stays usable after an error
             self._publish(net, history)
+            self.stop_reason_ = stop_reason(history, cfg.max_iter, error)
         if not history.converged and history.n_iter == cfg.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({cfg.max_iter}) reached and the "
@@ -311,6 +325,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
             "loss_curve": [float(v) for v in self.loss_curve_],
             "validation_scores": self.validation_scores_,
             "best_loss": self.best_loss_,
+            "stop_reason": getattr(self, "stop_reason_", None),
             **task_header,
             "metadata": metadata or {},
         }
@@ -358,7 +373,22 @@ class _BaseSigmoidNetwork(BaseEstimator):
         if h.get("feature_names_in"):
             est.feature_names_in_ = np.asarray(h["feature_names_in"], dtype=object)
         est.metadata_ = h.get("metadata") or {}
+        est.stop_reason_ = str(h.get("stop_reason") or "unknown")
         return est
+
+
+def _with_health(eval_metrics: Callable[[], dict[str, float]] | None, health: LayerHealth,
+                 net: Network, X: np.ndarray, Y: np.ndarray) -> Callable[[], dict[str, float]]:
+    """``eval_metrics`` plus the layers' health on rows of (X, Y) (the network's input and
+    encoded target)."""
+    health.start(net)
+
+    def metrics() -> dict[str, float]:
+        out = {} if eval_metrics is None else eval_metrics()
+        out.update(health.health(net, X, Y))
+        return out
+
+    return metrics
 
 
 def _embedding_of(params: dict[str, np.ndarray] | None) -> PeriodicEmbedding | None:

@@ -127,7 +127,7 @@ class RunLog:
 
     def end(
         self, state: str, metrics: dict[str, float] | None = None,
-        config: dict | None = None, plot: bool = True,
+        config: dict | None = None, plot: bool = True, tags: dict[str, str] | None = None,
     ) -> None:
         self._ended = True
 
@@ -153,7 +153,7 @@ class MlflowRunLog(RunLog):
 
     def end(
         self, state: str, metrics: dict[str, float] | None = None,
-        config: dict | None = None, plot: bool = True,
+        config: dict | None = None, plot: bool = True, tags: dict[str, str] | None = None,
     ) -> None:
         if self._ended:
             return
@@ -163,7 +163,7 @@ class MlflowRunLog(RunLog):
         finally:
             title = f"{self.name or self.run_id[:8]} ({state})"
             self.tracker.send(EndRun(self.run_id, state, self.curves if plot else None,
-                                     metrics or {}, config, title))
+                                     metrics or {}, config, title, str_tags(tags or {})))
 
 
 class MlflowTracker(Tracker):

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class EndRun:
     metrics: dict[str, float]
     config: dict | None
     title: str  # of the convergence figure
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. stop_reason, saturated
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ def _end_run(client: Any, msg: EndRun) -> None:
                   for step, v in enumerate(values, start=1)]
         points += [(k, float(v), ts, 0) for k, v in msg.metrics.items()]
         _log_metrics(client, msg.run_id, points)
+        if msg.tags:
+            from mlflow.entities import RunTag
+
+            client.log_batch(msg.run_id, tags=[RunTag(k, v) for k, v in msg.tags.items()])
         if msg.config is not None:
             client.log_dict(msg.run_id, msg.config, "config.json")
         if msg.curves and any(c.get("val_loss") for c in msg.curves):

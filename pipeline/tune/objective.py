@@ -178,20 +178,23 @@ class Objective:
             raise BudgetReached
         params, run = self._start(trial)
         config = self.exp.as_dict()
+        where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
         try:
-            res = cross_validate(self.prepared, self.exp, params,
-                                 on_epoch=self._epoch_reporter(trial, run))
+            res = cross_validate(self.prepared, self.exp, params, diagnostics=True,
+                                 keep_models=self.tracker.enabled,
+                                 on_epoch=self._epoch_reporter(trial, run, where))
             # a refit trains this long: the epochs whose weights the folds kept
             n_iter = round(sum(res.best_epochs) / len(res.best_epochs))
             for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
-                               "fold_scores": res.scores}.items():
+                               "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
+                               **health_attrs(res.curves)}.items():
                 trial.set_user_attr(key, value)
         except optuna.TrialPruned:
-            run.end("pruned", config=config)
+            run.end("pruned", config=config, tags=stop_tags(trial, where, "pruned"))
             raise
         except DivergenceError as e:
             trial.set_user_attr("error", f"diverged: {e}")
-            run.end("failed", config=config)
+            run.end("failed", config=config, tags=stop_tags(trial, where, "diverged"))
             raise
         except BaseException:  # interrupted or a bug: the run must not stay RUNNING
             run.end("failed", config=config)
@@ -201,9 +204,33 @@ class Objective:
             "complete",
             metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
                      **{f"fold{f}/{self.metric.name}": s for f, s in enumerate(res.scores)}},
-            config=config,
+            config=config, tags=run_tags(res.stop_reasons, trial.user_attrs),
         )
+        if res.models and self._best_so_far(trial, res.mean):
+            self._log_network(trial, run.run_id, res.models[0], res.mean)
         return res.mean
+
+    def _best_so_far(self, trial: Any, score: float) -> bool:
+        """Better than every complete trial: the best trial always gets its drawing, and
+        drawing stays rare (a few times per study)."""
+        try:
+            best = trial.study.best_value
+        except ValueError:  # no complete trial yet
+            return True
+        return score < best if self.metric.direction == "minimize" else score > best
+
+    def _log_network(self, trial: Any, run_id: str, model: Any, score: float) -> None:
+        """network.png / .svg of the trial's first fold on its run."""
+        import tempfile
+        from pathlib import Path
+
+        from pipeline.drawing import save_network
+
+        with tempfile.TemporaryDirectory() as tmp:
+            title = f"trial {trial.number}, fold 0 ({self.metric.name} {score:.4f})"
+            paths = save_network(model, Path(tmp) / "network",
+                                 list(self.prepared.feature_names), title)
+            self.tracker.log_files(run_id, paths, None)
 
     def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
         """Sample the parameters, record how to re-run them exactly, open the child run."""
@@ -225,14 +252,17 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.run_id)
         return params, run
 
-    def _epoch_reporter(self, trial: Any, run: RunLog) -> FoldEpochCallback:
-        """Per epoch: the run's curves, the pruner's reports and checks, an orphan check."""
+    def _epoch_reporter(self, trial: Any, run: RunLog,
+                        where: dict[str, int]) -> FoldEpochCallback:
+        """Per epoch: the run's curves, the pruner's reports and checks, an orphan check;
+        `where` keeps the fold and epoch reached."""
         import optuna
 
         parent_pid = self.args.parent_pid
         prune = PruneCheck(trial.study)
 
         def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
+            where.update(fold=fold, epoch=epoch)
             run.epoch(fold, m)
             if epoch == 1 and fold > 0:
                 run.flush()  # the previous fold is over: one log_batch for its curves
@@ -249,6 +279,41 @@ class Objective:
                 raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: val_loss {m['val_loss']:.4f}")
 
         return on_epoch
+
+
+SATURATED = 0.5  # a first hidden layer more saturated than this gets the `saturated` tag
+
+
+def health_attrs(curves: list) -> dict[str, Any]:
+    """`saturation`: the first hidden layer's saturation at the folds' last epochs (mean), and
+    `saturated` when it is over SATURATED; {} without a hidden layer."""
+    last = [c["saturation/layer_1"][-1] for c in curves if c.get("saturation/layer_1")]
+    if not last:
+        return {}
+    share = sum(last) / len(last)
+    out: dict[str, Any] = {"saturation": round(share, 4)}
+    if share > SATURATED:
+        out["saturated"] = f"layer_1 {share:.0%} saturated"
+    return out
+
+
+def run_tags(reasons: list[str], attrs: dict[str, Any]) -> dict[str, str]:
+    """The run's `stop_reason` summary (`converged (5/5 folds)`) and the `saturated` warning."""
+    from pipeline.evaluate import summarise_stops
+
+    tags = {"stop_reason": summarise_stops(reasons)}
+    if attrs.get("saturated"):
+        tags["saturated"] = attrs["saturated"]
+    return tags
+
+
+def stop_tags(trial: Any, where: dict[str, int], how: str) -> dict[str, str]:
+    """A pruned or diverged trial's stop reason, in its user attributes and as the run's tag."""
+    epoch, fold = where.get("epoch", 0), where.get("fold", 0)
+    reason = f"{how} at epoch {epoch}" if how == "pruned" else how
+    reason += f" (fold {fold + 1})" if fold else ""
+    trial.set_user_attr("stop_reasons", [reason])
+    return {"stop_reason": reason}
 
 
 def _admitted(study: Any, trial: Any, budget: int) -> bool:
