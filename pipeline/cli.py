@@ -7,6 +7,7 @@ inside the commands that need them, so `pipeline --help` answers at once.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 from collections.abc import Callable
@@ -89,6 +90,17 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# a full disk or quota: the stages write through temporary files and renames, so nothing that
+# was there is damaged; the user frees space and runs again
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full(e: OSError) -> str:
+    where = e.filename or "the project folder"
+    return (f"{where}: {e.strerror or 'no space left on device'} while writing; nothing was "
+            "half-written: free some space and run the same command again")
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known errors become one line and exit 2; interrupts exit 130 without a traceback."""
 
@@ -98,6 +110,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except PipelineError as e:
             fail(str(e))
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            fail(disk_full(e))
         except KeyboardInterrupt as e:  # the stage may say how to go on (tune: resume)
             console.interrupted(str(e))
             raise typer.Exit(130) from None

@@ -55,6 +55,7 @@ from pipeline.tune.study import (
     HOST,
     HOST_ID,
     PARENT_ATTR,
+    check_identity,
     make_storage,
     open_study,
     quiet_optuna,
@@ -94,6 +95,10 @@ def tune(
     tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
     study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
+    check_identity(study, study_identity(exp, prepared.fingerprint), url)
+    if not created and (done := _complete(exp, study, budget)) is not None:
+        tracker.close()
+        return done
     if created:  # every study measures the linear model and [model]'s defaults first
         for params in baseline_trials(exp):
             study.enqueue_trial(params, user_attrs={"baseline": True})
@@ -134,6 +139,30 @@ def tune(
         tracker.close()
         _close_dead_runs(study, tracker)
     return result
+
+
+def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
+    """The study as it is, when it already holds its budget: a re-run adds nothing (no trial,
+    no MLflow run) and says how to extend it."""
+    metric = METRICS[exp.competition.metric]
+    trial_rows = rows(study)
+    finished = sum(r.state in ("complete", "pruned") for r in trial_rows)
+    if finished < budget:
+        return None
+    more = finished + max(1, budget // 2)
+    note = (f"study {study.study_name!r} is complete with {finished} finished trials; "
+            f"to extend it: --trials {more} (or make tune TRIALS={more})")
+    best = exp.path.parent / f"{exp.name}.best.json"
+    return TuneResult(trial_rows, budget, metric.name, metric.direction,
+                      best if best.is_file() else None, [note])
+
+
+def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
+    """What a study's trials were measured on (see `check_identity`); the fold scheme as
+    evaluate.folds builds it: stratified for classification, plain k-fold for regression."""
+    kind = "kfold" if exp.competition.task == "regression" else "stratified"
+    return {"data_fingerprint": fingerprint, "folds": f"{kind}/{exp.cv.folds}/seed{exp.cv.seed}",
+            "metric": exp.competition.metric, "task": exp.competition.task}
 
 
 def _sampler_seeds(exp: Experiment, study: Any, jobs: int) -> list[int]:

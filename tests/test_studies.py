@@ -1,0 +1,179 @@
+"""Studies you can trust (issue #13): tied to their data, one-line store faults, idempotent
+re-runs, processes that end with their parent, output that fits 80 columns."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+from helpers_tune import fresh_mlflow_db, tiny_project
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from pipeline import tune
+from pipeline.cli import app
+from pipeline.experiment import load
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+COLUMNS_80 = {"COLUMNS": "80"}
+
+
+def _study(name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage="sqlite:///optuna.db")
+
+
+def _one_line_error(result, *expected: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# --- 1. a study is tied to what it measured -----------------------------------------------
+
+
+def test_study_records_what_it_measured_and_refuses_other_data(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    tune.tune(exp, track=False)
+    attrs = _study().user_attrs
+    old = attrs["data_fingerprint"]
+    assert attrs["folds"] == "stratified/2/seed7"
+    assert (attrs["metric"], attrs["task"]) == ("roc_auc", "binary")
+    # new data (as `pipeline data avocado --seed 1` makes): the study refuses to mix it in
+    train = project / "data" / "tiny" / "train.csv"
+    frame = pd.read_csv(train)
+    frame["x2"] = frame["x2"] * 2
+    frame.to_csv(train, index=False)
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
+    line = _one_line_error(result, "data_fingerprint", old, "--fresh", "--study")
+    assert len(_study().trials) == 2  # nothing added
+    # --fresh starts again on the new data; the printed best belongs to it
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--fresh"])
+    assert result.exit_code == 0, result.output
+    study = _study()
+    assert study.user_attrs["data_fingerprint"] not in (old, None)
+    assert len(study.get_trials(states=FINISHED)) == 2
+    assert line  # the refusal named the old fingerprint
+
+
+def test_study_resumes_across_model_space_and_budget_edits_but_not_folds(project):
+    path = tiny_project(project, trials=2)
+    tune.tune(load(path), track=False)
+    text = path.read_text()
+    edited = text.replace("learning_rate_init = 0.02", "learning_rate_init = 0.03").replace(
+        'units = { low = 4, high = 16', 'units = { low = 4, high = 12')
+    path.write_text(edited)
+    tune.tune(load(path), trials=3, track=False)
+    assert len(_study().get_trials(states=FINISHED)) == 3
+    path.write_text(edited.replace("seed = 7", "seed = 8"))
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--study", "tiny"])
+    _one_line_error(result, "folds stratified/2/seed7 -> stratified/2/seed8")
+    # a new study name is the other way on
+    tune.tune(load(path), study_name="tiny-2", track=False)
+    assert _study("tiny-2").user_attrs["folds"] == "stratified/2/seed8"
+
+
+# --- 2. every store fault is one line -----------------------------------------------------
+
+
+def _tuned_db(project) -> bytes:
+    tune.tune(load(tiny_project(project, trials=1)), track=False)
+    import sqlite3
+
+    with sqlite3.connect(project / "optuna.db") as con:  # fold the WAL into the file
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return (project / "optuna.db").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
+def test_a_damaged_optuna_db_is_one_line_and_left_as_it_was(project, damage):
+    import sqlite3
+
+    whole = _tuned_db(project)
+    db = project / "optuna.db"
+    for extra in ("optuna.db-wal", "optuna.db-shm"):
+        (project / extra).unlink(missing_ok=True)
+    if damage == "truncated":
+        db.write_bytes(whole[: len(whole) // 2])
+    elif damage == "garbage":
+        db.write_bytes(b"not a database at all\n" * 100)
+    else:
+        db.unlink()
+        with sqlite3.connect(db) as con:
+            con.execute("CREATE TABLE songs (title TEXT)")
+    before = db.read_bytes()
+    for args in (["tune", "tiny", "--quiet"], ["submit", "tiny"]):
+        result = CliRunner().invoke(app, args)
+        _one_line_error(result, "optuna.db", "move it away")
+        assert db.read_bytes() == before
+    assert not (project / "submissions").exists()
+
+
+def test_a_journal_that_is_not_a_journal_is_one_line(project):
+    tiny_project(project, trials=1)
+    journal = project / "study.journal"
+    journal.write_text("hello\n")
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--storage", str(journal)])
+    _one_line_error(result, "study.journal", "not an Optuna journal")
+    assert journal.read_text() == "hello\n"
+
+
+def test_a_corrupt_mlflow_db_is_one_line(project):
+    tiny_project(project, trials=1)
+    db = project / "mlflow.db"
+    db.write_bytes(b"garbage" * 500)
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet"])
+    _one_line_error(result, "mlflow.db")
+    assert db.read_bytes() == b"garbage" * 500
+
+
+def test_a_postgres_url_that_refuses_is_one_line_with_the_password_hidden(project, monkeypatch):
+    import pipeline.tune.study as study_module
+
+    monkeypatch.setattr(study_module.time, "sleep", lambda s: None)  # no retry pauses
+    tiny_project(project, trials=1)
+    url = "postgresql://u:secret@127.0.0.1:1/x"
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--storage", url])
+    line = _one_line_error(result, "127.0.0.1:1", "check that the database server answers")
+    assert "secret" not in line
+
+
+def test_a_full_disk_while_submitting_is_one_line_and_keeps_what_was_there(project, monkeypatch):
+    import errno
+
+    import pipeline.files
+    import pipeline.submit
+
+    tune.tune(load(tiny_project(project, trials=2)), track=False)
+    assert CliRunner().invoke(app, ["submit", "tiny"]).exit_code == 0
+    folder = project / "submissions"
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pipeline.submit, "write_bytes_atomic", full)
+    result = CliRunner().invoke(app, ["submit", "tiny", "--no-refit"])
+    _one_line_error(result, "No space left on device", "free some space")
+    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    tiny_project(project)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    result = CliRunner().invoke(app, ["prepare", "tiny"])
+    _one_line_error(result, "No space left on device")
+    cache = project / "data" / "tiny" / "prepared"
+    assert not cache.exists() or not any(cache.iterdir())
