@@ -278,6 +278,23 @@ def leaderboard(
 
 @app.command()
 @user_errors
+def withdraw(
+    experiment: Experiment,
+    file: Annotated[str, typer.Argument(help="Submission file (path or name) to withdraw.")],
+    message: Annotated[str, typer.Option(help="Why, for the ledger.")] = "withdrawn",
+) -> None:
+    """Withdraw a submission: a ledger row says so; the file and its history stay."""
+    from datetime import UTC, datetime
+
+    from pipeline.submission.ledger import withdraw as withdraw_row
+
+    row = withdraw_row(load_experiment(experiment).name, file, message,
+                       datetime.now(UTC).isoformat(timespec="seconds"))
+    console.line(f"withdrew {row['file']}; the leaderboard no longer lists it")
+
+
+@app.command()
+@user_errors
 @options_of(TuneOptions)
 def run(options: TuneOptions) -> None:
     """Chain every stage: prepare -> tune -> submit -> leaderboard."""

@@ -233,6 +233,11 @@ def cv_run(run: CvRun) -> None:
 
 
 def submission(result: SubmissionResult) -> None:
+    if result.existing:
+        line(f"identical to {result.path} (sha256 {result.sha256[:12]}, already in the ledger); "
+             "nothing written")
+        line(f"upload: {result.kaggle_command}")
+        return
     if result.labels_from is not None:
         line(f"note: {result.labels_from} has a single prediction column, so the submission "
              f"holds labels although the metric is {result.metric}")

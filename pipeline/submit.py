@@ -65,6 +65,7 @@ class SubmissionResult:
     refit: bool = True
     ensemble: EnsembleScore | None = None  # top-k only
     labels_from: Path | None = None  # the sample that makes a proba metric's submission labels
+    existing: bool = False  # an identical CSV was already submitted: nothing was written
 
 
 @dataclass
@@ -108,6 +109,8 @@ def submit(
     text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
     data = text.encode("utf-8")
+    if (same := ledger.find_sha(hashlib.sha256(data).hexdigest(), exp.name)) is not None:
+        return already_submitted(exp, same, trials, refit)
     path = _target(exp, trials, cv_score)
     message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
     written: list[Path] = []
@@ -136,6 +139,19 @@ def submit(
         path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None,
+    )
+
+
+def already_submitted(
+    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool
+) -> SubmissionResult:
+    """The ledger row of an identical CSV: a re-run writes no second file and no second row."""
+    path = Path(row["file"])
+    cv = float(row["cv_score"]) if row.get("cv_score") not in (None, "", "nan") else math.nan
+    return SubmissionResult(
+        path, [], row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
+        metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
+        existing=True,
     )
 
 

@@ -3,6 +3,8 @@ re-runs, processes that end with their parent, output that fits 80 columns."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
@@ -177,3 +179,60 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, mo
     _one_line_error(result, "No space left on device")
     cache = project / "data" / "tiny" / "prepared"
     assert not cache.exists() or not any(cache.iterdir())
+
+
+# --- 3. re-running is idempotent -----------------------------------------------------------
+
+
+def test_make_tune_three_times_is_one_study_one_file_one_ledger_row(project):
+    from pipeline.submission import ledger
+
+    fresh_mlflow_db(project)
+    tiny_project(project, trials=2)
+    outputs = []
+    for _ in range(3):  # what `make tune` runs
+        result = CliRunner().invoke(app, ["run", "tiny", "--quiet"], env=COLUMNS_80)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert len(_study().trials) == 2
+    assert "is complete with 2 finished trials" in outputs[1]
+    assert "--trials 3" in outputs[1] and "make tune TRIALS=3" in outputs[1]
+    rows = ledger.read(project / "submissions" / "ledger.csv")
+    assert len(rows) == 1
+    assert f"identical to {rows[0]['file']}" in outputs[2] and "nothing written" in outputs[2]
+    assert len(list((project / "submissions" / "tiny").glob("*.csv"))) == 1
+    board = CliRunner().invoke(app, ["leaderboard", "tiny", "--csv"])
+    assert len(board.output.strip().splitlines()) == 2  # header + the one submission
+
+
+def test_withdraw_appends_a_row_and_the_board_hides_it(project):
+    from pipeline.submission import ledger
+
+    tune.tune(load(tiny_project(project, trials=2)), track=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["submit", "tiny"]).exit_code == 0
+    assert runner.invoke(app, ["submit", "tiny", "--no-refit"]).exit_code == 0
+    path = project / "submissions" / "ledger.csv"
+    first, second = ledger.read(path)
+    name = Path(first["file"]).name
+    result = runner.invoke(app, ["withdraw", "tiny", name, "--message", "leaked a feature"])
+    assert result.exit_code == 0 and "withdrew" in result.output, result.output
+    rows = ledger.read(path)
+    assert len(rows) == 3 and rows[:2] == [first, second]  # append-only: history kept
+    assert rows[2]["status"] == "withdrawn" and rows[2]["message"] == "leaked a feature"
+    assert Path(first["file"]).is_file()
+    board = runner.invoke(app, ["leaderboard", "tiny", "--csv"])
+    assert name not in board.output and Path(second["file"]).name in board.output
+    _one_line_error(runner.invoke(app, ["withdraw", "tiny", name]), "no standing submission")
+
+
+def test_old_ledgers_without_a_status_column_still_withdraw(tmp_path):
+    from pipeline.submission import ledger
+
+    path = tmp_path / "ledger.csv"
+    header = ",".join(c for c in ledger.COLUMNS if c != "status")
+    path.write_text(header + "\na.csv,s1,e,1,0.5,auc,,,m,t\na.csv,s1,e,1,0.5,auc,,,m,t\n"
+                    "b.csv,s2,e,2,0.6,auc,,,m,t\n")
+    assert [r["file"] for r in ledger.current(ledger.read(path))] == ["a.csv", "b.csv"]
+    ledger.withdraw("e", "a.csv", "gone", "t2", path)
+    assert [r["file"] for r in ledger.current(ledger.read(path))] == ["b.csv"]
