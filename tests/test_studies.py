@@ -3,12 +3,20 @@ re-runs, processes that end with their parent, output that fits 80 columns."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 from helpers_tune import fresh_mlflow_db, tiny_project
+from helpers_workers import stop, worker_env
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -236,3 +244,115 @@ def test_old_ledgers_without_a_status_column_still_withdraw(tmp_path):
     assert [r["file"] for r in ledger.current(ledger.read(path))] == ["a.csv", "b.csv"]
     ledger.withdraw("e", "a.csv", "gone", "t2", path)
     assert [r["file"] for r in ledger.current(ledger.read(path))] == ["b.csv"]
+
+
+# --- 4. processes end with their parent ----------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc: no psutil)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def _wait_for(check, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting after {seconds} s: {what}"
+        time.sleep(0.2)
+
+
+def _port_answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = worker_env(COLUMNS="80")
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_pipeline_ui_stops_its_server_and_frees_the_port(project, sig):
+    from pipeline.tracking.ui import free_port
+
+    fresh_mlflow_db(project)
+    port = free_port()
+    proc = _start(["ui", "--port", str(port)])
+    seen: set[int] = set()
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read()
+            seen.update(_children(proc.pid))
+            return _port_answers(port)
+
+        _wait_for(up, 180, "the MLflow UI to answer")
+        seen.update(_children(proc.pid))
+        assert seen  # the server it started
+        os.kill(proc.pid, sig)  # the process alone, as `kill <pid>` does
+        proc.wait(timeout=60)
+        _wait_for(lambda: not _port_answers(port), 30, f"port {port} to be free")
+        _wait_for(lambda: not any(_alive(p) for p in seen), 30, f"children {seen} to end")
+    finally:
+        _kill_all({p for p in seen if _alive(p)})
+        stop(proc, signal.SIGKILL)
+
+
+def test_sigterm_to_tune_with_jobs_stops_every_worker(project):
+    tiny_project(project, trials=200, max_iter=400, n=600)
+    proc = _start(["tune", "tiny", "--jobs", "2", "--quiet", "--tracking-uri",
+                   f"sqlite:///{project / 'mlflow.db'}"])
+    seen: set[int] = set()
+    try:
+        def working() -> bool:
+            assert proc.poll() is None, proc.stderr.read()
+            seen.update(_children(proc.pid))
+            running = [t for t in optuna_trials() if t.state == TrialState.RUNNING]
+            return len(running) >= 2  # both workers are in a trial
+
+        def optuna_trials():
+            if not (project / "optuna.db").exists():
+                return []
+            try:
+                return _study().trials
+            except Exception:  # the schema is being created
+                return []
+
+        _wait_for(working, 240, "the workers to start trials")
+        seen.update(_children(proc.pid))
+        assert len(seen) >= 2
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        _wait_for(lambda: not any(_alive(p) for p in seen), 30, f"workers {seen} to end")
+    finally:
+        _kill_all({p for p in seen if _alive(p)})
+        stop(proc, signal.SIGKILL)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS, Metric
+from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec
@@ -121,7 +122,9 @@ def tune(
         report()
         gave_up: GaveUp | None = None
         if jobs == 1:
-            gave_up = run_worker(replace(args, seed=seeds[0]), on_trial=report, tracker=tracker)
+            with sigterm_as_interrupt():  # `kill <pid>` ends the run like Ctrl-C: runs closed
+                gave_up = run_worker(replace(args, seed=seeds[0]), on_trial=report,
+                                     tracker=tracker)
         else:
             run_processes(args, jobs, seeds, report)
         report()
