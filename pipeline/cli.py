@@ -16,7 +16,9 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from pipeline import console
 from pipeline.errors import PipelineError
@@ -24,7 +26,21 @@ from pipeline.errors import PipelineError
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment as ExperimentFile
 
+class WholeSummaries(TyperGroup):
+    """`pipeline --help` lists each command's first docstring sentence whole, wrapped to the
+    terminal, instead of cutting it to one line with "..." (Click's default)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=10_000))
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=WholeSummaries,
     name="pipeline",
     help="Kaggle-style competitions with a from-scratch NumPy sigmoid network.",
     no_args_is_help=True,

@@ -297,8 +297,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def _tag(trials: list[TrialSpec]) -> str:
-    numbers = "-".join(f"t{t.number}" for t in trials)
-    return numbers if len(trials) == 1 else f"top{len(trials)}-{numbers}"
+    """`t4` for one trial, `top13` for an ensemble: its members are in the ledger's trials
+    column, so file names stay short enough to read."""
+    return f"t{trials[0].number}" if len(trials) == 1 else f"top{len(trials)}"
 
 
 def _score_text(score: float) -> str:

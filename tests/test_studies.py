@@ -356,3 +356,56 @@ def test_sigterm_to_tune_with_jobs_stops_every_worker(project):
     finally:
         _kill_all({p for p in seen if _alive(p)})
         stop(proc, signal.SIGKILL)
+
+
+# --- 5. output fits the terminal -----------------------------------------------------------
+
+
+def test_help_summaries_are_whole_at_80_columns():
+    result = CliRunner().invoke(app, ["--help"], env=COLUMNS_80, terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1]
+    assert "..." not in commands and max(map(len, result.output.splitlines())) <= 80
+    assert "activation x task." in " ".join(commands.split())
+
+
+def test_top_k_past_the_complete_trials_is_an_error_and_writes_nothing(project):
+    tune.tune(load(tiny_project(project, trials=2)), track=False)
+    result = CliRunner().invoke(app, ["submit", "tiny", "--top-k", "50"], env=COLUMNS_80)
+    _one_line_error(result, "--top-k 50", "2 complete trials", "--top-k 2")
+    assert not (project / "submissions").exists()
+
+
+def test_ensembles_have_short_names_and_the_leaderboard_shows_scores_whole_at_80(project):
+    from pipeline.submission import ledger
+
+    tune.tune(load(tiny_project(project, trials=3)), track=False)
+    result = CliRunner().invoke(app, ["submit", "tiny", "--top-k", "3"], env=COLUMNS_80)
+    assert result.exit_code == 0, result.output
+    (row,) = ledger.read(project / "submissions" / "ledger.csv")
+    name = Path(row["file"]).name
+    assert "-top3-cv" in name and len(name) < 40 and len(row["trials"].split()) == 3
+    # a solution.csv makes Public / Private columns: every score shows all its digits
+    sample = pd.read_csv(project / "data" / "tiny" / "sample_submission.csv")
+    sample["y"] = (sample["id"] // 2 % 2).astype(int)
+    sample["Usage"] = ["Public", "Private"] * (len(sample) // 2)
+    sample.to_csv(project / "data" / "tiny" / "solution.csv", index=False)
+    board = CliRunner().invoke(app, ["leaderboard", "tiny"], env=COLUMNS_80)
+    assert board.exit_code == 0, board.output
+    assert max(map(len, board.output.splitlines())) <= 80
+    scores = CliRunner().invoke(app, ["leaderboard", "tiny", "--csv"]).output.splitlines()[1]
+    public, private, cv = scores.split(",")[2:5]
+    for score in (public, private, cv):
+        assert score and score in board.output
+    assert "…" not in board.output
+
+
+def test_validate_names_data_rows_and_ids(project):
+    tiny_project(project)
+    folder = project / "data" / "tiny"
+    sub = pd.read_csv(folder / "sample_submission.csv")
+    sub.loc[3, "y"] = 1.2
+    sub.to_csv(project / "mine.csv", index=False)
+    result = CliRunner().invoke(app, ["validate", "tiny", "mine.csv"], env=COLUMNS_80)
+    _one_line_error(result, f"data row 4 (id {sub.loc[3, 'id']}), column 'y': 1.2 is outside "
+                            "[0, 1]")

@@ -288,6 +288,11 @@ def best_trials(
                 f"--trial {trial}: no complete trial with that number in study "
                 f"{study.study_name!r} (complete: {', '.join(str(t.number) for t in done)})")
     else:
+        if top_k > len(done):  # silently fewer members would name and score another ensemble
+            raise PipelineError(
+                f"--top-k {top_k}: study {study.study_name!r} has {len(done)} complete "
+                f"trial{'s' if len(done) != 1 else ''}; use --top-k {max(1, len(done))} or "
+                "tune more (--trials)")
         chosen = sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = chosen[:top_k]
     return [TrialSpec(number=t.number, params=dict(t.user_attrs["params"]), score=t.value,
