@@ -7,6 +7,7 @@ inside the commands that need them, so `pipeline --help` answers at once.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from pipeline import console
 from pipeline.errors import PipelineError
@@ -23,7 +26,21 @@ from pipeline.errors import PipelineError
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment as ExperimentFile
 
+class WholeSummaries(TyperGroup):
+    """`pipeline --help` lists each command's first docstring sentence whole, wrapped to the
+    terminal, instead of cutting it to one line with "..." (Click's default)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=10_000))
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=WholeSummaries,
     name="pipeline",
     help="Kaggle-style competitions with a from-scratch NumPy sigmoid network.",
     no_args_is_help=True,
@@ -89,6 +106,17 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# a full disk or quota: the stages write through temporary files and renames, so nothing that
+# was there is damaged; the user frees space and runs again
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full(e: OSError) -> str:
+    where = e.filename or "the project folder"
+    return (f"{where}: {e.strerror or 'no space left on device'} while writing; nothing was "
+            "half-written: free some space and run the same command again")
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known errors become one line and exit 2; interrupts exit 130 without a traceback."""
 
@@ -98,6 +126,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except PipelineError as e:
             fail(str(e))
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            fail(disk_full(e))
         except KeyboardInterrupt as e:  # the stage may say how to go on (tune: resume)
             console.interrupted(str(e))
             raise typer.Exit(130) from None
@@ -264,6 +296,23 @@ def leaderboard(
     from pipeline.submission.leaderboard import board
 
     console.leaderboard(board(load_experiment(experiment)), as_csv=csv)
+
+
+@app.command()
+@user_errors
+def withdraw(
+    experiment: Experiment,
+    file: Annotated[str, typer.Argument(help="Submission file (path or name) to withdraw.")],
+    message: Annotated[str, typer.Option(help="Why, for the ledger.")] = "withdrawn",
+) -> None:
+    """Withdraw a submission: a ledger row says so; the file and its history stay."""
+    from datetime import UTC, datetime
+
+    from pipeline.submission.ledger import withdraw as withdraw_row
+
+    row = withdraw_row(load_experiment(experiment).name, file, message,
+                       datetime.now(UTC).isoformat(timespec="seconds"))
+    console.line(f"withdrew {row['file']}; the leaderboard no longer lists it")
 
 
 @app.command()

@@ -252,6 +252,11 @@ def cv_run(run: CvRun) -> None:
 
 
 def submission(result: SubmissionResult) -> None:
+    if result.existing:
+        line(f"identical to {result.path} (sha256 {result.sha256[:12]}, already in the ledger); "
+             "nothing written")
+        line(f"upload: {result.kaggle_command}")
+        return
     if result.labels_from is not None:
         line(f"note: {result.labels_from} has a single prediction column, so the submission "
              f"holds labels although the metric is {result.metric}")
@@ -299,44 +304,61 @@ def _leaderboard_csv(board: Board) -> None:
 
 
 def _leaderboard_table(board: Board) -> None:
+    import os
+
     from rich.console import Console
 
     console = Console()
-    if not console.is_terminal:  # piped / captured: don't squeeze the table into 80 columns
-        console = Console(width=160)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)  # piped / captured: don't squeeze the table into 80 columns
     if not board.entries:
         console.print(f"no submissions yet for {board.experiment}; "
                       f"run `pipeline submit {board.experiment}`")
     if board.entries or board.oracle is not None:
-        console.print(_board_table(board))
+        console.print(_board_table(board, wide=console.width >= 120))
 
 
-def _board_table(board: Board) -> Any:
+SCORE_WIDTH = len("-0.12345")  # a score column never narrower: scores are never elided
+
+
+def _board_table(board: Board, *, wide: bool = True) -> Any:
+    """Scores first and whole; then trials, status, (time and message when wide: --csv has
+    them); the file name last, folded, as it is the longest and the least read."""
+    from rich import box
     from rich.table import Table
 
     title = f"{board.experiment}: {board.metric} ({board.direction})"
     scored = board.solution is not None
     if scored:
         title += f", Public / Private scored on {board.solution}"
-    table = Table(title=title)
-    for name in ["#", "CV"] + (["Public", "Private", "Private #", "Shake-up"] if scored else []):
-        table.add_column(name, justify="right")
+    # no vertical rules when narrow: their width goes to the columns
+    table = Table(title=title, box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
+    table.add_column("#", justify="right", no_wrap=True)
+    for name in ["CV"] + (["Public", "Private"] if scored else []):
+        table.add_column(name, justify="right", no_wrap=True, min_width=SCORE_WIDTH)
+    if scored:
+        table.add_column("Priv #", justify="right", no_wrap=True)
+        table.add_column("Shake", justify="right", no_wrap=True)
     table.add_column("Trials", overflow="fold")
-    table.add_column("File", no_wrap=True)
     table.add_column("Status", overflow="fold")
-    table.add_column("Time", no_wrap=True)
-    table.add_column("Message", overflow="fold")
+    if wide:
+        table.add_column("Time", no_wrap=True)
+        table.add_column("Message", overflow="fold")
+    table.add_column("File", overflow="fold")
     if board.oracle is not None:
         o = board.oracle
-        cells = ["ceiling", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
-        table.add_row(*cells, "oracle", Path(o.file).name, o.status, "", "", style="bold yellow")
+        cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
+        cells += ["oracle", "ceiling"] + (["", ""] if wide else [])
+        table.add_row(*cells, Path(o.file).name, style="bold yellow")
     for e in board.entries:
         cells = [str(e.public_rank or "-"), _cell(e.cv)]
         if scored:
             cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
+        cells += [e.trials, e.status]
+        if wide:  # minutes are enough on screen; --csv has it all
+            cells += [e.time[:16].replace("T", " "), e.message]
         style = None if e.status == "ok" else "red"
-        when = e.time[:16].replace("T", " ")  # minutes are enough on screen; --csv has it all
-        table.add_row(*cells, e.trials, Path(e.file).name, e.status, when, e.message, style=style)
+        table.add_row(*cells, Path(e.file).name, style=style)
     return table
 
 

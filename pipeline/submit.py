@@ -72,6 +72,7 @@ class SubmissionResult:
     labels_from: Path | None = None  # the sample that makes a proba metric's submission labels
     seeds: int = 1  # models trained per member (bagging)
     prediction_paths: list[Path] = field(default_factory=list)  # OOF and test predictions
+    existing: bool = False  # an identical CSV was already submitted: nothing was written
 
 
 @dataclass
@@ -126,6 +127,8 @@ def submit(
     text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
     data = text.encode("utf-8")
+    if (same := ledger.find_sha(hashlib.sha256(data).hexdigest(), exp.name)) is not None:
+        return already_submitted(exp, same, trials, refit)
     path = _target(exp, trials, cv_score)
     message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
     written: list[Path] = []
@@ -156,6 +159,19 @@ def submit(
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
         prediction_paths=kept,
+    )
+
+
+def already_submitted(
+    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool
+) -> SubmissionResult:
+    """The ledger row of an identical CSV: a re-run writes no second file and no second row."""
+    path = Path(row["file"])
+    cv = float(row["cv_score"]) if row.get("cv_score") not in (None, "", "nan") else math.nan
+    return SubmissionResult(
+        path, [], row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
+        metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
+        existing=True,
     )
 
 
@@ -334,8 +350,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def _tag(trials: list[TrialSpec]) -> str:
-    numbers = "-".join(f"t{t.number}" for t in trials)
-    return numbers if len(trials) == 1 else f"top{len(trials)}-{numbers}"
+    """`t4` for one trial, `top13` for an ensemble: its members are in the ledger's trials
+    column, so file names stay short enough to read."""
+    return f"t{trials[0].number}" if len(trials) == 1 else f"top{len(trials)}"
 
 
 def _score_text(score: float) -> str:

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 COMMANDS = (
-    "data", "init", "prepare", "train", "tune", "submit", "validate", "leaderboard", "run", "ui",
+    "data", "init", "prepare", "train", "tune", "submit", "validate", "leaderboard", "withdraw",
+    "run", "ui",
     "gradcheck",
 )
 

@@ -43,7 +43,7 @@ LAYERS = [
     ["pipeline.network"],
     ["pipeline.competitions"],
     ["pipeline.trials", "pipeline.curves", "pipeline.provenance", "pipeline.files",
-     "pipeline.errors"],
+     "pipeline.errors", "pipeline.processes"],
 ]
 
 # Known exceptions, each with its reason (none today).

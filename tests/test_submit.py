@@ -163,7 +163,7 @@ def test_top_k_ensemble_scores_the_mean_of_the_members_oof(fake):
     )
     by_hand = np.mean([roc_auc_score(prepared.y[v], oof[v]) for _, v in _folds(prepared, exp)])
     assert result.cv_score == pytest.approx(by_hand)
-    assert "-top2-t3-t1-cv" in result.path.name
+    assert "-top2-cv" in result.path.name  # the members are in the ledger, below
     assert [p.name[-7:] for p in result.model_paths] == [".m1.npz", ".m2.npz"]
     (row,) = ledger.read()
     assert row["trials"] == "3 1" and row["cv_score"] == f"{by_hand:.5f}"
@@ -289,7 +289,7 @@ def test_sample_submission_without_the_id_column(fake):
     "corrupt, problem",
     [
         (lambda f: f.assign(y=np.nan), "NaN"),
-        (lambda f: f.assign(y=1.5), r"probabilities outside \[0, 1\]"),
+        (lambda f: f.assign(y=1.5), r"1.5 is outside \[0, 1\]"),
         (lambda f: f.iloc[1:], "1 missing id"),
         (lambda f: pd.concat([f, f.iloc[:1]]), "1 duplicate id"),
         (lambda f: f.rename(columns={"y": "target"}), "header is"),
@@ -328,12 +328,16 @@ def write(frame: pd.DataFrame, path: str = "mine.csv") -> Path:
         (lambda f: f.iloc[3:], r"3 missing id\(s\): '\d{4}', '\d{4}', '\d{4}'; 11 rows, expected"),
         (lambda f: pd.concat([f, f.iloc[:2]]), r"2 duplicate id\(s\): '\d{4}', '\d{4}'; 16 rows"),
         (lambda f: f.assign(id=f["id"].str.lstrip("0")), r"14 unexpected id\(s\): '\d+'"),
-        (lambda f: f.assign(y=f["y"].where(f.index != 2, "nan")), r"1 column 'y': empty.*'nan'"),
+        (
+            lambda f: f.assign(y=f["y"].where(f.index != 2, "nan")),
+            r"data row 3 \(id \d{4}\), column 'y': nan is empty, NaN",
+        ),
         (lambda f: f.assign(y=f["y"].where(f.index != 2, "inf")), r"infinite"),
         (lambda f: f.assign(y=f["y"].where(f.index != 2, "")), r"empty, NaN"),
         (
             lambda f: f.assign(y=f["y"].where(f.index > 6, "-0.1")),
-            r"7 column 'y': probabilities outside \[0, 1\]: id '\d{4}' \('-0.1'\), .*, \.\.\.",
+            r"data row 1 \(id \d{4}\), column 'y': -0.1 is outside \[0, 1\]; also data row 2 "
+            r"\(id \d{4}\): -0.1, .*, \.\.\. \(7 rows in all\)",
         ),
     ],
     ids=["renamed", "order", "missing", "duplicate", "extra", "nan", "inf", "empty", "range"],
@@ -352,7 +356,7 @@ def test_validate_labels_must_be_in_the_label_set(tmp_path, monkeypatch):
     frame = good_frame(exp).assign(y="yes")
     validate_file(exp, write(frame))
     frame.loc[4, "y"] = "Yes"
-    expected = r"1 column 'y': label\(s\) not in \{no, yes\}: id '\d{4}' \('Yes'\)"
+    expected = r"data row 5 \(id \d{4}\), column 'y': Yes is not in \{no, yes\}"
     with pytest.raises(PipelineError, match=expected):
         validate_file(exp, write(frame))
 
@@ -438,7 +442,7 @@ def test_real_stages_top_k_multiclass_labels(tmp_path, monkeypatch):
     result = submit(exp, trials)
     validate_file(exp, result.path)
     assert set(read(result.path)["y"]) <= {"x", "y", "z"}
-    assert np.isfinite(result.cv_score) and "top2-t1-t2" in result.path.name
+    assert np.isfinite(result.cv_score) and "-top2-cv" in result.path.name
 
 
 @pytest.mark.parametrize(

@@ -308,14 +308,14 @@ def _value_problems(cells: pd.Series, ids: list[str], column: str, fmt: Format) 
     if fmt.kind == LABEL:
         bad = ~cells.isin(fmt.labels).to_numpy()
         allowed = ", ".join(fmt.labels)
-        return _report(bad, ids, cells, f"column {column!r}: label(s) not in {{{allowed}}}")
+        return _report(bad, ids, cells, column, f"is not in {{{allowed}}}")
     values = numeric(cells)
-    what = f"column {column!r}: empty, NaN, infinite or non-numeric value(s)"
-    problems = _report(~np.isfinite(values), ids, cells, what)
+    what = "is empty, NaN, infinite or non-numeric"
+    problems = _report(~np.isfinite(values), ids, cells, column, what)
     if fmt.kind in (PROBA, CLASS_PROBA):
         with np.errstate(invalid="ignore"):
             out = np.isfinite(values) & ((values < 0) | (values > 1))
-        problems += _report(out, ids, cells, f"column {column!r}: probabilities outside [0, 1]")
+        problems += _report(out, ids, cells, column, "is outside [0, 1]")
     return problems
 
 
@@ -325,12 +325,29 @@ def numeric(cells: pd.Series) -> np.ndarray:
     return parsed.to_numpy(np.float64, na_value=math.nan)
 
 
-def _report(bad: np.ndarray, ids: list[str], cells: pd.Series, what: str) -> list[str]:
+def _report(
+    bad: np.ndarray, ids: list[str], cells: pd.Series, column: str, problem: str
+) -> list[str]:
+    """`data row 1444 (id 12345), column 'ripe': 1.2 is outside [0, 1]`: rows counted from 1
+    after the header, as an editor past the header line shows them; the first few, and how many."""
     rows = np.flatnonzero(bad)
     if not rows.size:
         return []
-    shown = ", ".join(f"id {ids[i]!r} ({cells.iloc[i]!r})" for i in rows[:SHOWN])
-    return [f"{rows.size} {what}: {shown}" + (", ..." if rows.size > SHOWN else "")]
+
+    def where(i: int) -> str:
+        return f"data row {i + 1} (id {ids[i]})"
+
+    def value(i: int) -> str:
+        text = str(cells.iloc[i])
+        return text if text.strip() else repr(text)
+
+    first = rows[0]
+    text = f"{where(first)}, column {column!r}: {value(first)} {problem}"
+    if rows.size > 1:
+        text += "; also " + ", ".join(f"{where(i)}: {value(i)}" for i in rows[1:SHOWN])
+    if rows.size > SHOWN:
+        text += f", ... ({rows.size} rows in all)"
+    return [text]
 
 
 def check_file(fmt: Format, file: Path) -> pd.DataFrame:

@@ -165,7 +165,7 @@ def _oracle_form(
 
 def board(exp: Experiment) -> Board:
     """Every ledger row of `exp`, scored and ranked, and the oracle's scores (if any)."""
-    rows = [r for r in ledger.read() if r.get("experiment") == exp.name]
+    rows = [r for r in ledger.current(ledger.read()) if r.get("experiment") == exp.name]
     fmt = load_format(exp)
     metric = METRICS[exp.competition.metric]
     has_solution = (exp.competition.data_dir / "solution.csv").is_file()

@@ -26,7 +26,9 @@ COLUMNS = (
     "fingerprint",
     "message",
     "time",
+    "status",  # empty: submitted; "withdrawn": a later row takes the file back
 )
+WITHDRAWN = "withdrawn"
 
 
 def _line(values: list[str]) -> str:
@@ -54,6 +56,14 @@ def append(row: dict[str, str], path: Path = LEDGER) -> None:
         os.close(fd)
 
 
+def _row(raw: dict) -> dict[str, str]:
+    row = {k: v or "" for k, v in raw.items() if k is not None}
+    # a ledger begun before the status column: a withdrawal row's extra field is its status
+    if "status" not in row and raw.get(None):
+        row["status"] = raw[None][0]
+    return row
+
+
 def read(path: Path = LEDGER) -> list[dict[str, str]]:
     """Every row of the ledger (empty when there is none yet)."""
     if not path.is_file():
@@ -67,7 +77,52 @@ def read(path: Path = LEDGER) -> list[dict[str, str]]:
                 raise PipelineError(
                     f"{path}: not a submissions ledger (missing column(s) {', '.join(missing)})"
                 )
-            return [{k: v or "" for k, v in r.items() if k is not None} for r in reader]
+            return [_row(r) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PipelineError(f"{path}: cannot read the ledger ({e})") from None
 
+
+
+def current(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The submissions as they stand: one row per file and per CSV content (the first),
+    withdrawn files left out.
+
+    The ledger only grows: a withdrawal is a later row for the same file, so the history
+    (who submitted what, and when it was taken back) stays readable.
+    """
+    withdrawn = {r["file"] for r in rows if r.get("status") == WITHDRAWN}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in rows:
+        # identical CSVs (same sha256) written before re-runs were idempotent count once
+        keys = {("file", r["file"])} | ({("sha", r.get("experiment", "") + r["sha256"])}
+                                        if r.get("sha256") else set())
+        if r.get("status") == WITHDRAWN or r["file"] in withdrawn or keys & seen:
+            continue
+        seen |= keys
+        out.append(r)
+    return out
+
+
+def find_sha(sha256: str, experiment: str, path: Path = LEDGER) -> dict[str, str] | None:
+    """The standing submission of `experiment` whose CSV has this sha256 and still exists."""
+    for r in current(read(path)):
+        if (r.get("experiment") == experiment and r.get("sha256") == sha256
+                and Path(r["file"]).is_file()):
+            return r
+    return None
+
+
+def withdraw(experiment: str, file: str, message: str, time: str,
+             path: Path = LEDGER) -> dict[str, str]:
+    """Append a row that withdraws a standing submission of `experiment` (its file is kept)."""
+    rows = current(read(path))
+    mine = [r for r in rows if r.get("experiment") == experiment]
+    match = [r for r in mine if r["file"] == file or Path(r["file"]).name == Path(file).name]
+    if not match:
+        names = ", ".join(Path(r["file"]).name for r in mine[-3:]) or "none"
+        raise PipelineError(
+            f"{path}: no standing submission {file!r} of {experiment!r} (latest: {names})")
+    row = dict(match[0]) | {"status": WITHDRAWN, "message": message, "time": time}
+    append(row, path)
+    return row

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.processes import sigterm_as_interrupt, stop_group
 from pipeline.tracking.store import ARTIFACT_DIR, resolve_uri
 
 
@@ -49,13 +50,12 @@ def serve_ui(
     env = ui_env()
     if on_start is not None:
         on_start(f"http://{host}:{port}")
-    proc = subprocess.Popen(cmd, env=env)
+    # its own process group: `mlflow server` starts workers of its own, which must end too
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
-        proc.wait()
+        with sigterm_as_interrupt():  # `kill <pid>` of `pipeline ui` stops the server as Ctrl-C
+            proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc.pid, lambda: proc.poll() is None)
+        proc.wait()
         raise

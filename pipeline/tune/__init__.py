@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS, Metric
+from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec
@@ -55,6 +56,7 @@ from pipeline.tune.study import (
     HOST,
     HOST_ID,
     PARENT_ATTR,
+    check_identity,
     make_storage,
     open_study,
     quiet_optuna,
@@ -94,6 +96,10 @@ def tune(
     tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
     study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
+    check_identity(study, study_identity(exp, prepared.fingerprint), url)
+    if not created and (done := _complete(exp, study, budget)) is not None:
+        tracker.close()
+        return done
     if created:  # every study measures the linear model and [model]'s defaults first
         for params in baseline_trials(exp):
             study.enqueue_trial(params, user_attrs={"baseline": True})
@@ -116,7 +122,9 @@ def tune(
         report()
         gave_up: GaveUp | None = None
         if jobs == 1:
-            gave_up = run_worker(replace(args, seed=seeds[0]), on_trial=report, tracker=tracker)
+            with sigterm_as_interrupt():  # `kill <pid>` ends the run like Ctrl-C: runs closed
+                gave_up = run_worker(replace(args, seed=seeds[0]), on_trial=report,
+                                     tracker=tracker)
         else:
             run_processes(args, jobs, seeds, report)
         report()
@@ -134,6 +142,30 @@ def tune(
         tracker.close()
         _close_dead_runs(study, tracker)
     return result
+
+
+def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
+    """The study as it is, when it already holds its budget: a re-run adds nothing (no trial,
+    no MLflow run) and says how to extend it."""
+    metric = METRICS[exp.competition.metric]
+    trial_rows = rows(study)
+    finished = sum(r.state in ("complete", "pruned") for r in trial_rows)
+    if finished < budget:
+        return None
+    more = finished + max(1, budget // 2)
+    note = (f"study {study.study_name!r} is complete with {finished} finished trials; "
+            f"to extend it: --trials {more} (or make tune TRIALS={more})")
+    best = exp.path.parent / f"{exp.name}.best.json"
+    return TuneResult(trial_rows, budget, metric.name, metric.direction,
+                      best if best.is_file() else None, [note])
+
+
+def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
+    """What a study's trials were measured on (see `check_identity`); the fold scheme as
+    evaluate.folds builds it: stratified for classification, plain k-fold for regression."""
+    kind = "kfold" if exp.competition.task == "regression" else "stratified"
+    return {"data_fingerprint": fingerprint, "folds": f"{kind}/{exp.cv.folds}/seed{exp.cv.seed}",
+            "metric": exp.competition.metric, "task": exp.competition.task}
 
 
 def _sampler_seeds(exp: Experiment, study: Any, jobs: int) -> list[int]:
@@ -256,6 +288,11 @@ def best_trials(
                 f"--trial {trial}: no complete trial with that number in study "
                 f"{study.study_name!r} (complete: {', '.join(str(t.number) for t in done)})")
     else:
+        if top_k > len(done):  # silently fewer members would name and score another ensemble
+            raise PipelineError(
+                f"--top-k {top_k}: study {study.study_name!r} has {len(done)} complete "
+                f"trial{'s' if len(done) != 1 else ''}; use --top-k {max(1, len(done))} or "
+                "tune more (--trials)")
         chosen = sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = chosen[:top_k]
     return [TrialSpec(number=t.number, params=dict(t.user_attrs["params"]), score=t.value,

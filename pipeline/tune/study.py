@@ -27,6 +27,8 @@ MAX_RETRY = 2  # a trial re-queued after its worker died, at most this often
 REPORT_EVERY = 10
 POLL = 0.5  # seconds between looks at the study while other workers hold the last slots
 PARENT_ATTR = "mlflow_parent_run_id"
+# What a study measured: trials scored on other data, folds or metric are not comparable.
+IDENTITY_KEYS = ("data_fingerprint", "folds", "metric", "task")
 HOST = socket.gethostname()  # shown, and recorded per trial (`host`)
 
 
@@ -108,6 +110,7 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
 
     journal = _journal_path(url)
     if journal is not None:
+        check_journal(Path(journal))
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
@@ -116,6 +119,7 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
+            check_sqlite(Path(path))
             # WAL: readers don't block the writer; the long timeout rides out other workers'
             # commits instead of failing with "database is locked". WAL persists in the file.
             with sqlite3.connect(path, timeout=60) as con:
@@ -138,7 +142,56 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
         except Exception as e:  # sqlalchemy errors from the schema race; retried
             last = e
             time.sleep(0.5 * (attempt + 1))
-    raise PipelineError(f"--storage {url}: cannot open the Optuna storage ({last})")
+    from pipeline.files import one_line
+    from pipeline.tracking.store import redact_url
+
+    raise PipelineError(
+        f"--storage {redact_url(url)}: cannot open the Optuna storage ({one_line(last or '')}); "
+        "check that the database server answers and the URL, user and password are right"
+    )
+
+
+def check_sqlite(path: Path) -> None:
+    """An existing file must be Optuna's SQLite database: opened read-only first, so a
+    corrupt, truncated or foreign file is one line and stays byte for byte as it was
+    (Optuna would add its tables to a foreign database, and WAL mode rewrites the header)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # a new store
+    fix = "move it away (or point --storage elsewhere) and run again"
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]  # every page read
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
+    except sqlite3.Error as e:
+        raise PipelineError(
+            f"{path}: not a readable Optuna database ({e}: truncated or corrupt?); {fix}"
+        ) from None
+    if tables and "version_info" not in tables:
+        raise PipelineError(
+            f"{path}: an SQLite database of something else, not Optuna's (tables: "
+            f"{', '.join(sorted(tables)[:5])}); {fix}"
+        )
+
+
+def check_journal(path: Path) -> None:
+    """An existing journal file must hold Optuna's JSON log lines (first one checked)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    import json
+
+    try:
+        with path.open("rb") as f:
+            first = json.loads(f.readline())
+        ok = isinstance(first, dict) and "op_code" in first
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise PipelineError(
+            f"{path}: not an Optuna journal file; move it away (or point --storage "
+            "elsewhere) and run again"
+        )
 
 
 def make_sampler(seed: int, budget: int) -> Any:
@@ -189,6 +242,30 @@ def open_study(
             f"wants {direction}; use --fresh or another --study"
         )
     return study, created
+
+
+def check_identity(study: Any, identity: dict[str, str], url: str) -> None:
+    """Tie the study to what its trials measured; refuse to resume it on anything else.
+
+    A new study (or one from before identities were recorded) takes `identity`; an existing
+    one must match it key by key, else one line names what changed and the two ways on.
+    [model] defaults, [tune.space] and the budget are not part of it: Optuna resumes across them.
+    """
+    from pipeline.tracking.store import redact_url
+
+    stored = {k: study.user_attrs.get(k) for k in IDENTITY_KEYS}
+    changed = [f"{k} {stored[k]} -> {identity[k]}" for k in IDENTITY_KEYS
+               if stored[k] is not None and stored[k] != identity[k]]
+    if changed:
+        name = study.study_name
+        raise PipelineError(
+            f"study {name!r} in {redact_url(url)} was measured on other data or settings "
+            f"({'; '.join(changed)}); start it again with --fresh, or tune a new study with "
+            f"--study {name}-2"
+        )
+    for key in IDENTITY_KEYS:
+        if stored[key] is None:
+            study.set_user_attr(key, identity[key])
 
 
 def quiet_optuna() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
+from pipeline.processes import sigterm_as_interrupt, stop_group
 from pipeline.tracking import MlflowTracker, Tracker, make_tracker
 from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs
 from pipeline.tune.optuna_internals import fail_trial
@@ -166,7 +168,20 @@ def _work(
         )
 
 
+def stop_workers(procs: list[Any]) -> None:
+    """Ctrl-C or SIGTERM of `tune`: each worker's group gets SIGINT (the worker ends its trial
+    as interrupted and drains its MLflow writer), then SIGKILL for what is left."""
+    deadline = time.monotonic() + 20
+    for p in procs:
+        stop_group(p.pid, p.is_alive, first=signal.SIGINT,
+                   grace=max(0.0, deadline - time.monotonic()))
+        p.join(timeout=5)
+
+
 def _worker_process(args: WorkerArgs) -> None:
+    # its own process group (with its MLflow writer): the parent stops it as one, and a
+    # terminal's Ctrl-C reaches the parent only, which then stops the workers
+    os.setpgid(0, 0)
     try:
         gave_up = run_worker(args)
         if gave_up is not None:
@@ -191,9 +206,13 @@ def run_processes(
     for p in procs:
         p.start()
     try:
-        while any(p.is_alive() for p in procs):
-            poll()
-            time.sleep(1.0)
+        with sigterm_as_interrupt():  # `kill <pid>` of `tune` stops the workers as Ctrl-C
+            while any(p.is_alive() for p in procs):
+                poll()
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        raise
     finally:
         for p in procs:
             p.join(timeout=60)
