@@ -227,12 +227,37 @@ def submit(
     storage: Storage = None,
     study: StudyName = None,
     tracking_uri: TrackingUri = None,
+    promote: Annotated[
+        bool, typer.Option(help="Make this model the registry's champion whatever its score.")
+    ] = False,
 ) -> None:
     """Write the best model's submission CSV, validated, and record it in the ledger."""
     submit_best(
         load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, message=message,
-        storage=storage, study=study, tracking_uri=tracking_uri,
+        storage=storage, study=study, tracking_uri=tracking_uri, promote=promote,
     )
+
+
+@app.command()
+@user_errors
+def predict(
+    experiment: Experiment,
+    input_csv: Annotated[Path, typer.Argument(help="Raw rows with test.csv's columns.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output CSV [default: stdout].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="MLflow model URI or folder [default: models:/EXPERIMENT@champion]."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Score raw rows with the registry's champion; the sample submission's columns out."""
+    from pipeline.tracking.registry import predict_csv
+
+    result = predict_csv(load_experiment(experiment), input_csv, out=out, model_uri=model,
+                         tracking_uri=tracking_uri)
+    console.predictions(result)
 
 
 @app.command()
@@ -327,7 +352,7 @@ def tune_study(exp: ExperimentFile, options: TuneOptions) -> None:
 def submit_best(
     exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool = True,
     message: str = "", storage: str | None = None, study: str | None = None,
-    tracking_uri: str | None = None,
+    tracking_uri: str | None = None, promote: bool = False,
 ) -> None:
     """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
     parent run."""
@@ -346,6 +371,23 @@ def submit_best(
                 parent, [result.path, *result.model_paths], "submission")
         except Exception as e:  # the submission is written; a tracking hiccup must not undo it
             console.warning(f"could not log the submission to MLflow ({e})")
+            return
+        register(exp, result, parent, tracking_uri=tracking_uri, promote=promote)
+
+
+def register(
+    exp: ExperimentFile, result: Any, parent: str, *, tracking_uri: str | None, promote: bool
+) -> None:
+    """The submitted model -> the MLflow registry (`champion` when it earns it)."""
+    from pipeline.tracking.registry import log_and_register
+
+    try:
+        registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
+                                      promote=promote)
+    except Exception as e:  # the submission is written; a registry hiccup must not undo it
+        console.warning(f"could not register the model in MLflow ({e})")
+        return
+    console.registered(registered)
 
 
 def main() -> None:
