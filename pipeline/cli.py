@@ -312,8 +312,12 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the project's stores and print its URL."""
     from pipeline.tracking import serve_ui
+    from pipeline.tracking.links import study_links
 
-    serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=console.ui_started)
+    def started(url: str) -> None:
+        console.ui_started(url, study_links(url, tracking_uri))
+
+    serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=started)
 
 
 @app.command()

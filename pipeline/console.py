@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult
+    from pipeline.tracking.links import StudyLinks
     from pipeline.tracking.registry import Predictions, Registered
     from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
 
@@ -79,8 +80,14 @@ def valid_submission(file: Path) -> None:
     line(f"{file}: valid submission")
 
 
-def ui_started(url: str) -> None:
+def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
+    """The URL, then per study two links, each alone on its line so terminals keep it whole."""
     line(f"MLflow UI: {url}  (Ctrl-C to stop)")
+    for study in links:
+        line(f"{study.experiment}: trials by {study.metric}, best first:")
+        line(study.runs)
+        line(f"{study.experiment}: val_loss of every trial:")
+        line(study.chart)
 
 
 def gradcheck_case(case: str, error: float) -> None:

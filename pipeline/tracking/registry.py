@@ -5,12 +5,13 @@ champion (or any model URI) scoring a raw CSV for `pipeline predict`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def fluent_mlflow(tracking_uri: str | None) -> Iterator[Any]:
     MLFLOW_TRACKING_URI that `set_tracking_uri` exports put back afterwards, so a later
     command in this process (or a test) does not inherit this store."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stage output: ours
     import logging
 
     import mlflow
@@ -181,7 +183,8 @@ def log_model_version(mlflow: Any, exp: Any, result: Any, run_id: str, promote: 
         )
     client.update_run(run_id, status=status)  # start_run ended it FINISHED: leave it as it was
     tags = model_tags(exp, result, fingerprint)
-    version = mlflow.register_model(info.model_uri, exp.name, tags=tags).version
+    with redirect_stderr(io.StringIO()):  # its "Successfully registered" lines: we say it once
+        version = mlflow.register_model(info.model_uri, exp.name, tags=tags).version
     promoted, reason, previous = decide(client, exp.name, tags, promote)
     if promoted:
         client.set_registered_model_alias(exp.name, ALIAS, version)
