@@ -75,27 +75,36 @@ def raw_frame(path: Path, id_col: str) -> Any:
 
 
 def signature_of(exp: Any) -> Any:
-    """train.csv's columns minus the target: numbers as double (a gap is NaN), the rest string;
-    the id and dropped columns are optional (the id only comes back when it goes in)."""
+    """train.csv's columns minus the target. Float columns are `double` (a gap is NaN); integer
+    columns are `any`, because MLflow will not cast int64 to double and a CSV column without a
+    gap reads as int64, with one as float64; text is `string`. The id (any type, only echoed
+    back) and dropped columns are optional."""
     import pandas as pd
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     comp = exp.competition
-    train = raw_frame(comp.data_dir / "train.csv", comp.id).drop(columns=[comp.target])
+    train = pd.read_csv(comp.data_dir / "train.csv", nrows=10_000).drop(columns=[comp.target])
     optional = {comp.id, *comp.drop}
-    cols = [ColSpec("double" if pd.api.types.is_numeric_dtype(train[c]) else "string", str(c),
-                    required=c not in optional) for c in train.columns]
+
+    def kind(c: str) -> Any:
+        if c == comp.id or pd.api.types.is_bool_dtype(train[c]):
+            return AnyType()
+        if pd.api.types.is_float_dtype(train[c]):
+            return "double"
+        return AnyType() if pd.api.types.is_numeric_dtype(train[c]) else "string"
+
+    cols = [ColSpec(kind(c), str(c), required=c not in optional) for c in train.columns]
     return ModelSignature(inputs=Schema(cols))
 
 
 def input_example(exp: Any, signature: Any) -> Any:
     comp = exp.competition
     test = raw_frame(comp.data_dir / "test.csv", comp.id).head(EXAMPLE_ROWS)
-    return as_signature_types(test, signature, comp.data_dir / "test.csv")
+    return as_signature_types(test, signature, comp.data_dir / "test.csv", comp.id)
 
 
-def as_signature_types(df: Any, signature: Any, file: Path) -> Any:
+def as_signature_types(df: Any, signature: Any, file: Path, id_col: str) -> Any:
     """The signature's columns with its types; a missing or mistyped column is one line."""
     import pandas as pd
 
@@ -106,7 +115,9 @@ def as_signature_types(df: Any, signature: Any, file: Path) -> Any:
                 raise PipelineError(f"{file}: no column {spec.name!r} (the model needs it)")
             continue
         col = df[spec.name]
-        if spec.type.name == "double":
+        if spec.name == id_col:
+            out[spec.name] = col
+        elif getattr(spec.type, "name", "any") in ("double", "any"):  # numbers in train.csv
             parsed = pd.to_numeric(col, errors="coerce")
             bad = col[parsed.isna() & col.notna()]
             if len(bad):
@@ -248,7 +259,7 @@ def predict_csv(
         uri = Path(model_uri).resolve().as_uri()
     model = load(uri, exp.name, tracking_uri)
     df = as_signature_types(raw_frame(Path(input_csv), exp.competition.id),
-                            model.metadata.signature, Path(input_csv))
+                            model.metadata.signature, Path(input_csv), exp.competition.id)
     text = to_csv_text(model.predict(df))
     if out is not None:
         write_text_atomic(Path(out), text)

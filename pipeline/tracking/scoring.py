@@ -66,7 +66,7 @@ class Scorer:
         out, cols = self.out, self.out["columns"]
         frame: dict[str, Any] = {}
         if out["id"] in df.columns:
-            frame[out["id"]] = df[out["id"]].astype(str).to_numpy()
+            frame[out["id"]] = df[out["id"]].to_numpy()  # as it came in
         if out["kind"] in ("value", "proba"):
             frame[cols[0]] = pred.astype(np.float64)
         elif out["kind"] == "label":
