@@ -88,6 +88,8 @@ def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
         line(study.runs)
         line(f"{study.experiment}: val_loss of every trial:")
         line(study.chart)
+        line(f"{study.experiment}: trials with score, std, state and parameters as columns:")
+        line(study.columns)
 
 
 def gradcheck_case(case: str, error: float) -> None:

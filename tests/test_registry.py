@@ -187,3 +187,36 @@ def _post(url: str, body: dict, server: subprocess.Popen, wait: float = 120.0) -
                 raise
             time.sleep(0.5)
 
+
+
+def test_runs_show_their_data_kind_config_and_ui_links(project):
+    from mlflow import MlflowClient
+
+    from pipeline.prepare import prepare
+    from pipeline.tracking.links import SHARE_KEY, SHARED_VIEW, study_links
+
+    exp = _tiny(project)
+    tune.tune(exp, trials=2)
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags["kind"] for r in runs} == {"study", "trial"}
+    for run in runs:  # parent and children: train.csv, digest = our fingerprint
+        (dataset,) = run.inputs.dataset_inputs
+        assert dataset.dataset.digest == prepare(exp).fingerprint
+        assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "train"
+    trial = next(r for r in runs if r.data.tags["kind"] == "trial")
+    local = client.download_artifacts(trial.info.run_id, "config.json", str(project))
+    model = json.loads(Path(local).read_text())["model"]
+    assert model["learning_rate_init"] == float(trial.data.params["learning_rate_init"])
+    assert model["hidden_layer_sizes"] == json.loads(trial.data.params["hidden_layer_sizes"])
+
+    (links,) = study_links("http://127.0.0.1:5000", None)
+    assert links.metric == "cv_roc_auc"
+    assert "orderByKey=metrics.%60cv_roc_auc%60&orderByAsc=false" in links.runs
+    assert "compareRunsMode=CHART" in links.chart and SHARE_KEY in links.chart
+    tags = client.get_experiment(experiment.experiment_id).tags
+    state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
+    assert state["orderByKey"] == "metrics.`cv_roc_auc`"
+    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
