@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 COMMANDS = (
-    "data", "init", "prepare", "train", "tune", "submit", "validate", "leaderboard", "run", "ui",
-    "gradcheck",
+    "data", "init", "prepare", "train", "tune", "submit", "predict", "validate", "leaderboard",
+    "run", "ui", "gradcheck",
 )
 
 
