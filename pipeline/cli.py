@@ -265,12 +265,38 @@ def submit(
     storage: Storage = None,
     study: StudyName = None,
     tracking_uri: TrackingUri = None,
+    promote: Annotated[
+        bool, typer.Option(help="Make this model the registry's champion whatever its score.")
+    ] = False,
 ) -> None:
     """Write the best model's submission CSV, validated, and record it in the ledger."""
     submit_best(
         load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, seeds=seeds,
         message=message, storage=storage, study=study, tracking_uri=tracking_uri,
+        promote=promote,
     )
+
+
+@app.command()
+@user_errors
+def predict(
+    experiment: Experiment,
+    input_csv: Annotated[Path, typer.Argument(help="Raw rows with test.csv's columns.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output CSV [default: stdout].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="MLflow model URI or folder [default: models:/EXPERIMENT@champion]."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Score raw rows with the registry's champion; the sample submission's columns out."""
+    from pipeline.tracking.registry import predict_csv
+
+    result = predict_csv(load_experiment(experiment), input_csv, out=out, model_uri=model,
+                         tracking_uri=tracking_uri)
+    console.predictions(result)
 
 
 @app.command()
@@ -372,8 +398,12 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the project's stores and print its URL."""
     from pipeline.tracking import serve_ui
+    from pipeline.tracking.links import study_links
 
-    serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=console.ui_started)
+    def started(url: str) -> None:
+        console.ui_started(url, study_links(url, tracking_uri))
+
+    serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=started)
 
 
 @app.command()
@@ -412,7 +442,7 @@ def tune_study(exp: ExperimentFile, options: TuneOptions) -> None:
 def submit_best(
     exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool | None = None,
     seeds: int | None = None, message: str = "", storage: str | None = None,
-    study: str | None = None, tracking_uri: str | None = None,
+    study: str | None = None, tracking_uri: str | None = None, promote: bool = False,
 ) -> None:
     """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
     parent run."""
@@ -423,7 +453,7 @@ def submit_best(
     result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message)
     console.submission(result)
     parent = study_run_id(exp, storage=storage, study_name=study)
-    if parent:
+    if parent and not result.existing:  # an identical earlier submission is logged already
         from pipeline.tracking import make_tracker
 
         try:
@@ -433,6 +463,23 @@ def submit_best(
             log_network(exp, parent, tracking_uri)
         except Exception as e:  # the submission is written; a tracking hiccup must not undo it
             console.warning(f"could not log the submission to MLflow ({e})")
+            return
+        register(exp, result, parent, tracking_uri=tracking_uri, promote=promote)
+
+
+def register(
+    exp: ExperimentFile, result: Any, parent: str, *, tracking_uri: str | None, promote: bool
+) -> None:
+    """The submitted model -> the MLflow registry (`champion` when it earns it)."""
+    from pipeline.tracking.registry import log_and_register
+
+    try:
+        registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
+                                      promote=promote)
+    except Exception as e:  # the submission is written; a registry hiccup must not undo it
+        console.warning(f"could not register the model in MLflow ({e})")
+        return
+    console.registered(registered)
 
 
 def log_network(exp: ExperimentFile, run_id: str, tracking_uri: str | None) -> None:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult
+    from pipeline.tracking.links import StudyLinks
+    from pipeline.tracking.registry import Predictions, Registered
     from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
 
 # `pipeline leaderboard --csv`: the machine-readable columns, in this order
@@ -78,8 +80,16 @@ def valid_submission(file: Path) -> None:
     line(f"{file}: valid submission")
 
 
-def ui_started(url: str) -> None:
+def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
+    """The URL, then per study two links, each alone on its line so terminals keep it whole."""
     line(f"MLflow UI: {url}  (Ctrl-C to stop)")
+    for study in links:
+        line(f"{study.experiment}: trials by {study.metric}, best first:")
+        line(study.runs)
+        line(f"{study.experiment}: val_loss of every trial:")
+        line(study.chart)
+        line(f"{study.experiment}: trials with score, std, state and parameters as columns:")
+        line(study.columns)
 
 
 def gradcheck_case(case: str, error: float) -> None:
@@ -272,6 +282,25 @@ def submission(result: SubmissionResult) -> None:
     line(f"cv {result.metric} {_score(result.cv_score)} "
          f"(trial{'s' if len(result.trials) > 1 else ''} {members}, {how})")
     line(f"upload: {result.kaggle_command}")
+
+
+def registered(reg: Registered) -> None:
+    """Which registry version the submission became, and whether `champion` moved and why."""
+    line(f"registered {reg.model_uri} in MLflow")
+    if reg.promoted:
+        was = f" (was version {reg.previous})" if reg.previous else ""
+        line(f"champion -> version {reg.version}{was}: {reg.reason}")
+    else:
+        line(f"champion stays version {reg.previous}: {reg.reason} "
+             "(`pipeline submit --promote` moves it anyway)")
+
+
+def predictions(result: Predictions) -> None:
+    if result.path is None:
+        sys.stdout.write(result.text)
+        sys.stdout.flush()
+    else:
+        line(f"wrote {result.path} ({result.rows} rows, model {result.model_uri})")
 
 
 def _score(value: float | None) -> str:

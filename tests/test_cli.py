@@ -8,9 +8,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 COMMANDS = (
-    "data", "init", "prepare", "train", "tune", "submit", "validate", "leaderboard", "withdraw",
-    "run", "ui",
-    "gradcheck",
+    "data", "init", "prepare", "train", "tune", "submit", "predict", "validate", "leaderboard",
+    "withdraw", "run", "ui", "gradcheck",
 )
 
 

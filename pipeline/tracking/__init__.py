@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.curves import Curve, record
 from pipeline.provenance import git_commit
+from pipeline.tracking.datasets import EXPERIMENT_KIND, log_train_dataset
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
     SETUP_ATTEMPTS,
@@ -297,7 +298,8 @@ class MlflowTracker(Tracker):
                 location = (Path.cwd() / ARTIFACT_DIR).resolve().as_uri()
             try:
                 eid = client.create_experiment(
-                    exp.name, artifact_location=location, tags={"experiment_file": str(exp.path)}
+                    exp.name, artifact_location=location,
+                    tags={"experiment_file": str(exp.path), **EXPERIMENT_KIND},
                 )
             except MlflowException:  # another process created it first
                 found = client.get_experiment_by_name(exp.name)
@@ -306,8 +308,20 @@ class MlflowTracker(Tracker):
                 eid = found.experiment_id
         else:
             eid = found.experiment_id
+            self.mark_kind(found)
         self._experiment_ids[exp.name] = eid
         return eid
+
+    def mark_kind(self, experiment: Any) -> None:
+        """Experiments made before the kind tag existed get it once."""
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
+
+    def log_dataset(self, exp: Any, run_id: str, tags: dict) -> None:
+        """The run's training data in the UI's Dataset column (runs tagged with a fingerprint)."""
+        if tags.get("data_fingerprint"):
+            log_train_dataset(self.client, run_id, exp, str(tags["data_fingerprint"]))
 
     # --- runs ------------------------------------------------------------------------------
 
@@ -343,6 +357,7 @@ class MlflowTracker(Tracker):
             tags={**str_tags(tags), "git_commit": git_commit(), "kind": "study"},
         )
         rid = run.info.run_id
+        self.log_dataset(exp, rid, tags)
         if settle and key:
             time.sleep(SETTLE)  # let the parents other workers are creating right now land
             found = self.study_parents(exp, key)
@@ -374,6 +389,7 @@ class MlflowTracker(Tracker):
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id(exp), run_name=name, tags=all_tags)
         rid = run.info.run_id
+        self.log_dataset(exp, rid, tags)
         # params go through the writer too: only create_run (for the id) waits
         plist = [(k, param_str(v)) for k, v in sorted(params.items())]
         self.send(LogParams(rid, plist))

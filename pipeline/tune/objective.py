@@ -116,6 +116,13 @@ def _epoch_stride(exp: Experiment) -> int:
     return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
 
 
+def trial_config(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
+    """The child run's config.json: the experiment with [model] = what this trial trained."""
+    config = exp.as_dict()
+    config["model"] = _jsonable(params)
+    return config
+
+
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
@@ -177,7 +184,7 @@ class Objective:
             trial.set_user_attr("skipped", "budget reached by other workers")
             raise BudgetReached
         params, run = self._start(trial)
-        config = self.exp.as_dict()
+        config = trial_config(self.exp, params)
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
         try:
             res = cross_validate(self.prepared, self.exp, params, diagnostics=True,

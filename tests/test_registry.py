@@ -1,0 +1,222 @@
+"""Issue #12: the submitted model in MLflow: pickle-free pyfunc, registry alias, `pipeline predict`,
+scored the same by `load_model`, `mlflow models predict` and `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_submit import write_competition
+from helpers_tune import fresh_mlflow_db, tiny_project
+from typer.testing import CliRunner
+
+from pipeline import tune
+from pipeline.cli import app
+from pipeline.experiment import load
+from pipeline.tracking import free_port
+
+
+def _submitted(exp, *args):
+    """Tune (tracked) two trials, submit; -> (submission frame, CLI output)."""
+    tune.tune(exp, trials=2)
+    result = CliRunner().invoke(app, ["submit", exp.name, *args])
+    assert result.exit_code == 0, result.output
+    latest = sorted(Path("submissions", exp.name).glob("*.csv"))[-1]
+    return pd.read_csv(latest, dtype={exp.competition.id: str}), result.output
+
+
+def _raw_test(exp, **kwargs):
+    """test.csv as pandas reads it (ids may come in as ints)."""
+    return pd.read_csv(exp.competition.data_dir / "test.csv", **kwargs)
+
+
+def _same(pred: pd.DataFrame, sub: pd.DataFrame, id_col: str) -> None:
+    pred = pred.set_index(pred[id_col].astype(str)).loc[sub[id_col]]
+    for column in sub.columns.drop(id_col):
+        if pd.api.types.is_numeric_dtype(sub[column]):
+            np.testing.assert_allclose(pred[column].to_numpy(float), sub[column], atol=1e-6)
+        else:
+            assert list(pred[column]) == list(sub[column])
+
+
+@pytest.fixture(autouse=True)
+def _own_store(project, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: keep each test on its own store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlflow.db")
+
+
+def _tiny(project, task="binary", metric="roc_auc"):
+    fresh_mlflow_db(project)
+    return load(tiny_project(project, task=task, metric=metric, trials=2, max_iter=4))
+
+
+@pytest.mark.parametrize("task,metric,args", [
+    ("binary", "roc_auc", []),
+    ("regression", "rmse", ["--no-refit"]),
+])
+def test_champion_scores_raw_rows_like_the_submission(project, task, metric, args):
+    import mlflow
+
+    exp = _tiny(project, task, metric)
+    sub, output = _submitted(exp, *args)
+    assert "champion -> version 1: no champion yet" in output
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    model = mlflow.pyfunc.load_model(f"models:/{exp.name}@champion")
+    _same(model.predict(_raw_test(exp)), sub, "id")
+    # the model is code + .npz / JSON artifacts: nothing to unpickle
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{exp.name}@champion"))
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle")]
+    assert "loader_module: mlflow.pyfunc.loaders.code_model" in (local / "MLmodel").read_text()
+    assert (local / "pyfunc_model.py").is_file() and not (local / "python_model.pkl").exists()
+
+
+def test_multiclass_top_k_gives_class_probability_columns(project):
+    import mlflow
+
+    exp = write_competition(project, "multi", task="multiclass", metric="log_loss",
+                            labels=("eel", "cat", "dog"), sample_columns=["eel", "cat", "dog"])
+    fresh_mlflow_db(project)
+    sub, _ = _submitted(exp, "--top-k", "2")
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    pred = mlflow.pyfunc.load_model("models:/multi@champion").predict(
+        _raw_test(exp, dtype={"id": str}))  # zero-padded ids stay as given
+    assert list(pred.columns) == list(sub.columns)
+    _same(pred, sub, "id")
+
+
+def test_champion_moves_only_when_it_should_and_promote_forces_it(project):
+    from mlflow import MlflowClient
+
+    exp = _tiny(project)
+    _submitted(exp)
+    _, output = _submitted(exp)  # same data, same best trial: the same score does not beat it
+    assert "champion stays version 1" in output
+    _, output = _submitted(exp, "--promote")
+    assert "champion -> version 3 (was version 1): --promote" in output
+    client = MlflowClient("sqlite:///mlflow.db")
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert str(version.version) == "3"
+    assert {"trials", "cv_score", "metric", "fingerprint", "git_commit"} <= set(version.tags)
+
+
+def test_pipeline_predict_writes_the_submission_format(project):
+    exp = _tiny(project)
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "tiny", "data/tiny/test.csv", "-o", "p.csv"])
+    assert result.exit_code == 2 and "run `pipeline submit tiny` first" in result.output
+    assert not Path("p.csv").exists()
+    sub, _ = _submitted(exp)
+    result = runner.invoke(app, ["predict", "tiny", "data/tiny/test.csv", "-o", "p.csv"])
+    assert result.exit_code == 0, result.output
+    _same(pd.read_csv("p.csv", dtype={"id": str}), sub, "id")
+    bad = _raw_test(exp).drop(columns="x2")
+    bad.to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "'x2'" in result.output and not Path("q.csv").exists()
+    bad = _raw_test(exp).assign(x1="text")
+    bad.to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "'x1'" in result.output and not Path("q.csv").exists()
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def _mlflow_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlflow", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db",
+            "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+@pytest.mark.slow
+def test_mlflow_models_predict_and_serve_offline(project):
+    exp = _tiny(project)
+    sub, _ = _submitted(exp)
+    done = subprocess.run(
+        _mlflow_cli("models", "predict", "-m", "models:/tiny@champion", "-i",
+                    "data/tiny/test.csv", "-t", "csv", "-o", "out.json", "--env-manager", "local"),
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _same(_predictions(Path("out.json").read_text()), sub, "id")
+
+    port = free_port()
+    server = subprocess.Popen(
+        _mlflow_cli("models", "serve", "-m", "models:/tiny@champion", "--env-manager", "local",
+                    "-h", "127.0.0.1", "-p", str(port)),
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        test = _raw_test(exp)
+        body = {"dataframe_split": json.loads(test.to_json(orient="split", index=False))}
+        answer = _post(f"http://127.0.0.1:{port}/invocations", body, server)
+        _same(_predictions(answer), sub, "id")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _predictions(text: str) -> pd.DataFrame:
+    payload = json.loads(text)
+    return pd.DataFrame(payload["predictions"] if isinstance(payload, dict) else payload)
+
+
+def _post(url: str, body: dict, server: subprocess.Popen, wait: float = 120.0) -> str:
+    """POST once the server answers (start-up is slow on a loaded machine)."""
+    data = json.dumps(body).encode()
+    deadline = time.monotonic() + wait
+    while True:
+        request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.read().decode()
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+
+def test_runs_show_their_data_kind_config_and_ui_links(project):
+    from mlflow import MlflowClient
+
+    from pipeline.prepare import prepare
+    from pipeline.tracking.links import SHARE_KEY, SHARED_VIEW, study_links
+
+    exp = _tiny(project)
+    tune.tune(exp, trials=2)
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags["kind"] for r in runs} == {"study", "trial"}
+    for run in runs:  # parent and children: train.csv, digest = our fingerprint
+        (dataset,) = run.inputs.dataset_inputs
+        assert dataset.dataset.digest == prepare(exp).fingerprint
+        assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "train"
+    trial = next(r for r in runs if r.data.tags["kind"] == "trial")
+    local = client.download_artifacts(trial.info.run_id, "config.json", str(project))
+    model = json.loads(Path(local).read_text())["model"]
+    assert model["learning_rate_init"] == float(trial.data.params["learning_rate_init"])
+    assert model["hidden_layer_sizes"] == json.loads(trial.data.params["hidden_layer_sizes"])
+
+    (links,) = study_links("http://127.0.0.1:5000", None)
+    assert links.metric == "cv_roc_auc"
+    assert "orderByKey=metrics.%60cv_roc_auc%60&orderByAsc=false" in links.runs
+    assert "compareRunsMode=CHART" in links.chart and SHARE_KEY in links.chart
+    tags = client.get_experiment(experiment.experiment_id).tags
+    state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
+    assert state["orderByKey"] == "metrics.`cv_roc_auc`"
+    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
