@@ -215,9 +215,9 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
     console.print(table)
     for r in order[:top]:
         if r.attrs.get("saturated"):
-            console.print(f"warning: trial {r.number}: {r.attrs['saturated']} (sigmoid units "
-                          "near 0 or 1 pass almost no gradient; scale inputs or lower the "
-                          "learning rate)")
+            console.print(f"warning: trial {r.number}: {r.attrs['saturated']} (units stuck "
+                          "at their limits pass almost no gradient back; scale the inputs or "
+                          "lower the learning rate)")
 
 
 STOP_SHORT = {"converged": "conv", "max_iter": "max", "diverged": "div"}

@@ -217,7 +217,7 @@ def test_submit_gets_the_best_trials_of_the_study(project, monkeypatch):
     tune.tune(exp, track=False)
     seen = {}
 
-    def fake_submit(exp, trials, *, refit=True, message=""):
+    def fake_submit(exp, trials, *, refit=True, message="", **_):  # seeds=... (bagging)
         seen["trials"] = trials
         raise PipelineError("stop here")
 
