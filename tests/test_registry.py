@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -135,8 +136,10 @@ def _mlflow_cli(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
+    """`mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db",
-            "MLFLOW_DISABLE_TELEMETRY": "true"}
+            "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": path}
 
 
 @pytest.mark.slow
@@ -155,19 +158,23 @@ def test_mlflow_models_predict_and_serve_offline(project):
     server = subprocess.Popen(
         _mlflow_cli("models", "serve", "-m", "models:/tiny@champion", "--env-manager", "local",
                     "-h", "127.0.0.1", "-p", str(port)),
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=_env(), stdout=subprocess.DEVNULL, stderr=(Path.cwd() / "serve.log").open("w"),
+        start_new_session=True,
     )
     try:
         test = _raw_test(exp)
         body = {"dataframe_split": json.loads(test.to_json(orient="split", index=False))}
-        answer = _post(f"http://127.0.0.1:{port}/invocations", body, server)
+        try:
+            answer = _post(f"http://127.0.0.1:{port}/invocations", body, server)
+        except OSError:
+            pytest.fail(f"mlflow models serve: {Path('serve.log').read_text()[-2000:]}")
         _same(_predictions(answer), sub, "id")
-    finally:
-        server.terminate()
+    finally:  # the server's own session: stop it and whatever it started
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def _predictions(text: str) -> pd.DataFrame:
