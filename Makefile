@@ -60,8 +60,10 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1 (PORT=, default a free port)
 	$(BIN)/pipeline ui $(if $(PORT),--port $(PORT))
 
 mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db URL, ARTIFACTS=dir, HOST=, PORT=5000)
-	$(BIN)/mlflow server --backend-store-uri '$(BACKEND)' --artifacts-destination '$(ARTIFACTS)' \
-		--serve-artifacts --host $(HOST) --port $(or $(PORT),5000)
+	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers
+	exec $(BIN)/python -m pipeline.processes $(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
+		--artifacts-destination '$(ARTIFACTS)' --serve-artifacts --host $(HOST) \
+		--port $(or $(PORT),5000)
 
 gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
 	$(BIN)/pipeline gradcheck

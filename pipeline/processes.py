@@ -55,3 +55,23 @@ def _signal_group(pgid: int, sig: int) -> None:
             pass
     except PermissionError:  # not ours (pid reused): leave it alone
         pass
+
+
+def run_group(command: list[str]) -> int:
+    """Run `command` as the leader of a new process group and wait for it; SIGTERM or SIGINT
+    to us stops the whole group (make does not pass signals on to a server's own workers)."""
+    import subprocess
+
+    proc = subprocess.Popen(command, start_new_session=True)
+    try:
+        with sigterm_as_interrupt():
+            return proc.wait()
+    except KeyboardInterrupt:
+        stop_group(proc.pid, lambda: proc.poll() is None)
+        return 130
+
+
+if __name__ == "__main__":  # python -m pipeline.processes COMMAND ARGS... (`make mlflow-server`)
+    import sys
+
+    sys.exit(run_group(sys.argv[1:]) if sys.argv[1:] else 2)

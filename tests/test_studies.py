@@ -409,3 +409,35 @@ def test_validate_names_data_rows_and_ids(project):
     result = CliRunner().invoke(app, ["validate", "tiny", "mine.csv"], env=COLUMNS_80)
     _one_line_error(result, f"data row 4 (id {sub.loc[3, 'id']}), column 'y': 1.2 is outside "
                             "[0, 1]")
+
+
+def test_sigterm_to_make_mlflow_server_stops_the_server(project):
+    """make does not pass SIGTERM on to a server's own workers: the recipe runs the server in a
+    process group of its own (`python -m pipeline.processes`), which stops the group."""
+    from pipeline.tracking.ui import free_port
+
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / ".venv" / "bin" / "mlflow").exists():
+        pytest.skip("needs the project's .venv (make setup)")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["make", "-s", "-C", str(repo), "mlflow-server", f"PORT={port}",
+         f"BACKEND=sqlite:///{project}/server.db", f"ARTIFACTS={project}/artifacts"],
+        env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    seen: set[int] = set()
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read()
+            seen.update(_children(proc.pid))
+            return _port_answers(port)
+
+        _wait_for(up, 180, "make mlflow-server to answer")
+        seen.update(_children(proc.pid))
+        os.kill(proc.pid, signal.SIGTERM)  # make alone, as `kill <pid>` does
+        proc.wait(timeout=60)
+        _wait_for(lambda: not _port_answers(port), 30, f"port {port} to be free")
+        _wait_for(lambda: not any(_alive(p) for p in seen), 30, f"children {seen} to end")
+    finally:
+        _kill_all({p for p in seen if _alive(p)})
+        stop(proc, signal.SIGKILL)
