@@ -307,7 +307,12 @@ def test_stopping_pipeline_ui_stops_its_server_and_frees_the_port(project, sig):
 
     fresh_mlflow_db(project)
     port = free_port()
-    proc = _start(["ui", "--port", str(port)])
+    _signal_stops_the_server(_start(["ui", "--port", str(port)]), port, sig, "the MLflow UI")
+
+
+def _signal_stops_the_server(proc: subprocess.Popen, port: int, sig: int, what: str) -> None:
+    """Once `proc`'s server answers on `port`, `sig` to `proc` alone (as `kill <pid>` does)
+    ends it, frees the port and leaves none of its descendants behind."""
     seen: set[int] = set()
     try:
         def up() -> bool:
@@ -315,10 +320,10 @@ def test_stopping_pipeline_ui_stops_its_server_and_frees_the_port(project, sig):
             seen.update(_children(proc.pid))
             return _port_answers(port)
 
-        _wait_for(up, 180, "the MLflow UI to answer")
+        _wait_for(up, 180, f"{what} to answer")
         seen.update(_children(proc.pid))
         assert seen  # the server it started
-        os.kill(proc.pid, sig)  # the process alone, as `kill <pid>` does
+        os.kill(proc.pid, sig)
         proc.wait(timeout=60)
         _wait_for(lambda: not _port_answers(port), 30, f"port {port} to be free")
         _wait_for(lambda: not any(_alive(p) for p in seen), 30, f"children {seen} to end")
@@ -425,19 +430,4 @@ def test_sigterm_to_make_mlflow_server_stops_the_server(project):
          f"BACKEND=sqlite:///{project}/server.db", f"ARTIFACTS={project}/artifacts"],
         env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
-    seen: set[int] = set()
-    try:
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read()
-            seen.update(_children(proc.pid))
-            return _port_answers(port)
-
-        _wait_for(up, 180, "make mlflow-server to answer")
-        seen.update(_children(proc.pid))
-        os.kill(proc.pid, signal.SIGTERM)  # make alone, as `kill <pid>` does
-        proc.wait(timeout=60)
-        _wait_for(lambda: not _port_answers(port), 30, f"port {port} to be free")
-        _wait_for(lambda: not any(_alive(p) for p in seen), 30, f"children {seen} to end")
-    finally:
-        _kill_all({p for p in seen if _alive(p)})
-        stop(proc, signal.SIGKILL)
+    _signal_stops_the_server(proc, port, signal.SIGTERM, "make mlflow-server")
