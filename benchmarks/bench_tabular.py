@@ -23,8 +23,8 @@ pipeline's studies and ledger use. Margins (the issue's): ours may trail logisti
 regression, and should not trail gradient boosting, by at most 0.005 in the metric (0.5%
 relative for RMSE); adult needs private ROC AUC >= 0.920 with init + tune + submit < 600 s.
 
-    python benchmarks/bench_tabular.py                      # everything, 30 trials (~25 min)
-    python benchmarks/bench_tabular.py --quick              # 5 trials, small datasets only
+    python benchmarks/bench_tabular.py                      # everything, 30 trials (~15-30 min)
+    python benchmarks/bench_tabular.py --quick              # 5 trials, small datasets (~3 min)
     python benchmarks/bench_tabular.py --only adult --no-ablations --out adult.csv
 """
 
