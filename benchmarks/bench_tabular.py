@@ -120,7 +120,7 @@ def run_ours(project: Path, name: str, data: Path, trials: int) -> tuple[dict, d
         start = time.perf_counter()
         out = cli(project, *args)
         seconds[stage] = time.perf_counter() - start
-        print(f"  {stage}: {seconds[stage]:.0f} s", flush=True)
+        print(f"  {'submit' if stage == OURS else stage}: {seconds[stage]:.0f} s", flush=True)
         if args[0] == "submit":  # "wrote FILE", or "identical to FILE" (nothing new written)
             found = re.search(r"(submissions/\S+?\.csv)", out)
             if found is None:
