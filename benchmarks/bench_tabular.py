@@ -23,8 +23,8 @@ pipeline's studies and ledger use. Margins (the issue's): ours may trail logisti
 regression, and should not trail gradient boosting, by at most 0.005 in the metric (0.5%
 relative for RMSE); adult needs private ROC AUC >= 0.920 with init + tune + submit < 600 s.
 
-    python benchmarks/bench_tabular.py                      # everything, 30 trials (~25 min)
-    python benchmarks/bench_tabular.py --quick              # 5 trials, small datasets only
+    python benchmarks/bench_tabular.py                      # everything, 30 trials (~15-30 min)
+    python benchmarks/bench_tabular.py --quick              # 5 trials, small datasets (~3 min)
     python benchmarks/bench_tabular.py --only adult --no-ablations --out adult.csv
 """
 
@@ -120,7 +120,7 @@ def run_ours(project: Path, name: str, data: Path, trials: int) -> tuple[dict, d
         start = time.perf_counter()
         out = cli(project, *args)
         seconds[stage] = time.perf_counter() - start
-        print(f"  {stage}: {seconds[stage]:.0f} s", flush=True)
+        print(f"  {'submit' if stage == OURS else stage}: {seconds[stage]:.0f} s", flush=True)
         if args[0] == "submit":  # "wrote FILE", or "identical to FILE" (nothing new written)
             found = re.search(r"(submissions/\S+?\.csv)", out)
             if found is None:
