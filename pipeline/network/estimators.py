@@ -34,7 +34,14 @@ from .embeddings import PeriodicEmbedding
 from .encoders import ENCODERS, ContinuousFirst, PiecewiseLinearEncoder
 from .errors import ModelFileError
 from .losses import OUT_ACTIVATION, TASKS, data_loss, output_
-from .params import BY_NAME, DEFAULTS, PARAMS, TRAINING_PARAMS, validate, validate_all
+from .params import DEFAULTS, PARAMS, TRAINING_PARAMS, validate, validate_all
+from .saved import (
+    embedding_arrays,
+    embedding_of,
+    encoder_from_state,
+    json_safe_params,
+    weights_from,
+)
 from .training import EpochCallback, History, TrainConfig, fit_loop, validation_split
 
 _FLOATS = (np.float64, np.float32)
@@ -278,7 +285,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
         check_is_fitted(self)
         sizes = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
         net = Network(sizes, validate("activation", self.activation), self._task, dtype,
-                      embedding=_embedding_of(self.embedding_))
+                      embedding=embedding_of(self.embedding_))
         net.set_params(self.coefs_, self.intercepts_, self.embedding_)
         return net
 
@@ -319,7 +326,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
             "dtype": str(np.dtype(self.dtype)),
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": None if names is None else [str(n) for n in names],
-            "params": _json_safe_params(self.get_params()),
+            "params": json_safe_params(self.get_params()),
             "n_iter": int(self.n_iter_),
             "best_epoch": int(self.best_epoch_),
             "loss_curve": [float(v) for v in self.loss_curve_],
@@ -361,10 +368,10 @@ class _BaseSigmoidNetwork(BaseEstimator):
         est.dtype = str(dtype)
         est._task = task
         est._restore_task_state(h, arrays, sizes, bad)
-        emb_params = _embedding_arrays(arrays, sizes[0], bad)
-        net = Network(sizes, activation, task, dtype, embedding=_embedding_of(emb_params))
-        net.set_params(*_weights(arrays, sizes, bad), emb_params)
-        est.encoder_ = _encoder_from_state(h, arrays, net.n_inputs, bad)
+        emb_params = embedding_arrays(arrays, sizes[0], bad)
+        net = Network(sizes, activation, task, dtype, embedding=embedding_of(emb_params))
+        net.set_params(*weights_from(arrays, sizes, bad), emb_params)
+        est.encoder_ = encoder_from_state(h, arrays, net.n_inputs, bad)
         scores = h.get("validation_scores")
         est._publish(net, History(loss_curve, scores, h.get("best_loss"),
                                   max(scores) if scores else None, n_iter,
@@ -389,89 +396,6 @@ def _with_health(eval_metrics: Callable[[], dict[str, float]] | None, health: La
         return out
 
     return metrics
-
-
-def _embedding_of(params: dict[str, np.ndarray] | None) -> PeriodicEmbedding | None:
-    """The embedding block whose fitted parameters these are (shapes say everything)."""
-    if not params:
-        return None
-    n, k = params["c"].shape
-    return PeriodicEmbedding(n, k, params["b"].shape[1], sigma=1.0)  # sigma: init only
-
-
-def _embedding_arrays(arrays: dict[str, np.ndarray], width: int,
-                      bad: Callable[[str], ModelFileError]) -> dict[str, np.ndarray] | None:
-    found = {k.removeprefix("emb_"): v for k, v in arrays.items() if k.startswith("emb_")}
-    if not found:
-        return None
-    try:
-        c, W, b = found["c"], found["W"], found["b"]
-    except KeyError as e:
-        raise bad(f"periodic embedding array {e} is missing") from None
-    n, k = c.shape if c.ndim == 2 else (0, 0)
-    if (not n or W.shape != (n, 2 * k, b.shape[-1]) or b.shape != (n, W.shape[-1])
-            or n * b.shape[-1] > width):
-        raise bad(f"periodic embedding arrays have inconsistent shapes {c.shape}, {W.shape}, "
-                  f"{b.shape}")
-    if not all(np.isfinite(a).all() for a in (c, W, b)):
-        raise bad("periodic embedding holds NaN or infinite weights")
-    return {"c": c, "W": W, "b": b}
-
-
-def _encoder_from_state(h: dict[str, Any], arrays: dict[str, np.ndarray], n_inputs: int,
-                        bad: Callable[[str], ModelFileError]) -> Any:
-    spec = h.get("encoder")
-    if spec is None:
-        return None
-    enc_arrays = {k.removeprefix("enc_"): v for k, v in arrays.items() if k.startswith("enc_")}
-    try:
-        if spec.get("kind") not in ENCODERS:
-            raise ValueError(f"unknown encoder kind {spec.get('kind')!r}")
-        encoder = ENCODERS[spec["kind"]].from_state(spec, enc_arrays)
-    except (KeyError, TypeError, ValueError) as e:
-        raise bad(f"numeric encoder is invalid ({type(e).__name__}: {e})") from None
-    if encoder.n_features_out_ != n_inputs:
-        raise bad(f"numeric encoder outputs {encoder.n_features_out_} columns, the network "
-                  f"takes {n_inputs}")
-    return encoder
-
-
-def _weights(arrays: dict[str, np.ndarray], sizes: list[int],
-             bad: Callable[[str], ModelFileError]) -> tuple[list, list]:
-    """(coefs, intercepts) checked against the header's layer sizes."""
-    coefs, intercepts = [], []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        for name, shape, store in ((f"W_{i}", (fan_in, fan_out), coefs),
-                                   (f"b_{i}", (fan_out,), intercepts)):
-            if name not in arrays:
-                raise bad(f"array {name!r} is missing")
-            a = arrays[name]
-            if a.shape != shape or a.dtype.kind != "f":
-                raise bad(f"array {name!r} has shape {a.shape} / dtype {a.dtype}; "
-                          f"the header says {shape}")
-            if not np.isfinite(a).all():
-                raise bad(f"array {name!r} holds NaN or infinite weights")
-            store.append(a)
-    if f"W_{len(sizes) - 1}" in arrays:
-        raise bad(f"more weight arrays than the {len(sizes) - 1} layers in the header")
-    return coefs, intercepts
-
-
-def _json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if key == "hidden_layer_sizes":
-            value = list(BY_NAME[key].validate(value))
-        if key == "random_state" and not (value is None or isinstance(value, int)):
-            value = None  # a RandomState / Generator object has no faithful JSON form
-        if key == "dtype":
-            value = str(np.dtype(value))
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)  # n_iter_no_change = inf: JSON has no inf
-        out[key] = value
-    return out
 
 
 class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
