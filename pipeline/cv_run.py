@@ -70,11 +70,11 @@ def cross_validate_and_log(
         run.end("failed", config=exp.as_dict())
         raise
     seconds = time.monotonic() - started
-    name = f"cv_{metric.name}"
+    name = f"cv_{metric.key}"
     run.end(
         "complete",
         metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds,
-                 **{f"fold{f}/{metric.name}": s for f, s in enumerate(res.scores)}},
+                 **{f"fold{f}/{metric.key}": s for f, s in enumerate(res.scores)}},
         config=exp.as_dict(), tags={"stop_reason": summarise_stops(res.stop_reasons)},
     )
     if not tracker.enabled:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import fit_problem
 from pipeline.network.params import (
     BY_NAME,
     EXPERIMENT_PARAMS,
@@ -24,12 +25,6 @@ from pipeline.network.params import (
 )
 
 TASKS = ("binary", "multiclass", "regression")
-# Metrics each task may use; the first is the default `init` picks.
-TASK_METRICS = {
-    "binary": ("roc_auc", "log_loss", "accuracy"),
-    "multiclass": ("log_loss", "accuracy"),
-    "regression": ("rmse",),
-}
 PRUNERS = ("median", "none")
 # Search-space keys that are not network parameters: they build `hidden_layer_sizes`
 # (n_layers = 0 is the linear model).
@@ -184,12 +179,9 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
     )
-    allowed = TASK_METRICS[competition.task]
-    if competition.metric not in allowed:
+    if problem := fit_problem(competition.metric, competition.task):
         raise PipelineError(
-            f"{path}: [competition] metric = {competition.metric!r} is not available for task "
-            f"{competition.task!r} (expected one of {', '.join(allowed)})"
-        )
+            f"{path}: [competition] metric = {competition.metric!r} {problem}")
     if competition.id == competition.target:
         raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
 

@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse
 from pipeline.files import DATE_PARTS, is_date_column, read_csv, write_text_atomic
+from pipeline.metrics import metrics_for
 
 MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
 FOLDS = 5
@@ -97,6 +98,8 @@ def _infer_task(data_dir: Path, y: Any, target: str, sample: Any) -> tuple[str, 
         return "multiclass", f"{n} text labels"
     if sample.shape[1] > 2:  # one probability column per class: labels, however many
         return "multiclass", f"{n} integer labels, one sample column each"
+    if (k := _listed(data_dir, sample)) > 1:
+        return "multiclass", f"{n} integer labels, {k} of them listed per sample row"
     integral = bool((values == values.round()).all())
     if integral and n <= MAX_CLASSES:
         # A sample value that is no label (a mean like 5.5, a 0 for labels 1..10) is a guess
@@ -122,10 +125,22 @@ def _spelled(file: Path, column: str) -> dict[Any, str]:
     return values
 
 
+def _listed(data_dir: Path, sample: Any) -> int:
+    """k when the sample's one value column lists k space-separated labels per row (MAP@k)."""
+    if sample.shape[1] != 2:
+        return 0
+    column = str(sample.columns[1])
+    cells = read_csv(data_dir / "sample_submission.csv", str_cols=(column,), only=(column,))
+    counts = cells[column].dropna().astype(str).str.split().str.len()
+    return int(counts.max()) if len(counts) and counts.min() > 1 else 0
+
+
 def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[str, str]:
     if task == "regression":
         return "rmse", "regression"
     if task == "multiclass":
+        if (k := _listed(data_dir, sample)) > 1:
+            return f"map@{k}", f"the sample lists {k} space-separated labels per row"
         if sample.shape[1] > 2:
             return "log_loss", "the sample has one probability column per class"
         return "accuracy", "the sample holds one label per row"
@@ -222,6 +237,13 @@ def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
     return model, lines
 
 
+def _alternatives(task: str, metric: str) -> str:
+    """A comment naming the task's other metrics, so a wrong guess is one edit away."""
+    others = [m.replace("map@3", "map@k") for m in metrics_for(task)
+              if m != metric and not (m.startswith("map@") and metric.startswith("map@"))]
+    return f"  # or: {', '.join(others)}" if others else ""
+
+
 def _range(low: float, high: float, log: bool = False) -> str:
     return f"{{ low = {low!r}, high = {high!r}{', log = true' if log else ''} }}"
 
@@ -263,7 +285,7 @@ data_dir = {_q(str(data_dir))}
 id = {_q(id_col)}
 target = {_q(target)}
 task = {_q(task)}
-metric = {_q(metric)}
+metric = {_q(metric)}{_alternatives(task, metric)}
 # Columns left out of the features.
 {drop_toml}
 # Numeric columns to one-hot encode instead of scaling (text columns always are).

@@ -206,3 +206,19 @@ def test_cli_init_prints_its_guesses_and_reasons(project):
     assert lines[0] == "wrote experiments/comp.toml"
     assert any(line.startswith("  task binary: target 'y' has 2 distinct values") for line in lines)
     assert any(line.startswith("  metric roc_auc: ") for line in lines)
+
+
+@pytest.mark.parametrize("labels", [("a", "b", "c", "d"), (10, 20, 30, 40)])
+def test_a_sample_listing_labels_means_map_at_k(project, labels):
+    train, test = toy_frames()
+    train["y"] = np.array(labels, dtype=object)[np.arange(60) % 4]
+    sample = pd.DataFrame({"id": test["id"], "y": " ".join(map(str, labels[:3]))})
+    path, exp = _init(project, train, test, sample=sample, check=None)
+    assert (exp.competition.task, exp.competition.metric) == ("multiclass", "map@3")
+    assert "3 space-separated labels per row" in path.read_text()
+
+
+def test_the_metric_line_lists_the_alternatives(project):
+    path, _ = _init(project, *toy_frames())
+    line = next(x for x in path.read_text().splitlines() if x.startswith("metric ="))
+    assert line == 'metric = "roc_auc"  # or: log_loss, accuracy, f1, mcc'

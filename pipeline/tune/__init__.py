@@ -243,10 +243,10 @@ def _parent_summary(
     tags: dict[str, Any] = {"trials_finished": finished, "seconds": round(seconds, 1)}
     if order:
         best = order[0]
-        metrics = {f"best_cv_{metric.name}": best.value,
-                   f"best_cv_{metric.name}_std": best.attrs.get("cv_std", float("nan")),
+        metrics = {f"best_cv_{metric.key}": best.value,
+                   f"best_cv_{metric.key}_std": best.attrs.get("cv_std", float("nan")),
                    "best_trial": best.number, "best_n_iter": best.attrs.get("n_iter", 0)}
-        metrics.update({f"best_fold{f}/{metric.name}": s
+        metrics.update({f"best_fold{f}/{metric.key}": s
                         for f, s in enumerate(best.attrs.get("fold_scores", []))})
         tags.update({"best_trial": best.number, "best_run_id": best.attrs.get("mlflow_run_id")})
         tags.update({f"best.{k}": v for k, v in best.params.items()})

@@ -206,11 +206,11 @@ class Objective:
         except BaseException:  # interrupted or a bug: the run must not stay RUNNING
             run.end("failed", config=config)
             raise
-        name = f"cv_{self.metric.name}"
+        name = f"cv_{self.metric.key}"
         run.end(
             "complete",
             metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
-                     **{f"fold{f}/{self.metric.name}": s for f, s in enumerate(res.scores)}},
+                     **{f"fold{f}/{self.metric.key}": s for f, s in enumerate(res.scores)}},
             config=config, tags=run_tags(res.stop_reasons, trial.user_attrs),
         )
         if res.models and self._best_so_far(trial, res.mean):
