@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.files import ISO
 from pipeline.metrics import fit_problem
 from pipeline.network.params import (
     BY_NAME,
@@ -46,6 +47,8 @@ class Competition:
     drop: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     kaggle: str | None = None
+    # Date column -> strptime format, where the data cannot tell (01/02/2015) or to pin one.
+    dates: dict[str, str] = field(default_factory=dict)
 
 
 class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields.")):
@@ -178,6 +181,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         drop=tuple(_str_list(comp, "drop", path, "competition")),
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
+        dates=_dates(comp, path),
     )
     if problem := fit_problem(competition.metric, competition.task):
         raise PipelineError(
@@ -414,6 +418,24 @@ def _str_list(raw: dict[str, Any], key: str, path: Path, section: str) -> list[s
             f"{path}: [{section}] {key} must be a list of column names, got {value!r}"
         )
     return value
+
+
+def _dates(raw: dict[str, Any], path: Path) -> dict[str, str]:
+    """[competition] dates: a table column -> strptime format ("%d/%m/%Y"); whether the
+    column exists and the format reads it is prepare's check (it needs the data)."""
+    value = raw.get("dates", {})
+    if not isinstance(value, dict):
+        raise PipelineError(
+            f'{path}: [competition] dates must be a table {{ column = "format" }}, '
+            f'e.g. dates = {{ sold = "%d/%m/%Y" }}, got {value!r}'
+        )
+    for col, fmt in value.items():
+        if not isinstance(fmt, str) or ("%" not in fmt and fmt != ISO):
+            raise PipelineError(
+                f'{path}: [competition] dates.{col} must be a strptime format such as '
+                f'"%d/%m/%Y" (or "{ISO}"), got {fmt!r}'
+            )
+    return dict(value)
 
 
 def _int(

@@ -22,10 +22,18 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Competition, Experiment
-from pipeline.files import COMPETITION_FILES, DATE_PARTS, is_date_column, read_csv
+from pipeline.files import (
+    COMPETITION_FILES,
+    DATE_PARTS,
+    ISO,
+    date_format,
+    one_line,
+    parse_dates,
+    read_csv,
+)
 
 # Bump when the transform changes, so old caches are not reused.
-PREP_VERSION = 2
+PREP_VERSION = 3
 MISSING = "<missing>"  # a missing categorical value is a category of its own
 # One-hot columns per categorical column, the last one shared by all rarer levels: a zip code
 # or user id with thousands of levels would otherwise make X dense gigabytes.
@@ -82,7 +90,8 @@ def load_preprocessor(prepared: Prepared) -> dict[str, Any]:
 
 def _fingerprint(files: dict[str, Path], comp: Competition) -> str:
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
-    settings = {k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical")}
+    settings = {k: getattr(comp, k)
+                for k in ("id", "target", "task", "drop", "categorical", "dates")}
     h.update(json.dumps(settings, sort_keys=True).encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
@@ -144,19 +153,21 @@ def _write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any])
 def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict]:
     comp = exp.competition
     train_file, test_file = files["train.csv"], files["test.csv"]
-    train = read_csv(train_file, id_col=comp.id)
-    test = read_csv(test_file, id_col=comp.id)
-    _require_columns(train, train_file, (comp.id, comp.target))
+    declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
+    train = read_csv(train_file, id_col=comp.id, str_cols=declared)
+    test = read_csv(test_file, id_col=comp.id, str_cols=declared)
+    _require_columns(train, train_file, (comp.target,))
     _require_columns(test, test_file, (comp.id,))
-    train_ids = _ids(train[comp.id], train_file, comp.id)
+    # Many competitions keep the id in test.csv and the sample only: train rows are numbered.
+    train_ids = (_ids(train[comp.id], train_file, comp.id) if comp.id in train.columns
+                 else np.arange(len(train)).astype(str))
     test_ids = _ids(test[comp.id], test_file, comp.id)
     y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
 
     features = _feature_columns(train, comp, exp.path, train_file)
     _require_columns(test, test_file, features, why="a feature column of train.csv")
     categorical = [c for c in features if c in comp.categorical or not _is_numeric(train[c])]
-    dates = [_date_spec(train[c]) for c in categorical
-             if c not in comp.categorical and is_date_column(train[c])]
+    dates = _date_specs(exp, categorical, (train, train_file), (test, test_file))
     date_cols = {d["name"] for d in dates}
     categorical = [c for c in categorical if c not in date_cols]
     numeric = [c for c in features if c not in categorical and c not in date_cols]
@@ -292,16 +303,53 @@ def _numbers(s: pd.Series, col: str, file: Path, numeric_in: Path | None) -> pd.
     return parsed.astype(np.float64)
 
 
-def _dates(s: pd.Series) -> pd.Series:
-    """Text -> naive UTC datetimes; anything unparsable (or another format) becomes NaT."""
-    text = s.astype("string").str.strip()
-    return pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+def _date_specs(
+    exp: Experiment, text_columns: list[str], *frames: tuple[pd.DataFrame, Path]
+) -> list[dict[str, Any]]:
+    """The text columns that hold dates, each with the one format that reads it: declared in
+    [competition] dates, else found in train and test together (`files.date_format`)."""
+    comp = exp.competition
+    (train, train_file), (test, _) = frames
+    for col in comp.dates:
+        if col not in text_columns or col in comp.categorical:
+            what = ("is categorical" if col in comp.categorical else "is the id or target"
+                    if col in (comp.id, comp.target) else "is dropped" if col in comp.drop
+                    else "holds no value" if col in train.columns else f"is not in {train_file}")
+            raise PipelineError(
+                f"{exp.path}: [competition] dates names column {col!r}, which {what}"
+            )
+    specs = []
+    for col in text_columns:
+        if col in comp.dates:
+            fmt: str | None = _checked_format(exp, col, frames)
+        elif col in comp.categorical:
+            continue
+        else:
+            fmt = date_format(train[col], test[col], file=train_file)
+        if fmt is not None:
+            t = parse_dates(train[col], fmt).dropna()
+            has_time = bool((t != t.dt.normalize()).any())
+            specs.append({"name": col, "format": fmt,
+                          "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]})
+    return specs
 
 
-def _date_spec(s: pd.Series) -> dict[str, Any]:
-    t = _dates(s).dropna()
-    has_time = bool((t != t.dt.normalize()).any())
-    return {"name": str(s.name), "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]}
+def _checked_format(exp: Experiment, col: str, frames: tuple[tuple[pd.DataFrame, Path], ...]
+                    ) -> str:
+    """A declared format, once it reads every value of the column in train and test."""
+    fmt = exp.competition.dates[col]
+    where = f"{exp.path}: [competition] dates.{col} = {fmt!r}"
+    for df, file in frames:
+        try:
+            t = parse_dates(df[col], fmt)
+        except ValueError as e:
+            raise PipelineError(f"{where} is not a strptime format ({one_line(e)})") from None
+        bad = df[col][t.isna() & df[col].notna()]
+        if len(bad):
+            raise PipelineError(
+                f"{where} does not read column {col!r} of {file}: {bad.iloc[:3].tolist()!r}"
+            )
+    return fmt
 
 
 def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
@@ -310,7 +358,8 @@ def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
         return df
     parts: dict[str, pd.Series] = {}
     for d in dates:
-        t = _dates(df[d["name"]])
+        # a preprocessor.json older than formats read ISO dates only
+        t = parse_dates(df[d["name"]], d.get("format", ISO))
         epoch_days = (t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
         values = {"year": t.dt.year, "month": t.dt.month, "day": t.dt.day,
                   "weekday": t.dt.day_of_week, "hour": t.dt.hour, "days": epoch_days}

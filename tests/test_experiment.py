@@ -34,10 +34,17 @@ def test_defaults(project):
     c = exp.competition
     assert (c.data_dir, c.id, c.target, c.task, c.metric) == (
         Path("data/comp"), "id", "y", "binary", "roc_auc")
-    assert c.drop == () and c.categorical == () and c.kaggle is None
+    assert c.drop == () and c.categorical == () and c.kaggle is None and c.dates == {}
     assert exp.model == Model() and exp.cv == CV() and exp.tune == Tune()
     assert exp.model.params()["hidden_layer_sizes"] == (32,)
     json.dumps(exp.as_dict())  # the resolved config is loggable
+
+
+def test_dates_map_columns_to_formats(project):
+    _write(project, MINIMAL + 'dates = { sold = "%d/%m/%Y", "listed on" = "ISO8601" }\n')
+    exp = experiment.load("exp")
+    assert exp.competition.dates == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
+    assert exp.as_dict()["competition"]["dates"] == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
 
 
 def test_name_and_path_resolve_to_the_same_file(project):
@@ -116,6 +123,9 @@ BAD = [
     (MINIMAL.replace('target = "y"', 'target = "id"'), "id and target are both 'id'"),
     (MINIMAL.replace('id = "id"', "id = 3"), "[competition] id must be a non-empty str"),
     (MINIMAL + "drop = 'a'\n", "[competition] drop must be a list of column names"),
+    (MINIMAL + "dates = '%d/%m/%Y'\n", "[competition] dates must be a table { column = "),
+    (MINIMAL + "dates = { sold = 3 }\n", "[competition] dates.sold must be a strptime format"),
+    (MINIMAL + "dates = { sold = 'dd/mm' }\n", "[competition] dates.sold must be a strptime"),
     (MINIMAL + "[model]\nbatch_size = 'big'\n", "[model] batch_size must be 'auto' or an int >= 1"),
     (MINIMAL + "[model]\nlearning_rate = 0.1\n", "unknown key [model] learning_rate"),
     (MINIMAL + "[model]\nactivation = 'gelu'\n", "[model] activation must be one of"),
