@@ -109,7 +109,7 @@ def test_bad_folders(project):
         init_experiment(Path("nowhere"))
     train, test = toy_frames()
     folder = make_competition(project, train, test, sample=pd.DataFrame({"key": [1], "y": [0.5]}))
-    with pytest.raises(PipelineError, match=r"train\.csv: no id column 'key'"):
+    with pytest.raises(PipelineError, match=r"test\.csv: no id column 'key'"):
         init_experiment(folder)
     folder = make_competition(project, train.assign(y=1), test)
     with pytest.raises(PipelineError, match=r"train\.csv: target 'y' has 1 distinct value"):
@@ -222,3 +222,74 @@ def test_the_metric_line_lists_the_alternatives(project):
     path, _ = _init(project, *toy_frames())
     line = next(x for x in path.read_text().splitlines() if x.startswith("metric ="))
     assert line == 'metric = "roc_auc"  # or: log_loss, accuracy, f1, mcc'
+
+
+def _dated(train, test, fmt: str):
+    for df in (train, test):
+        df["sold"] = (pd.Timestamp("2015-01-01") + pd.to_timedelta(df["id"] * 3, unit="D")
+                      ).dt.strftime(fmt)
+    return train, test
+
+
+def test_a_decided_date_format_is_written_commented_out(project):
+    path, exp = _init(project, *_dated(*toy_frames(), "%d/%m/%Y"))  # days up to 31: day-first
+    text = path.read_text()
+    assert '# dates = { sold = "%d/%m/%Y" }  # guessed from the data' in text
+    assert exp.competition.dates == {} and exp.competition.drop == ()
+    assert "#   date sold: used as numbers" in text and "read as %d/%m/%Y" in text
+    assert "sold.weekday" in prepare(exp).feature_names
+
+
+def test_an_ambiguous_date_column_is_set_month_first_with_a_note_to_check(project):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    train, test = toy_frames()
+    for df in (train, test):  # every value fits both %m/%d/%Y and %d/%m/%Y
+        df["sold"] = [f"0{1 + i % 9}/1{i % 3}/2015" for i in df["id"]]
+    folder = make_competition(project, train, test)
+    result = CliRunner().invoke(app, ["init", str(folder.relative_to(project))])
+    assert result.exit_code == 0, result.output
+    assert "  date sold: every value reads as %m/%d/%Y and as %d/%m/%Y; %m/%d/%Y assumed, " \
+           "as pandas does" in result.output  # init's reasons say so
+    path = project / "experiments" / "comp.toml"
+    assert '\ndates = { sold = "%m/%d/%Y" }  # CHECK: ' in path.read_text()
+    exp = experiment.load(path)
+    assert exp.competition.dates == {"sold": "%m/%d/%Y"}
+    spec = load_preprocessor(prepare(exp))  # the file runs as written
+    assert spec["dates"][0]["format"] == "%m/%d/%Y"
+
+
+def test_a_train_csv_without_the_id_column_is_numbered(project):
+    train, test = toy_frames()
+    path, exp = _init(project, train.drop(columns="id"), test)
+    assert "#   train.csv has no id column: rows are numbered" in path.read_text()
+    assert exp.competition.id == "id" and exp.competition.drop == ()
+    assert list(prepare(exp).train_ids[:3]) == ["0", "1", "2"]
+
+
+def test_id_less_train_init_tune_submit_leaderboard(project):
+    """End to end on a competition whose train.csv has no id: OOF predictions are by row."""
+    from pipeline import tune
+    from pipeline.submission.leaderboard import board
+    from pipeline.submit import submit, validate_file
+
+    train, test = toy_frames(80, 40)
+    train["y"] = (train["num"].fillna(10) > 10).astype(int)
+    folder = make_competition(project, train.drop(columns="id"), test)
+    solution = pd.DataFrame({"id": test["id"], "y": (test["num"].fillna(10) > 10).astype(int),
+                             "Usage": np.where(test["id"] % 2, "Public", "Private")})
+    solution.to_csv(folder / "solution.csv", index=False)
+    path = init_experiment(folder.relative_to(project), check=load_format)
+    text = path.read_text().replace("max_iter = 300", "max_iter = 5").replace("seeds = 5",
+                                                                              "seeds = 1")
+    path.write_text(text.replace("folds = 5", "folds = 2"))
+    exp = experiment.load(path)
+    tune.tune(exp, trials=2, track=False)
+    result = submit(exp, tune.best_trials(exp))
+    validate_file(exp, result.path)
+    oof = pd.read_csv(next((project / "submissions").rglob("*oof*.csv")), dtype={"id": str})
+    assert list(oof["id"]) == [str(i) for i in range(80)]
+    (entry,) = board(exp).entries
+    assert np.isfinite(entry.public) and np.isfinite(entry.private)
