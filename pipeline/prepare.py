@@ -312,12 +312,8 @@ def _date_specs(
     (train, train_file), (test, _) = frames
     for col in comp.dates:
         if col not in text_columns or col in comp.categorical:
-            what = ("is categorical" if col in comp.categorical else "is the id or target"
-                    if col in (comp.id, comp.target) else "is dropped" if col in comp.drop
-                    else "holds no value" if col in train.columns else f"is not in {train_file}")
-            raise PipelineError(
-                f"{exp.path}: [competition] dates names column {col!r}, which {what}"
-            )
+            raise PipelineError(f"{exp.path}: [competition] dates names column {col!r}, which "
+                                f"{_not_a_date_feature(col, comp, train, train_file)}")
     specs = []
     for col in text_columns:
         if col in comp.dates:
@@ -332,6 +328,16 @@ def _date_specs(
             specs.append({"name": col, "format": fmt,
                           "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]})
     return specs
+
+
+def _not_a_date_feature(col: str, comp: Competition, train: pd.DataFrame, file: Path) -> str:
+    if col in comp.categorical:
+        return "is categorical too"
+    if col in (comp.id, comp.target):
+        return "is the id or target"
+    if col in comp.drop:
+        return "is dropped"
+    return "has no value" if col in train.columns else f"is not in {file}"
 
 
 def _checked_format(exp: Experiment, col: str, frames: tuple[tuple[pd.DataFrame, Path], ...]

@@ -281,6 +281,8 @@ def test_declared_formats_read_numbers_and_bad_ones_name_the_key(project):
          extra='dates = { nope = "%Y" }')
     _bad(project, train, test, key + r" names column 'y', which is the id or target",
          extra='dates = { y = "%Y" }')
+    _bad(project, train, test, key + r" names column 'day', which is categorical too",
+         extra='dates = { day = "%Y%m%d" }\ncategorical = ["day"]')
 
 
 def test_an_old_preprocessor_without_a_date_format_reads_iso(project):
