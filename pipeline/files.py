@@ -127,7 +127,7 @@ def date_formats(*columns: Any) -> tuple[str, ...]:
     return tuple(readings.values())
 
 
-def date_format(*columns: Any, file: Path | str) -> str | None:
+def date_format(*columns: Any, file: Path | str = "train.csv") -> str | None:
     """The one format that reads `columns` (None: not dates); a column that reads both
     month-first and day-first is a `PipelineError` naming `file` and the column."""
     found = date_formats(*columns)

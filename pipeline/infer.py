@@ -13,7 +13,6 @@ from pipeline.files import (
     DATE_PARTS,
     date_formats,
     dates_line,
-    is_date_column,
     read_csv,
     write_text_atomic,
 )
@@ -186,8 +185,10 @@ def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, st
             drop[str(col)] = "not in test.csv"
             continue
         values = train[col].dropna()
-        if pd.api.types.is_numeric_dtype(values) or values.empty or is_date_column(values):
-            continue  # dates: prepare turns them into numbers
+        if pd.api.types.is_numeric_dtype(values) or values.empty:
+            continue
+        if date_formats(values, test[col]):
+            continue  # dates (one format in train and test): prepare turns them into numbers
         n, rows = values.nunique(), len(values)
         if n >= 10 and n > 0.5 * rows:
             drop[str(col)] = f"free text / high cardinality: {n} distinct values in {rows} rows"

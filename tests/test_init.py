@@ -293,3 +293,10 @@ def test_id_less_train_init_tune_submit_leaderboard(project):
     assert list(oof["id"]) == [str(i) for i in range(80)]
     (entry,) = board(exp).entries
     assert np.isfinite(entry.public) and np.isfinite(entry.private)
+
+
+def test_dates_spelled_another_way_in_test_are_no_date_column(project):
+    train, _ = _dated(*toy_frames(), "%d/%m/%Y")
+    _, test = _dated(*toy_frames(), "%Y-%m-%d")  # prepare could not read both with one format
+    path, exp = _init(project, train, test)
+    assert exp.competition.drop == ("sold",) and "dates =" not in path.read_text()
