@@ -80,7 +80,7 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
     if n < k:
         raise PipelineError(f"{exp.path}: [cv] folds = {k} but the training data has {n} rows")
     if kind == "time":
-        return _time_folds(prepared, exp)
+        return _scorable(_time_folds(prepared, exp), prepared, exp)
     classify = exp.competition.task != "regression"
     if classify and kind in ("stratified", "group"):
         _check_classes(prepared, exp)
@@ -95,7 +95,24 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # StratifiedGroupKFold's "least populated class" note
         warnings.simplefilter("ignore", UserWarning)
-        return [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y, groups)]
+        out = [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y, groups)]
+    return _scorable(out, prepared, exp) if kind == "group" else out
+
+
+def _scorable(out: list[tuple[np.ndarray, np.ndarray]], prepared: Prepared,
+              exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group and time folds can't stratify fully: AUC needs both classes in every fold's
+    validation rows, else every trial would fail on the first fold's score."""
+    if exp.competition.metric != "roc_auc":
+        return out
+    for f, (_, va) in enumerate(out):
+        if len(present := np.unique(prepared.y[va])) < 2:
+            label = prepared.classes[int(present[0])] if prepared.classes else present[0]
+            raise PipelineError(
+                f"{exp.path}: [cv] fold {f + 1} of {len(out)} ({exp.fold_scheme()}) validates "
+                f"on rows of class {label!r} only; roc_auc needs both classes (lower folds)"
+            )
+    return out
 
 
 def _check_classes(prepared: Prepared, exp: Experiment) -> None:

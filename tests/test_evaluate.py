@@ -235,6 +235,9 @@ FOLD_ERRORS = [
      r"train\.csv: column 'store' \(\[cv\] group\) has 1 empty value\(s\) \(lines \d+\)"),
     ('kind = "group"\ngroup = "store"', "two groups",
      r"tiny\.toml: \[cv\] folds = 3 but column 'store' of .*train\.csv has only 2 groups"),
+    ('kind = "time"\ntime = "day"', "late positives",
+     r"tiny\.toml: \[cv\] fold 1 of 3 \(time\(day\)/3\) validates on rows of class 0 only; "
+     r"roc_auc needs both classes"),
     ('kind = "time"\ntime = "day"', "three days",
      r"tiny\.toml: \[cv\] folds = 3 with kind = \"time\" needs at least 4 distinct values of "
      r"'day' in .*train\.csv, found 3"),
@@ -250,6 +253,8 @@ def test_fold_column_errors_are_one_line(project, cv, edit, message):
         df.loc[3, "store"] = None
     elif edit == "two groups":
         df["store"] = np.where(df["x1"] > 0, "a", "b")
+    elif edit == "late positives":  # class 1 only in the last two blocks
+        df["y"] = (df["id"] >= 120).astype(int)
     elif edit == "three days":
         df["day"] = np.array(["2021-01-01", "2021-01-02", "2021-01-03"])[df["id"] % 3]
     df.to_csv(file, index=False)
