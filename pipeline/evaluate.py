@@ -101,16 +101,18 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
 
 def _scorable(out: list[tuple[np.ndarray, np.ndarray]], prepared: Prepared,
               exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Group and time folds can't stratify fully: AUC needs both classes in every fold's
-    validation rows, else every trial would fail on the first fold's score."""
-    if exp.competition.metric != "roc_auc":
+    """Group and time folds can't stratify fully: AUC needs every class in every fold's
+    validation rows, else each trial would fail (or score NaN) on that fold."""
+    metric = exp.competition.metric
+    if metric not in ("roc_auc", "roc_auc_ovr") or prepared.classes is None:
         return out
     for f, (_, va) in enumerate(out):
-        if len(present := np.unique(prepared.y[va])) < 2:
-            label = prepared.classes[int(present[0])] if prepared.classes else present[0]
+        absent = np.setdiff1d(np.arange(len(prepared.classes)), prepared.y[va])
+        if len(absent):
             raise PipelineError(
                 f"{exp.path}: [cv] fold {f + 1} of {len(out)} ({exp.fold_scheme()}) validates "
-                f"on rows of class {label!r} only; roc_auc needs both classes (lower folds)"
+                f"on no row of class {prepared.classes[int(absent[0])]!r}; {metric} needs "
+                "every class in every fold (lower folds)"
             )
     return out
 

@@ -236,8 +236,8 @@ FOLD_ERRORS = [
     ('kind = "group"\ngroup = "store"', "two groups",
      r"tiny\.toml: \[cv\] folds = 3 but column 'store' of .*train\.csv has only 2 groups"),
     ('kind = "time"\ntime = "day"', "late positives",
-     r"tiny\.toml: \[cv\] fold 1 of 3 \(time\(day\)/3\) validates on rows of class 0 only; "
-     r"roc_auc needs both classes"),
+     r"tiny\.toml: \[cv\] fold 1 of 3 \(time\(day\)/3\) validates on no row of class 1; "
+     r"roc_auc needs every class in every fold"),
     ('kind = "time"\ntime = "day"', "three days",
      r"tiny\.toml: \[cv\] folds = 3 with kind = \"time\" needs at least 4 distinct values of "
      r"'day' in .*train\.csv, found 3"),
