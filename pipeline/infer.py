@@ -293,6 +293,15 @@ def _q(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+def _cv_kind(task: str, dates: dict[str, Any]) -> str:
+    """[cv] kind for the task, and the alternatives as comments (a date column named)."""
+    kind = "kfold" if task == "regression" else "stratified"
+    when = _q(next(iter(dates))) if dates else '"<column>"'
+    return (f"kind = {_q(kind)}\n"
+            '# kind = "group"; group = "<column>"  keeps a group\'s rows in one fold\n'
+            f'# kind = "time"; time = {when}  validates on later rows only')
+
+
 def _render(
     data_dir: Path,
     id_col: str,
@@ -333,6 +342,7 @@ categorical = []
 # network's hyperparameter table may be set (README: "Network parameters").
 {model_lines(model)}
 [cv]
+{_cv_kind(task, dates)}
 folds = {folds}{"  # the rarest class has only this many rows" if folds < FOLDS else ""}
 seed = 42
 

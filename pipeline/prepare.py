@@ -56,6 +56,8 @@ class Prepared:
     classes: tuple | None  # original target labels, sorted; None for regression
     fingerprint: str
     path: Path
+    groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
+    order: np.ndarray | None = None  # [cv] kind = "time": each train row's time (float64)
 
 
 def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
@@ -65,7 +67,7 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     for path in files.values():
         if not path.is_file():
             raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
-    fingerprint = _fingerprint(files, comp)
+    fingerprint = _fingerprint(files, comp, _fold_column(exp))
     out = cache_root(comp) / fingerprint
     if not force and (cached := _load_cached(out, fingerprint)) is not None:
         return cached
@@ -88,10 +90,12 @@ def load_preprocessor(prepared: Prepared) -> dict[str, Any]:
 # --- fingerprint and cache -----------------------------------------------------------------
 
 
-def _fingerprint(files: dict[str, Path], comp: Competition) -> str:
+def _fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None) -> str:
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
-    settings = {k: getattr(comp, k)
-                for k in ("id", "target", "task", "drop", "categorical", "dates")}
+    settings: dict[str, Any] = {
+        k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical", "dates")}
+    if fold_column is not None:  # group / time folds add an array; other kinds change nothing
+        settings["folds"] = fold_column
     h.update(json.dumps(settings, sort_keys=True).encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
@@ -125,6 +129,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
         classes=tuple(classes) if classes is not None else None,
         fingerprint=spec["fingerprint"],
         path=out,
+        groups=arrays.get("groups"),
+        order=arrays.get("order"),
     )
 
 
@@ -163,6 +169,7 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
                  else np.arange(len(train)).astype(str))
     test_ids = _ids(test[comp.id], test_file, comp.id)
     y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
+    fold_keys = _fold_keys(exp, train, train_file)
 
     features = _feature_columns(train, comp, exp.path, train_file)
     _require_columns(test, test_file, features, why="a feature column of train.csv")
@@ -183,8 +190,45 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     spec["dates"] = dates
     spec["n_train"], spec["n_test"] = len(train), len(test)
     arrays = {"X_train": X_train, "y": y, "train_ids": train_ids, "X_test": X_test,
-              "test_ids": test_ids}
+              "test_ids": test_ids, **fold_keys}
     return arrays, spec
+
+
+def _fold_column(exp: Experiment) -> str | None:
+    """`group:<column>` / `time:<column>` when the folds need a column of train.csv."""
+    kind = exp.fold_kind
+    column = {"group": exp.cv.group, "time": exp.cv.time}.get(kind)
+    return f"{kind}:{column}" if column is not None else None
+
+
+def _fold_keys(exp: Experiment, train: pd.DataFrame, file: Path) -> dict[str, np.ndarray]:
+    """What evaluate.folds needs besides y: each row's group, or its time as a number (a date
+    column in days since 1970, parsed as prepare parses dates). The column may be a feature."""
+    if (kind_column := _fold_column(exp)) is None:
+        return {}
+    kind, column = kind_column.split(":", 1)
+    _require_columns(train, file, (column,), why=f"[cv] {kind} in {exp.path}")
+    s = train[column]
+    if s.isna().any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(s.isna().to_numpy())[:5])
+        raise PipelineError(
+            f"{file}: column {column!r} ([cv] {kind}) has {int(s.isna().sum())} empty value(s) "
+            f"(lines {rows}); every row needs its {kind} for the folds"
+        )
+    if kind == "group":
+        return {"groups": _categories(s).to_numpy(dtype=str)}
+    fmt = exp.competition.dates.get(column) or date_format(s, file=file)
+    if fmt is not None:  # the declared format, or the one that reads the whole column
+        order = (parse_dates(s, fmt) - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    else:
+        order = pd.to_numeric(s, errors="coerce")  # numbers (or an id column read as text)
+    bad = s[order.isna().to_numpy()]
+    if len(bad):
+        raise PipelineError(
+            f"{file}: column {column!r} ([cv] time) holds {bad.iloc[:3].tolist()!r}; "
+            "expected dates or numbers to order the rows by"
+        )
+    return {"order": order.to_numpy(dtype=np.float64)}
 
 
 def _require_columns(

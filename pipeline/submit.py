@@ -267,7 +267,8 @@ def _member(
 
 
 def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
-    """A CV score computed like the trials' own: the metric per fold, then the mean."""
+    """A CV score computed like the trials' own: the metric per fold, then the mean. Only the
+    folds' validation rows are read: rows no fold validates (time folds) hold NaN."""
     metric = METRICS[exp.competition.metric]
     return float(np.mean([metric(prepared.y[val], oof[val])
                           for _, val in evaluate.folds(prepared, exp)]))

@@ -169,6 +169,23 @@ def test_date_columns_are_kept_as_numbers_not_dropped_as_free_text(project):
     assert exp.competition.drop == ()
     assert "#   date when: used as numbers" in path.read_text()
     assert "when.hour" in prepare(exp).feature_names
+    # [cv]: the task's kind, and the time hint names the date column
+    text = path.read_text()
+    assert exp.fold_kind == "stratified" and '[cv]\nkind = "stratified"\n' in text
+    assert '# kind = "time"; time = "when"  validates on later rows only\n' in text
+
+
+def test_cv_alternatives_are_written_commented_and_uncommented_they_load(project):
+    train, test = toy_frames()
+    train["y"] = np.arange(60) * 0.5  # regression
+    path, exp = _init(project, train, test)
+    text = path.read_text()
+    assert exp.competition.task == "regression" and 'kind = "kfold"\n' in text
+    assert '# kind = "group"; group = "<column>"  keeps a group\'s rows in one fold\n' in text
+    assert '# kind = "time"; time = "<column>"  validates on later rows only\n' in text
+    group = text.replace('kind = "kfold"\n', 'kind = "group"\ngroup = "count"\n')
+    path.write_text(group)
+    assert experiment.load(path).fold_scheme() == "group(count)/5/seed42"
 
 
 def test_a_sample_that_does_not_fit_test_csv_fails_init_not_submit(project):
