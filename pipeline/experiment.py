@@ -40,12 +40,21 @@ EXPERIMENTS_DIR = Path("experiments")
 class Competition:
     data_dir: Path
     id: str
-    target: str
+    target: str | tuple[str, ...]  # a tuple: several target columns, the sample's order
     task: str
     metric: str
     drop: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     kaggle: str | None = None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target column(s), always a tuple."""
+        return (self.target,) if isinstance(self.target, str) else self.target
+
+    @property
+    def multi_target(self) -> bool:
+        return len(self.targets) > 1
 
 
 class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields.")):
@@ -172,17 +181,18 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     competition = Competition(
         data_dir=Path(_typed(comp, "data_dir", str, path, "competition")),
         id=_typed(comp, "id", str, path, "competition"),
-        target=_typed(comp, "target", str, path, "competition"),
+        target=_target(comp["target"], path),
         task=_one_of(comp, "task", TASKS, path, "competition"),
         metric=_typed(comp, "metric", str, path, "competition"),
         drop=tuple(_str_list(comp, "drop", path, "competition")),
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
     )
-    if problem := fit_problem(competition.metric, competition.task):
+    if problem := fit_problem(competition.metric, competition.task,
+                              multi_target=competition.multi_target):
         raise PipelineError(
             f"{path}: [competition] metric = {competition.metric!r} {problem}")
-    if competition.id == competition.target:
+    if competition.id in competition.targets:
         raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
 
     model = _parse_model(_section(raw, "model", path), path)
@@ -204,6 +214,19 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
                                             minimum=1))
     return Experiment(name=path.stem, path=path, competition=competition, model=model, cv=cv,
                       tune=tune, submit=submit)
+
+
+def _target(value: Any, path: Path) -> str | tuple[str, ...]:
+    """One column name, or a list of several distinct ones (several targets)."""
+    if isinstance(value, str) and value:
+        return value
+    if (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        if len(set(value)) < len(value):
+            dup = next(v for v in value if value.count(v) > 1)
+            raise PipelineError(f"{path}: [competition] target names {dup!r} twice")
+        return value[0] if len(value) == 1 else tuple(value)
+    raise PipelineError(f"{path}: [competition] target must be a column name or a list of "
+                        f"column names, got {value!r}")
 
 
 def _parse_model(raw: dict[str, Any], path: Path) -> Model:
