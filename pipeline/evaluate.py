@@ -50,7 +50,8 @@ def build_estimator(task: str, params: dict[str, Any]) -> Any:
 
 
 def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train_idx, val_idx) per fold: stratified for classification, plain for regression."""
+    """(train_idx, val_idx) per fold: stratified for classification, plain for regression and
+    for several targets (stratifying on several columns at once is out of scope)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     k = exp.cv.folds
@@ -58,7 +59,7 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
     n = len(y)
     if n < k:
         raise PipelineError(f"{exp.path}: [cv] folds = {k} but the training data has {n} rows")
-    if exp.competition.task == "regression":
+    if exp.competition.task == "regression" or y.ndim == 2:
         splitter: Any = KFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
     else:
         smallest = int(np.bincount(y).min()) if len(y) else 0
@@ -79,10 +80,13 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
 
 
 def predict(model: Any, X: np.ndarray) -> np.ndarray:
-    """Metric-form prediction: P(class 1) for binary, (n, k) probabilities, or values."""
+    """Metric-form prediction: P(class 1) for binary, (n, k) probabilities, or values; several
+    targets: (n, m) P(1) of each, or values."""
     if not hasattr(model, "predict_proba"):
         return np.asarray(model.predict(X), dtype=np.float64)
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    if getattr(model, "multilabel_", False):
+        return proba
     return proba[:, 1] if proba.shape[1] == 2 else proba
 
 
@@ -107,7 +111,7 @@ def cross_validate(
     metric = METRICS[exp.competition.metric]
     X, y = prepared.X_train, prepared.y
     n_classes = len(prepared.classes) if prepared.classes is not None else 0
-    oof = np.zeros((len(y), n_classes)) if task == "multiclass" else np.zeros(len(y))
+    oof = np.zeros((len(y), n_classes)) if task == "multiclass" else np.zeros(y.shape)
     seed = int(params.get("random_state") or 0)
     scores: list[float] = []
     curves: list[Curve] = []

@@ -131,3 +131,25 @@ def test_label_fitted_bins_never_see_the_held_out_fold(tiny, monkeypatch):
         held_out = {r.tobytes() for r in X[va]} - train_rows
         assert rows <= train_rows and not rows & held_out
         assert len(rows) < len(train_rows)  # the early-stopping split stayed out as well
+
+
+def test_several_targets_give_an_n_by_m_oof_from_plain_kfold(project):
+    path = tiny_project(project, max_iter=3)
+    folder = project / "data" / "tiny"
+    train = pd.read_csv(folder / "train.csv")
+    train["z"] = (train["x2"] > 0).astype(int)
+    train.to_csv(folder / "train.csv", index=False)
+    path.write_text(path.read_text().replace('target = "y"', 'target = ["y", "z"]')
+                    .replace('"roc_auc"', '"mean_roc_auc"'))
+    exp = load(path)
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0},
+                                  keep_models=True)
+    assert res.oof.shape == (240, 2) and np.all((res.oof >= 0) & (res.oof <= 1))
+    assert 0 < res.mean <= 1 and len(res.scores) == 2
+    assert evaluate.predict(res.models[0], prepared.X_test).shape == (120, 2)
+    from sklearn.model_selection import KFold
+
+    plain = KFold(n_splits=2, shuffle=True, random_state=7).split(prepared.X_train)
+    assert all(np.array_equal(va, b) for (_, va), (_, b) in
+               zip(evaluate.folds(prepared, exp), plain, strict=True))

@@ -162,8 +162,11 @@ def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
 
 def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
     """What a study's trials were measured on (see `check_identity`); the fold scheme as
-    evaluate.folds builds it: stratified for classification, plain k-fold for regression."""
+    evaluate.folds builds it: stratified for classification, plain k-fold for regression and
+    for several targets (not stratified on any of them)."""
     kind = "kfold" if exp.competition.task == "regression" else "stratified"
+    if exp.competition.multi_target:
+        kind = "kfold-unstratified-multitarget"
     return {"data_fingerprint": fingerprint, "folds": f"{kind}/{exp.cv.folds}/seed{exp.cv.seed}",
             "metric": exp.competition.metric, "task": exp.competition.task}
 
