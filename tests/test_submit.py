@@ -392,6 +392,50 @@ def test_format_kinds(tmp_path, monkeypatch):
         sample_columns=["a", "b", "c"],
     )
     assert load_format(multi).kind == "class_proba"
+    top = write_competition(tmp_path, "e", task="multiclass", metric="map@2",
+                            labels=("a", "b", "c"))
+    assert (load_format(top).kind, load_format(top).k) == ("top_k", 2)
+    several = load_format(write_competition(tmp_path, "f", metric="mean_roc_auc",
+                                            targets=("p", "q")))
+    assert (several.kind, several.header, several.targets) == (
+        "multi_target", ("id", "q", "p"), ("p", "q"))
+    assert several.probabilities
+
+
+@pytest.mark.parametrize(("cell", "expected"), [
+    ("a d", r"data row 5 \(id \d{4}\), column 'y': a d lists a label not in \{a, b, c\}"),
+    ("a b c", r"column 'y': a b c does not list 1 to 2 labels"),
+    ("", r"column 'y': '' does not list 1 to 2 labels"),
+    ("b b", r"column 'y': b b lists a label twice"),
+], ids=["unknown", "too-many", "empty", "twice"])
+def test_validate_top_k_cells(tmp_path, monkeypatch, cell, expected):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "top", task="multiclass", metric="map@2",
+                            labels=("a", "b", "c"))
+    frame = read(exp.competition.data_dir / "sample_submission.csv").assign(y="c a")
+    frame.loc[0, "y"] = "b"  # fewer than k labels is allowed
+    validate_file(exp, write(frame))
+    frame.loc[4, "y"] = cell
+    with pytest.raises(PipelineError, match=expected) as info:
+        validate_file(exp, write(frame))
+    assert "\n" not in str(info.value)
+
+
+def test_validate_several_targets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "two", metric="mean_roc_auc", targets=("p", "q"))
+    frame = read(exp.competition.data_dir / "sample_submission.csv").assign(p="0.2", q="1")
+    validate_file(exp, write(frame))
+    frame.loc[2, "q"] = "1.5"
+    with pytest.raises(PipelineError, match=r"data row 3 \(id \d{4}\), column 'q': 1.5 is "
+                                            r"outside \[0, 1\]$"):
+        validate_file(exp, write(frame))
+    with pytest.raises(PipelineError, match=r"header is \['id', 'p', 'q'\], expected "
+                                            r"\['id', 'q', 'p'\]"):
+        validate_file(exp, write(frame[["id", "p", "q"]]))
+    reg = write_competition(tmp_path, "tworeg", task="regression", metric="rmse",
+                            targets=("p", "q"))
+    validate_file(reg, write(frame.assign(q="-7.5")))  # values: no range
 
 
 def test_cli_validate(tmp_path, monkeypatch):
@@ -443,6 +487,36 @@ def test_real_stages_top_k_multiclass_labels(tmp_path, monkeypatch):
     validate_file(exp, result.path)
     assert set(read(result.path)["y"]) <= {"x", "y", "z"}
     assert np.isfinite(result.cv_score) and "-top2-cv" in result.path.name
+
+
+def test_real_stages_map_at_k_lists_the_likeliest_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "realk", task="multiclass", metric="map@2",
+                            labels=("x", "y", "z"))
+    result = submit(exp, [real_trial(exp, 1)])
+    validate_file(exp, result.path)
+    cells = read(result.path)["y"].str.split()
+    assert all(len(c) == 2 and len(set(c)) == 2 and set(c) <= {"x", "y", "z"} for c in cells)
+    oof = read(result.prediction_paths[0])
+    assert list(oof.columns) == ["id", "target", "p_x", "p_y", "p_z"]
+
+
+@pytest.mark.parametrize(("task", "metric"), [("binary", "mean_roc_auc"),
+                                              ("regression", "rmse")])
+def test_real_stages_several_targets(tmp_path, monkeypatch, task, metric):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "realt", task=task, metric=metric, targets=("p", "q"))
+    result = submit(exp, [real_trial(exp, 1)], refit=False)
+    validate_file(exp, result.path)
+    out = read(result.path)
+    assert list(out.columns) == ["id", "q", "p"] and np.isfinite(result.cv_score)
+    oof, test = (read(p) for p in result.prediction_paths)
+    assert list(oof.columns) == ["id", "target_p", "target_q", "p", "q"]
+    assert list(test.columns) == ["id", "p", "q"]
+    mine = test.set_index("id").loc[out["id"]]  # the same predictions, the sample's columns
+    assert np.allclose(mine["q"].astype(float), out["q"].astype(float))
 
 
 @pytest.mark.parametrize(

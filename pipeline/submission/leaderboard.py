@@ -176,7 +176,8 @@ def board(exp: Experiment) -> Board:
     fmt = load_format(exp)
     metric = METRICS[exp.competition.metric]
     has_solution = (exp.competition.data_dir / "solution.csv").is_file()
-    classes = _classes(exp) if has_solution and exp.competition.task != "regression" else None
+    labelled = exp.competition.task != "regression" and not exp.competition.multi_target
+    classes = _classes(exp) if has_solution and labelled else None
     solution = load_solution(exp, fmt, classes)
     found = [
         Entry(r["file"], r.get("trials", ""), _float(r.get("cv_score")), r.get("time", ""),
