@@ -30,7 +30,7 @@ import pipeline
 from pipeline import console
 from pipeline.cli import app
 from pipeline.errors import PipelineError
-from pipeline.experiment import Submit
+from pipeline.experiment import Submit, load
 from pipeline.submission import ledger
 from pipeline.submission.format import load_format, match_class_columns
 from pipeline.submit import SEED_STRIDE, refit_params, submit, validate_file
@@ -574,3 +574,72 @@ def test_spaces_after_commas_are_read_as_init_and_prepare_read_them(fake):
     assert fmt.header == ("id", "y") and fmt.labels == ("no", "yes")
     assert not any(i.startswith(" ") for i in fmt.ids + fmt.test_ids)
     validate_file(exp, exp.competition.data_dir / "sample_submission.csv")
+
+
+# --- end to end, one per new submission shape ----------------------------------------------
+
+
+def _end_to_end(root: Path, exp, column: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """init (over the hand-written file) -> tune 2 trials -> submit -> validate ->
+    leaderboard; -> (the submission, its leaderboard row). The registered model's scorer
+    (tracking.scoring, what the MLflow model runs) writes the same file from raw rows."""
+    import json
+
+    from pipeline import tune
+    from pipeline.experiment import load
+    from pipeline.prepare import prepare
+    from pipeline.submission.format import load_format
+    from pipeline.tracking.scoring import PREPROCESSOR, SCORING, Scorer, output_spec
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", f"data/{exp.name}", "--force"])
+    assert result.exit_code == 0, result.output
+    path = Path("experiments") / f"{exp.name}.toml"
+    fast = {"max_iter = 300": "max_iter = 4", "seeds = 5": "seeds = 1",
+            "refit = false": "refit = true", "folds = 5": "folds = 3"}
+    text = path.read_text()
+    for old, new in fast.items():
+        text = text.replace(old, new)
+    path.write_text(text)
+    exp = load(exp.name)
+    tune.tune(exp, trials=2, track=False)
+    file = submit(exp, tune.best_trials(exp)).path  # the CLI's submit, without MLflow (slow)
+    assert runner.invoke(app, ["validate", exp.name, str(file)]).exit_code == 0
+    result = runner.invoke(app, ["leaderboard", exp.name, "--csv"])
+    (row,) = pd.read_csv(io.StringIO(result.output), dtype=str).to_dict("records")
+    sub = read(file)
+    prepared = prepare(exp)
+    spec = output_spec(load_format(exp), prepared.classes, [["m1"]])
+    Path("scoring.json").write_text(json.dumps(spec))
+    scorer = Scorer.from_artifacts({PREPROCESSOR: str(prepared.path / "preprocessor.json"),
+                                    SCORING: "scoring.json", "m1": str(file.with_suffix(".npz"))})
+    raw = pd.read_csv(exp.competition.data_dir / "test.csv", dtype={"id": str})
+    scored = scorer.predict(raw).set_index("id").loc[sub["id"]]
+    assert list(scored.columns) == list(sub.columns[1:])
+    if column == "listed":
+        assert list(scored[sub.columns[1]]) == list(sub[sub.columns[1]])
+    else:
+        np.testing.assert_allclose(scored.to_numpy(float), sub.iloc[:, 1:].to_numpy(float))
+    return sub, row
+
+
+def test_end_to_end_top_k_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "topk", task="multiclass", metric="map@2",
+                            labels=("x", "y", "z"))
+    sub, row = _end_to_end(tmp_path, exp, "listed")
+    assert load(exp.name).competition.metric == "map@2"
+    assert all(len(set(c.split())) == 2 for c in sub["y"])
+    assert row["status"] == "ok" and 0 < float(row["public"]) <= 1
+
+
+def test_end_to_end_several_targets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "multi", metric="mean_roc_auc", targets=("p", "q"))
+    sub, row = _end_to_end(tmp_path, exp, "values")
+    c = load(exp.name).competition
+    assert (c.target, c.task, c.metric) == (("q", "p"), "binary", "mean_roc_auc")
+    assert list(sub.columns) == ["id", "q", "p"]
+    assert row["status"] == "ok" and 0 < float(row["public"]) <= 1
