@@ -153,3 +153,13 @@ def test_several_targets_give_an_n_by_m_oof_from_plain_kfold(project):
     plain = KFold(n_splits=2, shuffle=True, random_state=7).split(prepared.X_train)
     assert all(np.array_equal(va, b) for (_, va), (_, b) in
                zip(evaluate.folds(prepared, exp), plain, strict=True))
+
+
+def test_the_study_names_the_unstratified_folds_of_several_targets(project):
+    from pipeline.tune import study_identity
+
+    path = tiny_project(project)
+    assert study_identity(load(path), "f")["folds"] == "stratified/2/seed7"
+    path.write_text(path.read_text().replace('target = "y"', 'target = ["y", "x2"]')
+                    .replace('"binary"', '"regression"').replace('"roc_auc"', '"rmse"'))
+    assert study_identity(load(path), "f")["folds"] == "kfold-unstratified-multitarget/2/seed7"

@@ -581,3 +581,16 @@ def test_gradcheck_detects_a_wrong_embedding_gradient(monkeypatch):
 
     monkeypatch.setattr(embeddings.PeriodicEmbedding, "backward", wrong)
     assert check_case("relu", "binary", periodic=True) > 1e-3
+
+
+@pytest.mark.parametrize("encoding", ["ple", "periodic"])
+def test_several_targets_through_the_numeric_encodings(encoding):
+    """Tree bins (ple) read a 2-D target too: several 0/1 columns or several values."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    clf = SigmoidNetworkClassifier(numeric_encoding=encoding, max_iter=3, early_stopping=True,
+                                   random_state=0).fit(X, (X[:, :2] > 0).astype(int))
+    assert clf.predict_proba(X).shape == (80, 2)
+    reg = SigmoidNetworkRegressor(numeric_encoding=encoding, max_iter=3,
+                                  random_state=0).fit(X, X[:, :2] * 100)
+    assert reg.predict(X).shape == (80, 2)
