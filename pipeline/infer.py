@@ -157,9 +157,9 @@ def _infer_targets(data_dir: Path, train: Any, targets: list[str]) -> tuple[str,
                                 "targets must be numbers (0/1 for binary)")
     n = len(targets)
     if all(set(train[t].dropna().astype(float).unique()) <= {0.0, 1.0} for t in targets):
-        return ("binary", f"{n} columns holding only 0 / 1",
+        return ("binary", "hold only 0 / 1",
                 "mean_roc_auc", f"the sample holds one probability column per target ({n})")
-    return "regression", f"{n} numeric columns", "rmse", f"regression with {n} targets"
+    return "regression", "hold numbers", "rmse", f"regression with {n} targets"
 
 
 def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[str, str]:
@@ -271,8 +271,10 @@ def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:
     return f"  # or: {', '.join(others)}" if others else ""
 
 
-def _shown(target: str | list[str]) -> str:
-    return repr(target) if isinstance(target, str) else "columns " + ", ".join(map(repr, target))
+def _shown(target: str | list[str], why: str) -> str:
+    if isinstance(target, str):
+        return f"target {target!r} has {why}"
+    return f"targets {', '.join(map(repr, target))} {why}"
 
 
 def _range(low: float, high: float, log: bool = False) -> str:
@@ -308,7 +310,7 @@ def _render(
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
     return f"""\
 # Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
-#   task {task}: target {_shown(target)} has {why_task}
+#   task {task}: {_shown(target, why_task)}
 #   metric {metric}: {why_metric}
 {dates_note}
 [competition]

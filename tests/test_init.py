@@ -220,10 +220,11 @@ def test_a_sample_listing_labels_means_map_at_k(project, labels):
     assert fmt.kind == "top_k" and fmt.k == 3 and fmt.labels == tuple(sorted(map(str, labels)))
 
 
-@pytest.mark.parametrize(("values", "task", "metric"), [
-    (lambda i: i % 2, "binary", "mean_roc_auc"), (lambda i: i * 0.5, "regression", "rmse")])
+@pytest.mark.parametrize(("values", "task", "metric", "why"), [
+    (lambda i: i % 2, "binary", "mean_roc_auc", "hold only 0 / 1"),
+    (lambda i: i * 0.5, "regression", "rmse", "hold numbers")])
 def test_sample_columns_that_are_train_columns_mean_several_targets(project, values, task,
-                                                                   metric):
+                                                                   metric, why):
     train, test = toy_frames()
     train["b"] = [values(i) for i in range(60)]
     train["a"] = [values(i + 1) for i in range(60)]
@@ -232,7 +233,7 @@ def test_sample_columns_that_are_train_columns_mean_several_targets(project, val
     c = exp.competition
     assert (c.target, c.task, c.metric, exp.cv.folds) == (("b", "a"), task, metric, 5)
     text = path.read_text()
-    assert 'target = ["b", "a"]' in text and "target columns 'b', 'a' has 2 " in text
+    assert 'target = ["b", "a"]' in text and f"task {task}: targets 'b', 'a' {why}" in text
     assert prepare(exp).y.shape == (60, 2)
     assert load_format(exp).kind == "multi_target"
 

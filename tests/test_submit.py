@@ -643,3 +643,15 @@ def test_end_to_end_several_targets(tmp_path, monkeypatch):
     assert (c.target, c.task, c.metric) == (("q", "p"), "binary", "mean_roc_auc")
     assert list(sub.columns) == ["id", "q", "p"]
     assert row["status"] == "ok" and 0 < float(row["public"]) <= 1
+
+
+def test_oof_files_of_several_targets_name_each_target(tmp_path):
+    import types
+
+    from pipeline.cv_run import write_oof
+
+    prepared = types.SimpleNamespace(train_ids=np.array(["a1", "a2"]), classes=None,
+                                     y=np.array([[0.0, 1.0], [1.0, 0.0]]))
+    write_oof(tmp_path / "oof.csv", prepared, np.array([[0.25, 0.5], [0.75, 0.125]]), ("s", "t"))
+    assert (tmp_path / "oof.csv").read_text().splitlines() == [
+        "id,target_s,target_t,s,t", "a1,0.0,1.0,0.25,0.5", "a2,1.0,0.0,0.75,0.125"]
