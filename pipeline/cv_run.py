@@ -82,13 +82,14 @@ def cross_validate_and_log(
         return CvRun(res, metric.name, seconds, None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "oof.csv"
-        write_oof(path, prepared, res.oof)
+        write_oof(path, prepared, res.oof, exp.competition.targets)
         tracker.log_files(run.run_id, [path], None)
     return CvRun(res, metric.name, seconds, run.run_id)
 
 
-def write_oof(path: Path, prepared: Any, oof: np.ndarray) -> None:
-    """Out-of-fold predictions by id, in the metric's form (P(class) / value); rows no fold
-    validated (time folds' first block) are left out."""
-    path.write_text(predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y),
-                    encoding="utf-8")
+def write_oof(path: Path, prepared: Any, oof: np.ndarray, targets: tuple[str, ...]) -> None:
+    """Out-of-fold predictions by id, in the metric's form (P(class) / value; one column per
+    target for several); rows no fold validated (time folds' first block) are left out."""
+    several = targets if len(targets) > 1 else ()
+    path.write_text(predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y,
+                                       several), encoding="utf-8")

@@ -81,7 +81,7 @@ def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndar
         raise PipelineError(f"{exp.path}: [cv] folds = {k} but the training data has {n} rows")
     if kind == "time":
         return _scorable(_time_folds(prepared, exp), prepared, exp)
-    classify = exp.competition.task != "regression"
+    classify = exp.competition.task != "regression" and y.ndim == 1  # one column of classes
     if classify and kind in ("stratified", "group"):
         _check_classes(prepared, exp)
     groups = _groups(prepared, exp) if kind == "group" else None
@@ -177,10 +177,13 @@ def _fold_array(prepared: Prepared, exp: Experiment, values: np.ndarray | None) 
 
 
 def predict(model: Any, X: np.ndarray) -> np.ndarray:
-    """Metric-form prediction: P(class 1) for binary, (n, k) probabilities, or values."""
+    """Metric-form prediction: P(class 1) for binary, (n, k) probabilities, or values; several
+    targets: (n, m) P(1) of each, or values."""
     if not hasattr(model, "predict_proba"):
         return np.asarray(model.predict(X), dtype=np.float64)
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    if getattr(model, "multilabel_", False):
+        return proba
     return proba[:, 1] if proba.shape[1] == 2 else proba
 
 
@@ -206,7 +209,7 @@ def cross_validate(
     X, y = prepared.X_train, prepared.y
     n_classes = len(prepared.classes) if prepared.classes is not None else 0
     # NaN marks rows no fold validates (time folds' first block): see CVResult.validated
-    oof = np.full((len(y), n_classes) if task == "multiclass" else len(y), np.nan)
+    oof = np.full((len(y), n_classes) if task == "multiclass" else y.shape, np.nan)
     seed = int(params.get("random_state") or 0)
     scores: list[float] = []
     curves: list[Curve] = []

@@ -44,7 +44,7 @@ EXPERIMENTS_DIR = Path("experiments")
 class Competition:
     data_dir: Path
     id: str
-    target: str
+    target: str | tuple[str, ...]  # a tuple: several target columns, the sample's order
     task: str
     metric: str
     drop: tuple[str, ...] = ()
@@ -52,6 +52,15 @@ class Competition:
     kaggle: str | None = None
     # Date column -> strptime format, where the data cannot tell (01/02/2015) or to pin one.
     dates: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target column(s), always a tuple."""
+        return (self.target,) if isinstance(self.target, str) else self.target
+
+    @property
+    def multi_target(self) -> bool:
+        return len(self.targets) > 1
 
 
 class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields.")):
@@ -119,9 +128,7 @@ class Experiment:
     @property
     def fold_kind(self) -> str:
         """[cv] kind, or the task's default: stratified for classification, else kfold."""
-        if self.cv.kind is not None:
-            return self.cv.kind
-        return "kfold" if self.competition.task == "regression" else "stratified"
+        return self.cv.kind if self.cv.kind is not None else default_fold_kind(self.competition)
 
     def fold_scheme(self) -> str:
         """The folds in one string (study identity, run tag): `stratified/5/seed42`,
@@ -198,7 +205,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     competition = Competition(
         data_dir=Path(_typed(comp, "data_dir", str, path, "competition")),
         id=_typed(comp, "id", str, path, "competition"),
-        target=_typed(comp, "target", str, path, "competition"),
+        target=_target(comp["target"], path),
         task=_one_of(comp, "task", TASKS, path, "competition"),
         metric=_typed(comp, "metric", str, path, "competition"),
         drop=tuple(_str_list(comp, "drop", path, "competition")),
@@ -206,15 +213,16 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
         dates=_dates(comp, path),
     )
-    if problem := fit_problem(competition.metric, competition.task):
+    if problem := fit_problem(competition.metric, competition.task,
+                              multi_target=competition.multi_target):
         raise PipelineError(
             f"{path}: [competition] metric = {competition.metric!r} {problem}")
-    if competition.id == competition.target:
+    if competition.id in competition.targets:
         raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
 
     model = _parse_model(_section(raw, "model", path), path)
 
-    cv = _parse_cv(_section(raw, "cv", path), competition.task, path)
+    cv = _parse_cv(_section(raw, "cv", path), competition, path)
 
     tune = _parse_tune(_section(raw, "tune", path), path)
     sub_raw = _section(raw, "submit", path)
@@ -228,14 +236,21 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
                       tune=tune, submit=submit)
 
 
-def _parse_cv(raw: dict[str, Any], task: str, path: Path) -> CV:
+def default_fold_kind(comp: Competition) -> str:
+    """Stratified for one column of classes; kfold for regression and several targets
+    (stratifying on several columns at once is out of scope)."""
+    return "kfold" if comp.task == "regression" or comp.multi_target else "stratified"
+
+
+def _parse_cv(raw: dict[str, Any], comp: Competition, path: Path) -> CV:
     _check_keys(raw, {f.name for f in fields(CV)}, path, "cv")
     given = _one_of(raw, "kind", CV_KINDS, path, "cv") if "kind" in raw else None
-    kind = given or ("kfold" if task == "regression" else "stratified")
-    if kind == "stratified" and task == "regression":
+    kind = given or default_fold_kind(comp)
+    if kind == "stratified" and default_fold_kind(comp) != "stratified":
+        what = "several targets" if comp.multi_target else "task regression"
         raise PipelineError(
-            f'{path}: [cv] kind = "stratified" needs classes; task regression uses "kfold" '
-            '(or "group" / "time")'
+            f'{path}: [cv] kind = "stratified" needs one column of classes; {what} uses '
+            '"kfold" (or "group" / "time")'
         )
     columns: dict[str, str | None] = {}
     for key in ("group", "time"):
@@ -253,6 +268,19 @@ def _parse_cv(raw: dict[str, Any], task: str, path: Path) -> CV:
         seed=_int(raw, "seed", path, "cv", CV.seed, minimum=0),
         kind=given, **columns,
     )
+
+
+def _target(value: Any, path: Path) -> str | tuple[str, ...]:
+    """One column name, or a list of several distinct ones (several targets)."""
+    if isinstance(value, str) and value:
+        return value
+    if (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        if len(set(value)) < len(value):
+            dup = next(v for v in value if value.count(v) > 1)
+            raise PipelineError(f"{path}: [competition] target names {dup!r} twice")
+        return value[0] if len(value) == 1 else tuple(value)
+    raise PipelineError(f"{path}: [competition] target must be a column name or a list of "
+                        f"column names, got {value!r}")
 
 
 def _parse_model(raw: dict[str, Any], path: Path) -> Model:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse
+from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse, toml_value
 from pipeline.files import (
     DATE_PARTS,
     date_formats,
@@ -57,13 +57,18 @@ def init_experiment(
     notes = [] if id_col in train.columns else [
         f"train.csv has no id column: rows are numbered ({id_col!r} is in test.csv and the sample)"]
     target = _infer_target(data_dir, sample, train, test, id_col)
-    task, why_task = _infer_task(data_dir, train[target], target, sample)
-    metric, why_metric = _infer_metric(data_dir, task, target, sample)
-    drop = _infer_drop(train, test, id_col, target)
-    dates = {str(c): found for c in train.columns if c not in (id_col, target, *drop)
+    if isinstance(target, list):
+        task, why_task, metric, why_metric = _infer_targets(data_dir, train, target)
+        folds = FOLDS
+    else:
+        task, why_task = _infer_task(data_dir, train[target], target, sample)
+        metric, why_metric = _infer_metric(data_dir, task, target, sample)
+        folds = _folds(train[target], task)
+    targets = target if isinstance(target, list) else [target]
+    drop = _infer_drop(train, test, id_col, targets)
+    dates = {str(c): found for c in train.columns if c not in (id_col, *targets, *drop)
              and (found := date_formats(train[c], test[c]))}
 
-    folds = _folds(train[target], task)
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
                    dates, folds, notes)
     # What we write must load, and its sample must fit test.csv and the classes: found now,
@@ -75,10 +80,15 @@ def init_experiment(
     return path
 
 
-def _infer_target(data_dir: Path, sample: Any, train: Any, test: Any, id_col: str) -> str:
+def _infer_target(
+    data_dir: Path, sample: Any, train: Any, test: Any, id_col: str
+) -> str | list[str]:
     columns = [str(c) for c in sample.columns[1:]]
     if len(columns) == 1 and columns[0] in train.columns:
         return columns[0]
+    # Several sample columns that are train.csv columns test.csv lacks: several targets.
+    if len(columns) > 1 and all(c in train.columns and c not in test.columns for c in columns):
+        return columns
     # Several sample columns (per-class probabilities): the train column test lacks.
     only_train = [str(c) for c in train.columns if c not in test.columns and c != id_col]
     if len(only_train) == 1:
@@ -143,6 +153,23 @@ def _listed(data_dir: Path, sample: Any) -> int:
     return int(counts.max()) if len(counts) and counts.min() > 1 else 0
 
 
+def _infer_targets(data_dir: Path, train: Any, targets: list[str]) -> tuple[str, str, str, str]:
+    """(task, why, metric, why) for several target columns: binary when every one holds only
+    0 and 1, else regression."""
+    import pandas as pd
+
+    for t in targets:
+        if not pd.api.types.is_numeric_dtype(train[t]) and not pd.api.types.is_bool_dtype(
+                train[t]):
+            raise PipelineError(f"{data_dir / 'train.csv'}: target {t!r} holds text; several "
+                                "targets must be numbers (0/1 for binary)")
+    n = len(targets)
+    if all(set(train[t].dropna().astype(float).unique()) <= {0.0, 1.0} for t in targets):
+        return ("binary", "hold only 0 / 1",
+                "mean_roc_auc", f"the sample holds one probability column per target ({n})")
+    return "regression", "hold numbers", "rmse", f"regression with {n} targets"
+
+
 def _infer_metric(data_dir: Path, task: str, target: str, sample: Any) -> tuple[str, str]:
     if task == "regression":
         return "rmse", "regression"
@@ -173,13 +200,13 @@ def _folds(y: Any, task: str) -> int:
     return max(2, min(FOLDS, int(y.value_counts().min())))
 
 
-def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, str]:
+def _infer_drop(train: Any, test: Any, id_col: str, targets: list[str]) -> dict[str, str]:
     """Columns a network cannot use as they are -> the reason, for a TOML comment."""
     import pandas as pd
 
     drop: dict[str, str] = {}
     for col in train.columns:
-        if col in (id_col, target):
+        if col in (id_col, *targets):
             continue
         if col not in test.columns:
             drop[str(col)] = "not in test.csv"
@@ -247,9 +274,9 @@ def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
     return model, lines
 
 
-def _alternatives(task: str, metric: str) -> str:
+def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:
     """A comment naming the task's other metrics, so a wrong guess is one edit away."""
-    others = [m.replace("map@3", "map@k") for m in metrics_for(task)
+    others = [m.replace("map@3", "map@k") for m in metrics_for(task, multi_target=multi_target)
               if m != metric and not (m.startswith("map@") and metric.startswith("map@"))]
     return f"  # or: {', '.join(others)}" if others else ""
 
@@ -282,6 +309,12 @@ def _dates_toml(dates: dict[str, tuple[str, ...]]) -> str:
     return text
 
 
+def _shown(target: str | list[str], why: str) -> str:
+    if isinstance(target, str):
+        return f"target {target!r} has {why}"
+    return f"targets {', '.join(map(repr, target))} {why}"
+
+
 def _range(low: float, high: float, log: bool = False) -> str:
     return f"{{ low = {low!r}, high = {high!r}{', log = true' if log else ''} }}"
 
@@ -293,9 +326,9 @@ def _q(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def _cv_kind(task: str, dates: dict[str, Any]) -> str:
+def _cv_kind(task: str, several: bool, dates: dict[str, Any]) -> str:
     """[cv] kind for the task, and the alternatives as comments (a date column named)."""
-    kind = "kfold" if task == "regression" else "stratified"
+    kind = "kfold" if task == "regression" or several else "stratified"
     when = _q(next(iter(dates))) if dates else '"<column>"'
     return (f"kind = {_q(kind)}\n"
             '# kind = "group"; group = "<column>"  keeps a group\'s rows in one fold\n'
@@ -305,7 +338,7 @@ def _cv_kind(task: str, dates: dict[str, Any]) -> str:
 def _render(
     data_dir: Path,
     id_col: str,
-    target: str,
+    target: str | list[str],
     task: str,
     metric: str,
     drop: dict[str, str],
@@ -323,15 +356,15 @@ def _render(
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
     return f"""\
 # Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
-#   task {task}: target {target!r} has {why_task}
+#   task {task}: {_shown(target, why_task)}
 #   metric {metric}: {why_metric}
 {reasons}
 [competition]
 data_dir = {_q(str(data_dir))}
 id = {_q(id_col)}
-target = {_q(target)}
+target = {toml_value(target)}
 task = {_q(task)}
-metric = {_q(metric)}{_alternatives(task, metric)}
+metric = {_q(metric)}{_alternatives(task, metric, isinstance(target, list))}
 # Columns left out of the features.
 {drop_toml}
 # Numeric columns to one-hot encode instead of scaling (text columns always are).
@@ -342,7 +375,7 @@ categorical = []
 # network's hyperparameter table may be set (README: "Network parameters").
 {model_lines(model)}
 [cv]
-{_cv_kind(task, dates)}
+{_cv_kind(task, isinstance(target, list), dates)}
 folds = {folds}{"  # the rarest class has only this many rows" if folds < FOLDS else ""}
 seed = 42
 

@@ -48,12 +48,13 @@ if TYPE_CHECKING:  # sklearn costs ~1 s to import; only a cache miss needs it
 @dataclass(frozen=True)
 class Prepared:
     X_train: np.ndarray  # (n_train, n_features) float64
-    y: np.ndarray  # int64 codes 0..k-1 (code i = classes[i]); float64 for regression
+    y: np.ndarray  # int64 codes 0..k-1 (code i = classes[i]); float64 for regression;
+    # (n, m) float64 for several targets (0/1 for binary), the experiment's target order
     train_ids: np.ndarray  # 'U' strings, train.csv order
     X_test: np.ndarray  # (n_test, n_features) float64, test.csv order
     test_ids: np.ndarray  # 'U' strings, test.csv order
     feature_names: tuple[str, ...]
-    classes: tuple | None  # original target labels, sorted; None for regression
+    classes: tuple | None  # original target labels, sorted; None for regression / several
     fingerprint: str
     path: Path
     groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
@@ -162,13 +163,16 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
     train = read_csv(train_file, id_col=comp.id, str_cols=declared)
     test = read_csv(test_file, id_col=comp.id, str_cols=declared)
-    _require_columns(train, train_file, (comp.target,))
+    _require_columns(train, train_file, comp.targets)
     _require_columns(test, test_file, (comp.id,))
     # Many competitions keep the id in test.csv and the sample only: train rows are numbered.
     train_ids = (_ids(train[comp.id], train_file, comp.id) if comp.id in train.columns
                  else np.arange(len(train)).astype(str))
     test_ids = _ids(test[comp.id], test_file, comp.id)
-    y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
+    if comp.multi_target:
+        y, target_spec = encode_targets(train, comp, train_file, train_ids)
+    else:
+        y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
     fold_keys = _fold_keys(exp, train, train_file)
 
     features = _feature_columns(train, comp, exp.path, train_file)
@@ -294,12 +298,38 @@ def encode_target(
     return codes.astype(np.int64), {"classes": classes}
 
 
+def encode_targets(
+    train: pd.DataFrame, comp: Competition, file: Path, ids: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Several target columns -> (n, m) float64 in the experiment's order: each a number
+    (regression) or 0/1 (binary: one sigmoid output each), none missing."""
+    columns = []
+    for name in comp.targets:
+        y = train[name]
+        where = f"{file}: target {name!r}"
+        if y.isna().any():
+            missing = ", ".join(repr(str(i)) for i in ids[y.isna().to_numpy()][:5])
+            raise PipelineError(f"{where} has {int(y.isna().sum())} missing value(s) "
+                                f"(ids {missing}); expected a value in every row")
+        values = pd.to_numeric(y, errors="coerce") if not pd.api.types.is_bool_dtype(y) else y
+        if values.isna().any():
+            bad = y[values.isna()].iloc[:3].tolist()
+            raise PipelineError(f"{where} must be numeric, got {bad!r}")
+        values = values.to_numpy(dtype=np.float64)
+        if comp.task == "binary" and not np.isin(values, (0.0, 1.0)).all():
+            bad = sorted(set(values[~np.isin(values, (0.0, 1.0))].tolist()))[:3]
+            raise PipelineError(f"{where} must be 0 or 1 for task binary with several "
+                                f"targets, got {bad!r}")
+        columns.append(values)
+    return np.column_stack(columns), {"classes": None}
+
+
 def _feature_columns(
     train: pd.DataFrame, comp: Competition, exp_path: Path, train_file: Path
 ) -> list[str]:
     for key in ("drop", "categorical"):
         for col in getattr(comp, key):
-            if col not in train.columns or col in (comp.id, comp.target):
+            if col not in train.columns or col in (comp.id, *comp.targets):
                 what = "is the id or target" if col in train.columns else f"is not in {train_file}"
                 raise PipelineError(
                     f"{exp_path}: [competition] {key} names column {col!r}, which {what}"
@@ -307,7 +337,7 @@ def _feature_columns(
     # A column with no value in train.csv teaches nothing, whatever test.csv holds in it (a
     # category first seen in test would otherwise be "text in a numeric column").
     features = [c for c in train.columns
-                if c not in (comp.id, comp.target, *comp.drop) and train[c].notna().any()]
+                if c not in (comp.id, *comp.targets, *comp.drop) and train[c].notna().any()]
     if not features:
         raise PipelineError(
             f"{exp_path}: no feature columns left in {train_file} after drop "

@@ -134,7 +134,8 @@ def submit(
     written: list[Path] = []
     try:
         model_paths = _save_models(path, members, exp, prepared, refit, written)
-        kept = _save_predictions(path, prepared, oof, pred, written)
+        kept = _save_predictions(path, prepared, oof, pred, written,
+                                 exp.competition.targets if exp.competition.multi_target else ())
         write_bytes_atomic(path, data)
         written.append(path)
         sha = hashlib.sha256(data).hexdigest()
@@ -186,7 +187,7 @@ def check_test_columns(exp: Experiment) -> None:
     """
     comp = exp.competition
     train, test = comp.data_dir / "train.csv", comp.data_dir / "test.csv"
-    skip = {comp.id, comp.target, *comp.drop}
+    skip = {comp.id, *comp.targets, *comp.drop}
     features = [c for c in header_of(train) if c not in skip]
     have = set(header_of(test))
     missing = [c for c in features if c not in have]
@@ -321,13 +322,14 @@ def _save_models(
 
 
 def _save_predictions(csv_path: Path, prepared: Any, oof: np.ndarray, test: np.ndarray,
-                      written: list[Path]) -> list[Path]:
+                      written: list[Path], targets: tuple[str, ...] = ()) -> list[Path]:
     """predictions/<stem>.oof.csv (train ids, target, OOF) and <stem>.test.csv (test ids)."""
     folder = csv_path.parent / "predictions"
     out = []
     for kind, text in (
-        ("oof", predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y)),
-        ("test", predictions.to_csv(prepared.test_ids, test, prepared.classes)),
+        ("oof", predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y,
+                                   targets)),
+        ("test", predictions.to_csv(prepared.test_ids, test, prepared.classes, targets=targets)),
     ):
         path = folder / f"{csv_path.stem}.{kind}.csv"
         write_bytes_atomic(path, text.encode("utf-8"))

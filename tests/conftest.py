@@ -12,6 +12,7 @@ Import the functions with `from conftest import make_competition, ...`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +35,19 @@ def make_competition(
     *,
     name: str = "comp",
     id: str = "id",
-    target: str = "y",
+    target: str | list[str] = "y",
     sample: pd.DataFrame | None = None,
 ) -> Path:
-    """Write train/test CSVs and a sample (default: test ids + 0.5) into root/data/<name>."""
+    """Write train/test CSVs and a sample (default: test ids + 0.5 per target) into
+    root/data/<name>."""
     folder = root / "data" / name
     folder.mkdir(parents=True, exist_ok=True)
     train.to_csv(folder / "train.csv", index=False)
     test.to_csv(folder / "test.csv", index=False)
     if sample is None:
         ids = test[id] if id in test.columns else range(len(test))  # broken-test cases
-        sample = pd.DataFrame({id: ids, target: 0.5})
+        targets = [target] if isinstance(target, str) else target
+        sample = pd.DataFrame({id: ids, **{t: 0.5 for t in targets}})
     sample.to_csv(folder / "sample_submission.csv", index=False)
     return folder
 
@@ -55,16 +58,17 @@ def write_experiment(
     data_dir: Path | str,
     *,
     id: str = "id",
-    target: str = "y",
+    target: str | list[str] = "y",
     task: str = "binary",
     metric: str = "roc_auc",
     extra: str = "",
 ) -> Path:
-    """experiments/<name>.toml with just a [competition]; `extra` is appended to that table."""
+    """experiments/<name>.toml with just a [competition]; `extra` is appended to that table;
+    a list of targets is several target columns."""
     path = root / "experiments" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f'[competition]\ndata_dir = "{data_dir}"\nid = "{id}"\ntarget = "{target}"\n'
+        f'[competition]\ndata_dir = "{data_dir}"\nid = "{id}"\ntarget = {json.dumps(target)}\n'
         f'task = "{task}"\nmetric = "{metric}"\n{extra}\n',
         encoding="utf-8",
     )

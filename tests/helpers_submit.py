@@ -29,12 +29,17 @@ def write_competition(
     labels: tuple = (0, 1),
     sample_columns: list[str] | None = None,
     seed: int = 0,
+    targets: tuple[str, ...] = (),
 ) -> Experiment:
     """data/<name>/{train,test,sample_submission,solution}.csv and experiments/<name>.toml.
 
     Ids are zero-padded strings ("0007") so that any int parsing would show; the sample lists
-    the test ids in a shuffled order, which every submission must follow.
+    the test ids in a shuffled order, which every submission must follow. `targets`: several
+    target columns (0/1 for binary), the sample's columns in reverse order; a map@k sample
+    lists k labels per row.
     """
+    if targets:
+        return _several_targets(root, name, task, metric, targets, seed)
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_TEST
     x1, x2 = rng.normal(size=n).round(3), rng.normal(size=n).round(3)
@@ -57,20 +62,51 @@ def write_competition(
     value_columns = sample_columns or ["y"]
     for column in value_columns:
         sample[column] = 0.5 if metric != "accuracy" else str(labels[0])
+    if metric.startswith("map@"):
+        sample["y"] = " ".join(str(v) for v in labels[:int(metric[4:])])
     sample.to_csv(folder / "sample_submission.csv", index=False)
 
     usage = np.where(np.arange(N_TEST) % 3 == 0, "Public", "Private")
     pd.DataFrame({"id": test["id"], "y": y[N_TRAIN:], "Usage": usage}).to_csv(
         folder / "solution.csv", index=False
     )
+    return _experiment(root, name, task, metric, '"y"')
+
+
+def _experiment(root: Path, name: str, task: str, metric: str, target: str) -> Experiment:
     (root / "experiments").mkdir(exist_ok=True)
     (root / "experiments" / f"{name}.toml").write_text(
-        f'[competition]\ndata_dir = "data/{name}"\nid = "id"\ntarget = "y"\n'
+        f'[competition]\ndata_dir = "data/{name}"\nid = "id"\ntarget = {target}\n'
         f'task = "{task}"\nmetric = "{metric}"\n\n'
         "[model]\nhidden_layer_sizes = [4]\nmax_iter = 8\nbatch_size = 16\n"
         "learning_rate_init = 0.05\n\n[cv]\nfolds = 3\nseed = 0\n"
     )
     return load(name)
+
+
+def _several_targets(root: Path, name: str, task: str, metric: str, targets: tuple[str, ...],
+                     seed: int) -> Experiment:
+    rng = np.random.default_rng(seed)
+    n = N_TRAIN + N_TEST
+    x1, x2 = rng.normal(size=n).round(3), rng.normal(size=n).round(3)
+    ids = np.array([f"{i:04d}" for i in range(n)])
+    data = pd.DataFrame({"id": ids, "x1": x1, "x2": x2})
+    for j, t in enumerate(targets):
+        value = x1 + (j - 1) * x2
+        data[t] = (value > 0).astype(int) if task == "binary" else value.round(3)
+    folder = root / "data" / name
+    folder.mkdir(parents=True)
+    data.iloc[:N_TRAIN].to_csv(folder / "train.csv", index=False)
+    test = data.iloc[N_TRAIN:].reset_index(drop=True)
+    test[["id", "x1", "x2"]].to_csv(folder / "test.csv", index=False)
+    order = rng.permutation(N_TEST)
+    sample = pd.DataFrame({"id": test["id"].to_numpy()[order]})
+    for t in reversed(targets):
+        sample[t] = 0.5
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    usage = np.where(np.arange(N_TEST) % 3 == 0, "Public", "Private")
+    test[["id", *targets]].assign(Usage=usage).to_csv(folder / "solution.csv", index=False)
+    return _experiment(root, name, task, metric, "[" + ", ".join(f'"{t}"' for t in targets) + "]")
 
 
 # --- stand-ins for pipeline.prepare / pipeline.evaluate ------------------------------------

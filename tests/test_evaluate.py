@@ -261,3 +261,40 @@ def test_fold_column_errors_are_one_line(project, cv, edit, message):
     with pytest.raises(PipelineError, match=message) as info:
         evaluate.folds(prepare(exp), exp)
     assert "\n" not in str(info.value)
+
+
+def test_several_targets_give_an_n_by_m_oof_from_plain_kfold(project):
+    path = tiny_project(project, max_iter=3)
+    folder = project / "data" / "tiny"
+    train = pd.read_csv(folder / "train.csv")
+    train["z"] = (train["x2"] > 0).astype(int)
+    train.to_csv(folder / "train.csv", index=False)
+    path.write_text(path.read_text().replace('target = "y"', 'target = ["y", "z"]')
+                    .replace('"roc_auc"', '"mean_roc_auc"'))
+    exp = load(path)
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0},
+                                  keep_models=True)
+    assert res.oof.shape == (240, 2) and np.all((res.oof >= 0) & (res.oof <= 1))
+    assert 0 < res.mean <= 1 and len(res.scores) == 2
+    assert evaluate.predict(res.models[0], prepared.X_test).shape == (120, 2)
+    from sklearn.model_selection import KFold
+
+    plain = KFold(n_splits=2, shuffle=True, random_state=7).split(prepared.X_train)
+    assert all(np.array_equal(va, b) for (_, va), (_, b) in
+               zip(evaluate.folds(prepared, exp), plain, strict=True))
+
+
+def test_several_targets_default_to_plain_folds_and_cannot_stratify(project):
+    from pipeline.tune import study_identity
+
+    path = tiny_project(project)
+    assert study_identity(load(path), "f")["folds"] == "stratified/2/seed7"
+    text = path.read_text().replace('target = "y"', 'target = ["y", "x2"]')
+    path.write_text(text.replace('"binary"', '"regression"').replace('"roc_auc"', '"rmse"'))
+    assert study_identity(load(path), "f")["folds"] == "kfold/2/seed7"
+    path.write_text(text.replace('"roc_auc"', '"mean_roc_auc"')
+                    .replace("[cv]\n", '[cv]\nkind = "stratified"\n'))
+    with pytest.raises(PipelineError, match='kind = "stratified" needs one column of classes; '
+                       'several targets uses "kfold"'):
+        load(path)

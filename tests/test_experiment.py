@@ -128,6 +128,21 @@ def test_shipped_avocado_experiment_loads():
     assert exp.competition.target == "ripe" and exp.competition.metric == "roc_auc"
 
 
+MULTI = MINIMAL.replace('"y"', '["a", "b"]').replace('"roc_auc"', '"mean_roc_auc"')
+
+
+def test_several_targets_are_a_tuple_and_one_listed_target_is_a_name(project):
+    _write(project, MULTI)
+    c = experiment.load("exp").competition
+    assert c.target == ("a", "b") and c.targets == ("a", "b") and c.multi_target
+    _write(project, MULTI.replace('"rmse"', '"x"').replace('"binary"', '"regression"')
+           .replace('"mean_roc_auc"', '"rmse"'), "reg")
+    assert experiment.load("reg").competition.targets == ("a", "b")
+    _write(project, MINIMAL.replace('"y"', '["y"]'), "one")
+    one = experiment.load("one").competition
+    assert one.target == "y" and one.targets == ("y",) and not one.multi_target
+
+
 BAD = [
     ("[competition]\nid = 'id'\n", "missing key [competition] data_dir"),
     ("[model]\nalpha = 1\n", "missing section [competition]"),
@@ -154,7 +169,7 @@ BAD = [
     (MINIMAL + "[cv]\nfolds = 'five'\n", "[cv] folds must be an integer"),
     (MINIMAL + "[cv]\nkind = 'random'\n", "[cv] kind must be one of stratified, kfold"),
     (MINIMAL.replace('"binary"', '"regression"').replace('"roc_auc"', '"rmse"')
-     + "[cv]\nkind = 'stratified'\n", '[cv] kind = "stratified" needs classes'),
+     + "[cv]\nkind = 'stratified'\n", '[cv] kind = "stratified" needs one column of classes'),
     (MINIMAL + "[cv]\nkind = 'group'\n", '[cv] kind = "group" needs group = '),
     (MINIMAL + "[cv]\nkind = 'time'\n", '[cv] kind = "time" needs time = '),
     (MINIMAL + "[cv]\ngroup = 'store'\n", '[cv] group is only used with kind = "group"'),
@@ -177,6 +192,15 @@ BAD = [
     (MINIMAL + "[submit]\nrefit = 'yes'\n", "[submit] refit must be true or false"),
     (MINIMAL + "[submit]\nbags = 2\n", "unknown key [submit] bags"),
     ("[competition\n", "not valid TOML"),
+    (MULTI.replace('"a", "b"', '"a", "a"'), "[competition] target names 'a' twice"),
+    (MULTI.replace('"a", "b"', '"a", "id"'), "id and target are both 'id'"),
+    (MULTI.replace('"a", "b"', '"a", 3'), "[competition] target must be a column name or a list"),
+    (MULTI.replace('"mean_roc_auc"', '"roc_auc"'),
+     "metric = 'roc_auc' scores binary, not task 'binary with several targets' "
+     "(metrics for binary with several targets: mean_roc_auc)"),
+    (MINIMAL.replace('"y"', '["a", "b"]'), "metric = 'roc_auc' scores binary"),
+    (MULTI.replace('"binary"', '"multiclass"').replace('"mean_roc_auc"', '"log_loss"'),
+     "metric = 'log_loss' scores binary or multiclass, not task 'multiclass with several"),
 ]
 
 

@@ -12,7 +12,8 @@ def test_run_gradcheck_covers_every_case_below_threshold():
     results = run_gradcheck()
     names = [name for name, _ in results]
     assert names == [f"{a}/{t}" for a in HIDDEN_ACTIVATIONS for t in TASKS] + [
-        f"{v}/{t}" for v in ("linear", "periodic", "dropout") for t in TASKS]
+        f"{v}/{t}" for v in ("linear", "periodic", "dropout") for t in TASKS] + [
+        "multilabel/binary", "multioutput/regression"]
     for name, err in results:
         assert err < 1e-6, f"{name}: relative error {err:.2e}"
 
@@ -21,6 +22,21 @@ def test_run_gradcheck_covers_every_case_below_threshold():
 def test_gradcheck_other_seeds(seed):
     assert check_case("sigmoid", "multiclass", seed=seed) < THRESHOLD
     assert check_case("relu", "regression", seed=seed) < THRESHOLD
+
+
+def test_gradcheck_of_several_sigmoid_outputs_detects_a_wrong_loss(monkeypatch):
+    """Several binary targets: the summed log-loss's gradient; a loss that drops a column's
+    share (the mean over outputs instead of the sum) is caught."""
+    from pipeline.network import core, losses
+
+    assert check_case("sigmoid", "binary", n_outputs=4) < THRESHOLD
+
+    def averaged(Z, Y, D, T):
+        loss = losses.binary_loss_delta_(Z, Y, D, T)
+        return loss / Z.shape[1]  # D left as the summed loss's gradient
+
+    monkeypatch.setitem(core.LOSS_DELTA, "binary", averaged)
+    assert check_case("sigmoid", "binary", n_outputs=4) > 1e-3
 
 
 def test_gradcheck_detects_a_wrong_gradient(monkeypatch):

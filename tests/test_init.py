@@ -230,9 +230,37 @@ def test_a_sample_listing_labels_means_map_at_k(project, labels):
     train, test = toy_frames()
     train["y"] = np.array(labels, dtype=object)[np.arange(60) % 4]
     sample = pd.DataFrame({"id": test["id"], "y": " ".join(map(str, labels[:3]))})
-    path, exp = _init(project, train, test, sample=sample, check=None)
+    path, exp = _init(project, train, test, sample=sample)
     assert (exp.competition.task, exp.competition.metric) == ("multiclass", "map@3")
     assert "3 space-separated labels per row" in path.read_text()
+    fmt = load_format(exp)
+    assert fmt.kind == "top_k" and fmt.k == 3 and fmt.labels == tuple(sorted(map(str, labels)))
+
+
+@pytest.mark.parametrize(("values", "task", "metric", "why"), [
+    (lambda i: i % 2, "binary", "mean_roc_auc", "hold only 0 / 1"),
+    (lambda i: i * 0.5, "regression", "rmse", "hold numbers")])
+def test_sample_columns_that_are_train_columns_mean_several_targets(project, values, task,
+                                                                   metric, why):
+    train, test = toy_frames()
+    train["b"] = [values(i) for i in range(60)]
+    train["a"] = [values(i + 1) for i in range(60)]
+    sample = pd.DataFrame({"id": test["id"], "b": 0.5, "a": 0.5})
+    path, exp = _init(project, train.drop(columns="y"), test, sample=sample, target=["b", "a"])
+    c = exp.competition
+    assert (c.target, c.task, c.metric, exp.cv.folds) == (("b", "a"), task, metric, 5)
+    text = path.read_text()
+    assert 'target = ["b", "a"]' in text and f"task {task}: targets 'b', 'a' {why}" in text
+    assert prepare(exp).y.shape == (60, 2)
+    assert load_format(exp).kind == "multi_target"
+
+
+def test_several_targets_holding_text_are_one_line(project):
+    train, test = toy_frames()
+    train = train.assign(a="x", b=1)
+    sample = pd.DataFrame({"id": test["id"], "a": 0.5, "b": 0.5})
+    with pytest.raises(PipelineError, match=r"train\.csv: target 'a' holds text"):
+        _init(project, train, test, sample=sample, target=["a", "b"])
 
 
 def test_the_metric_line_lists_the_alternatives(project):

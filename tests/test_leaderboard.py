@@ -149,6 +149,44 @@ def test_log_loss_ranks_lowest_first_with_class_columns(fake, capsys):
         assert float(row["public"]) == pytest.approx(public, abs=1e-5)
 
 
+def test_top_k_label_lists_are_scored_with_map_at_k(fake, capsys):
+    exp = write_competition(Path.cwd(), "topk", task="multiclass", metric="map@2",
+                            labels=("cat", "dog", "eel"))
+    sample_ids = pd.read_csv(exp.competition.data_dir / "sample_submission.csv", dtype=str)["id"]
+    lists = np.array(["dog cat", "eel", "cat eel", "eel dog"])[np.arange(len(sample_ids)) % 4]
+    path = hand_made(exp, "lists", {"y": lists}, 0.5)
+    (row,) = board(exp, capsys)
+    assert row["status"] == "ok"
+
+    def map2(sol, sub, rows):
+        ranked = sub["y"].str.split().to_numpy()[rows]
+        truth = sol["y"].to_numpy()[rows]
+        return np.mean([1 / (r.index(t) + 1) if t in r else 0.0
+                        for r, t in zip(ranked, truth, strict=True)])
+
+    public, private = by_hand(exp, path, map2)
+    assert float(row["public"]) == pytest.approx(public, abs=1e-5)
+    assert float(row["private"]) == pytest.approx(private, abs=1e-5)
+
+
+def test_several_targets_are_scored_column_by_column(fake, capsys):
+    exp = write_competition(Path.cwd(), "two", metric="mean_roc_auc", targets=("p", "q"))
+    rng = np.random.default_rng(1)
+    sol = solution(exp).set_index("id")
+    sample_ids = pd.read_csv(exp.competition.data_dir / "sample_submission.csv", dtype=str)["id"]
+    truth = sol.loc[sample_ids, ["p", "q"]].to_numpy(float)
+    guess = np.clip(0.6 * truth + 0.5 * rng.random(truth.shape), 0, 1)
+    path = hand_made(exp, "guess", {"p": guess[:, 0], "q": guess[:, 1]}, 0.8)
+    (row,) = board(exp, capsys)
+
+    def mean_auc(sol, sub, rows):
+        return np.mean([roc_auc_score(sol[t][rows], sub[t].to_numpy()[rows]) for t in "pq"])
+
+    public, private = by_hand(exp, path, mean_auc)
+    assert float(row["public"]) == pytest.approx(public, abs=1e-5)
+    assert float(row["private"]) == pytest.approx(private, abs=1e-5)
+
+
 def test_missing_and_broken_files_are_rows_not_crashes(fake, capsys):
     exp = write_competition(Path.cwd(), "bin")
     gone = hand_made(exp, "gone", {"y": np.full(14, 0.5)}, 0.5)

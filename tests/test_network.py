@@ -182,6 +182,36 @@ def test_regression_single_and_multi_output():
     assert reg2.score(X, Y2) > 0.8
 
 
+def test_multilabel_trains_one_sigmoid_per_target_on_the_summed_log_loss(tmp_path):
+    """A 2-D 0/1 y is several binary targets: (n, k) P(1), a 0/1 indicator from predict, the
+    loss the sum of the columns' log-losses, and a save / load round trip."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((240, 3))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 2] < -0.5]).astype(int)
+    clf = SigmoidNetworkClassifier(hidden_layer_sizes=(8,), learning_rate_init=0.03,
+                                   max_iter=40, early_stopping=True, dtype="float64",
+                                   random_state=0).fit(X, Y, eval_set=(X[:40], Y[:40]))
+    P = clf.predict_proba(X)
+    assert P.shape == (240, 3) and clf.multilabel_ and list(clf.classes_) == [0, 1, 2]
+    assert set(np.unique(clf.predict(X))) <= {0, 1} and clf.predict(X).shape == (240, 3)
+    assert (clf.predict(X) == Y).mean() > 0.85
+    summed = sum(log_loss(Y[:, j], P[:, j]) for j in range(3))
+    Z = clf._network().logits(X)
+    T = np.empty_like(Z)
+    assert binary_loss_delta_(Z, Y.astype(float), np.empty_like(Z), T) / 240 == (
+        pytest.approx(summed, rel=1e-6))
+    clf.save(tmp_path / "ml.npz")
+    loaded = load_model(tmp_path / "ml.npz")
+    assert loaded.multilabel_ and np.array_equal(loaded.predict_proba(X), P)
+    assert np.array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_multilabel_rejects_a_2d_y_that_is_not_0_1():
+    X = np.zeros((6, 2))
+    with pytest.raises(ValueError, match="0/1 columns"):
+        SigmoidNetworkClassifier(max_iter=1).fit(X, np.arange(12).reshape(6, 2) % 3)
+
+
 def test_float32_default_and_float64_option():
     X, y = blobs(n=100, k=2)
     c32 = SigmoidNetworkClassifier(max_iter=3, random_state=0).fit(X, y)
@@ -551,3 +581,16 @@ def test_gradcheck_detects_a_wrong_embedding_gradient(monkeypatch):
 
     monkeypatch.setattr(embeddings.PeriodicEmbedding, "backward", wrong)
     assert check_case("relu", "binary", periodic=True) > 1e-3
+
+
+@pytest.mark.parametrize("encoding", ["ple", "periodic"])
+def test_several_targets_through_the_numeric_encodings(encoding):
+    """Tree bins (ple) read a 2-D target too: several 0/1 columns or several values."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    clf = SigmoidNetworkClassifier(numeric_encoding=encoding, max_iter=3, early_stopping=True,
+                                   random_state=0).fit(X, (X[:, :2] > 0).astype(int))
+    assert clf.predict_proba(X).shape == (80, 2)
+    reg = SigmoidNetworkRegressor(numeric_encoding=encoding, max_iter=3,
+                                  random_state=0).fit(X, X[:, :2] * 100)
+    assert reg.predict(X).shape == (80, 2)

@@ -97,6 +97,31 @@ def test_multiclass_and_regression_targets(project):
     assert p.classes is None and p.y.dtype == np.float64
 
 
+def test_several_targets_are_an_n_by_m_float_matrix_left_out_of_the_features(project):
+    train, test = toy_frames()
+    train["b"] = 1 - train["y"]
+    p = _prepare(project, train, test, target=["b", "y"], metric="mean_roc_auc")
+    assert p.y.shape == (60, 2) and p.y.dtype == np.float64 and p.classes is None
+    assert np.array_equal(p.y[:, 0], train["b"]) and np.array_equal(p.y[:, 1], train["y"])
+    assert not {"b", "y"} & set(p.feature_names)
+    train["b"] = np.linspace(0, 1, len(train))
+    p = _prepare(project, train, test, target=["b", "y"], task="regression", metric="rmse",
+                 force=True)
+    assert p.y.shape == (60, 2) and p.y[-1, 0] == 1.0
+
+
+def test_several_targets_errors_name_the_column(project):
+    train, test = toy_frames()
+    kw = {"target": ["y", "b"], "metric": "mean_roc_auc"}
+    _bad(project, train, test, r"train\.csv: no column 'b'", **kw)
+    _bad(project, train.assign(b=2), test, r"target 'b' must be 0 or 1 .* got \[2\.0\]", **kw)
+    gap = train.assign(b=1.0)
+    gap.loc[7, "b"] = np.nan
+    _bad(project, gap, test, r"train\.csv: target 'b' has 1 missing value\(s\) \(ids '7'\)",
+         **kw)
+    _bad(project, train.assign(b="x"), test, r"target 'b' must be numeric", **kw)
+
+
 def test_drop_and_forced_categorical(project):
     train, test = toy_frames()
     p = _prepare(project, train, test, extra='drop = ["num"]\ncategorical = ["count"]')

@@ -30,7 +30,7 @@ import pipeline
 from pipeline import console
 from pipeline.cli import app
 from pipeline.errors import PipelineError
-from pipeline.experiment import Submit
+from pipeline.experiment import Submit, load
 from pipeline.submission import ledger
 from pipeline.submission.format import load_format, match_class_columns
 from pipeline.submit import SEED_STRIDE, refit_params, submit, validate_file
@@ -392,6 +392,50 @@ def test_format_kinds(tmp_path, monkeypatch):
         sample_columns=["a", "b", "c"],
     )
     assert load_format(multi).kind == "class_proba"
+    top = write_competition(tmp_path, "e", task="multiclass", metric="map@2",
+                            labels=("a", "b", "c"))
+    assert (load_format(top).kind, load_format(top).k) == ("top_k", 2)
+    several = load_format(write_competition(tmp_path, "f", metric="mean_roc_auc",
+                                            targets=("p", "q")))
+    assert (several.kind, several.header, several.targets) == (
+        "multi_target", ("id", "q", "p"), ("p", "q"))
+    assert several.probabilities
+
+
+@pytest.mark.parametrize(("cell", "expected"), [
+    ("a d", r"data row 5 \(id \d{4}\), column 'y': a d lists a label not in \{a, b, c\}"),
+    ("a b c", r"column 'y': a b c does not list 1 to 2 labels"),
+    ("", r"column 'y': '' does not list 1 to 2 labels"),
+    ("b b", r"column 'y': b b lists a label twice"),
+], ids=["unknown", "too-many", "empty", "twice"])
+def test_validate_top_k_cells(tmp_path, monkeypatch, cell, expected):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "top", task="multiclass", metric="map@2",
+                            labels=("a", "b", "c"))
+    frame = read(exp.competition.data_dir / "sample_submission.csv").assign(y="c a")
+    frame.loc[0, "y"] = "b"  # fewer than k labels is allowed
+    validate_file(exp, write(frame))
+    frame.loc[4, "y"] = cell
+    with pytest.raises(PipelineError, match=expected) as info:
+        validate_file(exp, write(frame))
+    assert "\n" not in str(info.value)
+
+
+def test_validate_several_targets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "two", metric="mean_roc_auc", targets=("p", "q"))
+    frame = read(exp.competition.data_dir / "sample_submission.csv").assign(p="0.2", q="1")
+    validate_file(exp, write(frame))
+    frame.loc[2, "q"] = "1.5"
+    with pytest.raises(PipelineError, match=r"data row 3 \(id \d{4}\), column 'q': 1.5 is "
+                                            r"outside \[0, 1\]$"):
+        validate_file(exp, write(frame))
+    with pytest.raises(PipelineError, match=r"header is \['id', 'p', 'q'\], expected "
+                                            r"\['id', 'q', 'p'\]"):
+        validate_file(exp, write(frame[["id", "p", "q"]]))
+    reg = write_competition(tmp_path, "tworeg", task="regression", metric="rmse",
+                            targets=("p", "q"))
+    validate_file(reg, write(frame.assign(q="-7.5")))  # values: no range
 
 
 def test_cli_validate(tmp_path, monkeypatch):
@@ -443,6 +487,36 @@ def test_real_stages_top_k_multiclass_labels(tmp_path, monkeypatch):
     validate_file(exp, result.path)
     assert set(read(result.path)["y"]) <= {"x", "y", "z"}
     assert np.isfinite(result.cv_score) and "-top2-cv" in result.path.name
+
+
+def test_real_stages_map_at_k_lists_the_likeliest_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "realk", task="multiclass", metric="map@2",
+                            labels=("x", "y", "z"))
+    result = submit(exp, [real_trial(exp, 1)])
+    validate_file(exp, result.path)
+    cells = read(result.path)["y"].str.split()
+    assert all(len(c) == 2 and len(set(c)) == 2 and set(c) <= {"x", "y", "z"} for c in cells)
+    oof = read(result.prediction_paths[0])
+    assert list(oof.columns) == ["id", "target", "p_x", "p_y", "p_z"]
+
+
+@pytest.mark.parametrize(("task", "metric"), [("binary", "mean_roc_auc"),
+                                              ("regression", "rmse")])
+def test_real_stages_several_targets(tmp_path, monkeypatch, task, metric):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "realt", task=task, metric=metric, targets=("p", "q"))
+    result = submit(exp, [real_trial(exp, 1)], refit=False)
+    validate_file(exp, result.path)
+    out = read(result.path)
+    assert list(out.columns) == ["id", "q", "p"] and np.isfinite(result.cv_score)
+    oof, test = (read(p) for p in result.prediction_paths)
+    assert list(oof.columns) == ["id", "target_p", "target_q", "p", "q"]
+    assert list(test.columns) == ["id", "p", "q"]
+    mine = test.set_index("id").loc[out["id"]]  # the same predictions, the sample's columns
+    assert np.allclose(mine["q"].astype(float), out["q"].astype(float))
 
 
 @pytest.mark.parametrize(
@@ -532,3 +606,84 @@ def test_real_stages_time_folds_score_and_keep_only_validated_rows(tmp_path, mon
     ensemble = submit(exp, trials)  # refit: trained on every row, scored on the folds
     assert ensemble.cv_score == pytest.approx(by_hand(np.mean(oofs, axis=0)))
     assert np.isfinite(ensemble.ensemble.best_member)
+
+
+# --- end to end, one per new submission shape ----------------------------------------------
+
+
+def _end_to_end(root: Path, exp, column: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """init (over the hand-written file) -> tune 2 trials -> submit -> validate ->
+    leaderboard; -> (the submission, its leaderboard row). The registered model's scorer
+    (tracking.scoring, what the MLflow model runs) writes the same file from raw rows."""
+    import json
+
+    from pipeline import tune
+    from pipeline.experiment import load
+    from pipeline.prepare import prepare
+    from pipeline.submission.format import load_format
+    from pipeline.tracking.scoring import PREPROCESSOR, SCORING, Scorer, output_spec
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", f"data/{exp.name}", "--force"])
+    assert result.exit_code == 0, result.output
+    path = Path("experiments") / f"{exp.name}.toml"
+    fast = {"max_iter = 300": "max_iter = 4", "seeds = 5": "seeds = 1",
+            "refit = false": "refit = true", "folds = 5": "folds = 3"}
+    text = path.read_text()
+    for old, new in fast.items():
+        text = text.replace(old, new)
+    path.write_text(text)
+    exp = load(exp.name)
+    tune.tune(exp, trials=2, track=False)
+    file = submit(exp, tune.best_trials(exp)).path  # the CLI's submit, without MLflow (slow)
+    assert runner.invoke(app, ["validate", exp.name, str(file)]).exit_code == 0
+    result = runner.invoke(app, ["leaderboard", exp.name, "--csv"])
+    (row,) = pd.read_csv(io.StringIO(result.output), dtype=str).to_dict("records")
+    sub = read(file)
+    prepared = prepare(exp)
+    spec = output_spec(load_format(exp), prepared.classes, [["m1"]])
+    Path("scoring.json").write_text(json.dumps(spec))
+    scorer = Scorer.from_artifacts({PREPROCESSOR: str(prepared.path / "preprocessor.json"),
+                                    SCORING: "scoring.json", "m1": str(file.with_suffix(".npz"))})
+    raw = pd.read_csv(exp.competition.data_dir / "test.csv", dtype={"id": str})
+    scored = scorer.predict(raw).set_index("id").loc[sub["id"]]
+    assert list(scored.columns) == list(sub.columns[1:])
+    if column == "listed":
+        assert list(scored[sub.columns[1]]) == list(sub[sub.columns[1]])
+    else:
+        np.testing.assert_allclose(scored.to_numpy(float), sub.iloc[:, 1:].to_numpy(float))
+    return sub, row
+
+
+def test_end_to_end_top_k_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "topk", task="multiclass", metric="map@2",
+                            labels=("x", "y", "z"))
+    sub, row = _end_to_end(tmp_path, exp, "listed")
+    assert load(exp.name).competition.metric == "map@2"
+    assert all(len(set(c.split())) == 2 for c in sub["y"])
+    assert row["status"] == "ok" and 0 < float(row["public"]) <= 1
+
+
+def test_end_to_end_several_targets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real_stages()
+    exp = write_competition(tmp_path, "multi", metric="mean_roc_auc", targets=("p", "q"))
+    sub, row = _end_to_end(tmp_path, exp, "values")
+    c = load(exp.name).competition
+    assert (c.target, c.task, c.metric) == (("q", "p"), "binary", "mean_roc_auc")
+    assert list(sub.columns) == ["id", "q", "p"]
+    assert row["status"] == "ok" and 0 < float(row["public"]) <= 1
+
+
+def test_oof_files_of_several_targets_name_each_target(tmp_path):
+    import types
+
+    from pipeline.cv_run import write_oof
+
+    prepared = types.SimpleNamespace(train_ids=np.array(["a1", "a2"]), classes=None,
+                                     y=np.array([[0.0, 1.0], [1.0, 0.0]]))
+    write_oof(tmp_path / "oof.csv", prepared, np.array([[0.25, 0.5], [0.75, 0.125]]), ("s", "t"))
+    assert (tmp_path / "oof.csv").read_text().splitlines() == [
+        "id,target_s,target_t,s,t", "a1,0.0,1.0,0.25,0.5", "a2,1.0,0.0,0.75,0.125"]

@@ -401,18 +401,31 @@ def _with_health(eval_metrics: Callable[[], dict[str, float]] | None, health: La
 class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
     """Multilayer sigmoid network classifier (MLPClassifier's parameters and attributes).
 
-    Two classes: one sigmoid output + log-loss; more: softmax + cross-entropy.
+    Two classes: one sigmoid output + log-loss; more: softmax + cross-entropy. A 2-D 0/1 y
+    (n, k) is k binary targets (multilabel, as MLPClassifier takes it): k sigmoid outputs
+    trained on the summed log-loss, ``classes_`` = 0..k-1, ``predict`` the (n, k) 0/1
+    indicator and ``predict_proba`` the (n, k) P(1) of each target.
     """
 
     __init__ = table_init(CLASSIFIER_PARAMS)
     _tasks = ("binary", "multiclass")
 
     def _validate_y(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        from sklearn.utils.multiclass import type_of_target
+
+        X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        if y.ndim == 2 and type_of_target(y) != "multilabel-indicator":
+            raise ValueError("a 2-D y must be 0/1 columns (multilabel), one per binary target")
         return X, y
 
     def _encode_y(self, y: np.ndarray, dtype: np.dtype, p: dict[str, Any]) -> np.ndarray:
+        self.multilabel_ = y.ndim == 2
+        if self.multilabel_:  # no stratified early-stopping split: no single class per row
+            self.classes_, self._task = np.arange(y.shape[1]), "binary"
+            return np.ascontiguousarray(y, dtype=dtype)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
@@ -431,6 +444,11 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
         return Y
 
     def _transform_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        if getattr(self, "multilabel_", False):
+            Y = np.asarray(y).reshape(len(y), -1)
+            if Y.shape[1] != len(self.classes_) or not np.isin(Y, (0, 1)).all():
+                raise ValueError(f"eval_set y must be {len(self.classes_)} 0/1 columns")
+            return np.ascontiguousarray(Y, dtype=dtype)
         y = column_or_1d(y)
         codes = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
         unknown = self.classes_[codes] != y
@@ -438,12 +456,16 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
             raise ValueError(f"eval_set y has labels not seen in fit: {np.unique(y[unknown])}")
         return self._one_hot(codes, dtype)
 
-    @staticmethod
-    def _codes(P: np.ndarray) -> np.ndarray:
+    def _codes(self, P: np.ndarray) -> np.ndarray:
+        if getattr(self, "multilabel_", False):
+            return (P > 0.5).astype(np.intp)  # (n, k) indicator
         return (P[:, 0] > 0.5).astype(np.intp) if P.shape[1] == 1 else P.argmax(axis=1)
 
     def _score_outputs(self, P: np.ndarray, Y: np.ndarray) -> float:
-        return float(np.mean(self._codes(P) == self._codes(Y)))
+        """Accuracy; for several targets the share of rows right on every one (sklearn's
+        subset accuracy)."""
+        same = self._codes(P) == self._codes(Y)
+        return float(np.mean(same.all(axis=1) if same.ndim == 2 else same))
 
     def _error(self, P: np.ndarray, Y: np.ndarray) -> float:
         return 1.0 - self._score_outputs(P, Y)
@@ -456,29 +478,31 @@ class SigmoidNetworkClassifier(ClassifierMixin, _BaseSigmoidNetwork):
             cls = cls.astype(str)
         if cls.dtype.kind not in "biufU":
             raise ValueError(f"classes_ of dtype {cls.dtype} cannot be saved without pickle")
-        return {"classes": cls.tolist()}, {"classes": cls}
+        multilabel = bool(getattr(self, "multilabel_", False))
+        return {"classes": cls.tolist(), "multilabel": multilabel}, {"classes": cls}
 
     def _restore_task_state(self, h: dict[str, Any], arrays: dict[str, np.ndarray],
                             sizes: list[int], bad: Callable[[str], ModelFileError]) -> None:
         if "classes" not in arrays:
             raise bad("classifier file has no 'classes' array")
-        classes = arrays["classes"]
-        n_out = 1 if len(classes) == 2 else len(classes)
-        want_task = "binary" if len(classes) == 2 else "multiclass"
+        classes, multilabel = arrays["classes"], bool(h.get("multilabel", False))
+        n_out = len(classes) if multilabel or len(classes) > 2 else 1
+        want_task = "binary" if multilabel or len(classes) == 2 else "multiclass"
         if len(classes) < 2 or sizes[-1] != n_out or self._task != want_task:
             raise bad(f"{len(classes)} classes do not match {sizes[-1]} outputs / "
                       f"task {self._task!r}")
-        self.classes_ = classes
+        self.classes_, self.multilabel_ = classes, multilabel
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels, (n,)."""
+        """Class labels, (n,); several binary targets: the (n, k) 0/1 indicator."""
         codes = self._codes(self._outputs(X))
-        return self.classes_[codes]
+        return codes if self.multilabel_ else self.classes_[codes]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, (n, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities, (n, n_classes), columns in the order of ``classes_``; several
+        binary targets: P(1) of each, (n, k)."""
         P = self._outputs(X)
-        return np.hstack([1.0 - P, P]) if P.shape[1] == 1 else P
+        return np.hstack([1.0 - P, P]) if P.shape[1] == 1 and not self.multilabel_ else P
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         with np.errstate(divide="ignore"):

@@ -24,34 +24,35 @@ THRESHOLD = 1e-6
 N_OUTPUTS = {"binary": 1, "multiclass": 3, "regression": 2}
 
 
-def _targets(task: str, rng: np.random.Generator, m: int) -> np.ndarray:
-    k = N_OUTPUTS[task]
+def _targets(task: str, rng: np.random.Generator, m: int, k: int) -> np.ndarray:
     if task == "regression":
         return rng.standard_normal((m, k))
-    if task == "binary":
-        return rng.integers(0, 2, (m, 1)).astype(np.float64)
+    if task == "binary":  # k > 1: several binary targets (multilabel), one sigmoid each
+        return rng.integers(0, 2, (m, k)).astype(np.float64)
     return np.eye(k)[rng.integers(0, k, m)]
 
 
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
                alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5), periodic: bool = False,
-               dropout: float = 0.0) -> float:
+               dropout: float = 0.0, n_outputs: int | None = None) -> float:
     """Worst relative error between backprop and central differences for one case.
 
     periodic: the first 2 of the 4 inputs go through a periodic embedding; dropout: one set of
-    masks, drawn once, is used by every evaluation.
+    masks, drawn once, is used by every evaluation. n_outputs: the task's usual count
+    unless given (binary with 3: a multilabel network, the summed log-loss of 3 sigmoids).
     """
     rng = np.random.default_rng(seed)
     m, n_in = 9, 4
     embedding = PeriodicEmbedding(2, 3, 4, sigma=0.5) if periodic else None
     first = n_in if embedding is None else embedding.width + n_in - embedding.n
-    sizes = [first, *hidden, N_OUTPUTS[task]]
+    k = N_OUTPUTS[task] if n_outputs is None else n_outputs
+    sizes = [first, *hidden, k]
     net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
     ws = Workspace(net, m, sizes[-1])
     ws.X[...] = rng.standard_normal((m, n_in))
-    ws.Y[...] = _targets(task, rng, m)
+    ws.Y[...] = _targets(task, rng, m, k)
     ws.draw_masks(rng, m)
 
     net.loss_and_grad(ws, m, alpha)
@@ -80,7 +81,8 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
     task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>")
-    and with dropout ("dropout/<task>")."""
+    with dropout ("dropout/<task>"), and several targets ("multilabel/binary": 3 sigmoid
+    outputs; "multioutput/regression": 3 linear outputs)."""
     variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
                 "dropout": {"dropout": 0.3}}
     return [
@@ -89,7 +91,9 @@ def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
         for task in TASKS
     ] + [(f"{name}/{task}", check_case("relu" if name != "linear" else "sigmoid", task,
                                        seed=seed, **kw))
-         for name, kw in variants.items() for task in TASKS]
+         for name, kw in variants.items() for task in TASKS] + [
+        (f"{name}/{task}", check_case("tanh", task, seed=seed, n_outputs=3))
+        for name, task in (("multilabel", "binary"), ("multioutput", "regression"))]
 
 
 def main() -> int:

@@ -20,13 +20,16 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
-from pipeline.metrics import METRICS, to_labels
+from pipeline.metrics import METRICS, to_labels, top_k, top_k_of
+from pipeline.metrics import TOP_K as NEEDS_TOP_K
 
 # kinds of submission: what the value column(s) hold
 PROBA = "proba"  # one column: P(positive class)
 CLASS_PROBA = "class_proba"  # one probability column per class, named by the class label
 LABEL = "label"  # one column: class labels spelled like train.csv
 VALUE = "value"  # one column: regression values
+TOP_K = "top_k"  # one column: the k likeliest labels, space-separated, likeliest first (map@k)
+MULTI_TARGET = "multi_target"  # one column per target: P(1) (binary) or values (regression)
 
 SHOWN = 5  # bad ids named in a message
 
@@ -42,6 +45,9 @@ class Format:
     kind: str
     labels: tuple[str, ...]  # train.csv's target spellings (classification), sorted
     class_columns: dict[str, str]  # label spelling -> column (CLASS_PROBA only)
+    k: int = 0  # labels listed per row at most (TOP_K only)
+    targets: tuple[str, ...] = ()  # the experiment's target columns, prediction order
+    probabilities: bool = False  # MULTI_TARGET: every value is a P(1), in [0, 1]
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -124,11 +130,20 @@ def load_format(exp: Experiment) -> Format:
     problems = id_problems(ids, test_ids)
     if problems:
         raise PipelineError(f"{sample}: ids do not match {test}: {'; '.join(problems)}")
-    labels = train_labels(exp) if comp.task != "regression" else ()
+    labels = train_labels(exp) if comp.task != "regression" and not comp.multi_target else ()
     kind, class_columns = _kind(exp, header, labels, sample)
+    first = frame[[c for c in header if c != comp.id][0]]
     if kind == LABEL:
-        labels = _spelled_like_sample(labels, frame[[c for c in header if c != comp.id][0]])
-    return Format(sample, test, comp.id, header, ids, test_ids, kind, labels, class_columns)
+        labels = _spelled_like_sample(labels, first)
+    k = 0
+    if kind == TOP_K:
+        k = top_k_of(METRICS[comp.metric])
+        labels = _spelled_like_sample(labels, pd.Series(" ".join(first).split(), dtype=str))
+        if spaced := [lab for lab in labels if len(lab.split()) != 1]:
+            raise PipelineError(f"{comp.data_dir / 'train.csv'}: label {spaced[0]!r} of "
+                                f"{comp.target!r} cannot be listed space-separated ({comp.metric})")
+    return Format(sample, test, comp.id, header, ids, test_ids, kind, labels, class_columns, k,
+                  comp.targets, kind == MULTI_TARGET and comp.task == "binary")
 
 
 def _kind(
@@ -136,6 +151,11 @@ def _kind(
 ) -> tuple[str, dict[str, str]]:
     comp = exp.competition
     values = [c for c in header if c != comp.id]
+    if comp.multi_target:
+        if sorted(values) != sorted(comp.targets):
+            raise PipelineError(f"{sample}: columns {values} are not the targets "
+                                f"{list(comp.targets)} of the experiment (one column each)")
+        return MULTI_TARGET, {}
     if comp.task == "regression":
         if len(values) != 1:
             raise PipelineError(f"{sample}: regression needs one value column, found {values}")
@@ -150,6 +170,8 @@ def _kind(
         return CLASS_PROBA, matched
     if METRICS[comp.metric].needs == "proba" and comp.task == "binary":
         return PROBA, {}
+    if METRICS[comp.metric].needs == NEEDS_TOP_K:
+        return TOP_K, {}
     # accuracy, or a multiclass sample with a single column: the sample's shape wins
     return LABEL, {}
 
@@ -243,6 +265,12 @@ def to_frame(
     elif fmt.kind == LABEL:
         spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
         columns[first] = spelled[to_labels(pred)]
+    elif fmt.kind == TOP_K:
+        spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
+        columns[first] = [" ".join(row) for row in spelled[top_k(pred, fmt.k)]]
+    elif fmt.kind == MULTI_TARGET:
+        for j, target in enumerate(fmt.targets):
+            columns[target] = pred[:, j].astype(np.float64)
     else:
         proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
         for code, spelled in enumerate(spellings(classes or (), fmt.labels)):
@@ -309,14 +337,29 @@ def _value_problems(cells: pd.Series, ids: list[str], column: str, fmt: Format) 
         bad = ~cells.isin(fmt.labels).to_numpy()
         allowed = ", ".join(fmt.labels)
         return _report(bad, ids, cells, column, f"is not in {{{allowed}}}")
+    if fmt.kind == TOP_K:
+        return _listed_problems(cells, ids, column, fmt)
     values = numeric(cells)
     what = "is empty, NaN, infinite or non-numeric"
     problems = _report(~np.isfinite(values), ids, cells, column, what)
-    if fmt.kind in (PROBA, CLASS_PROBA):
+    if fmt.kind in (PROBA, CLASS_PROBA) or fmt.probabilities:
         with np.errstate(invalid="ignore"):
             out = np.isfinite(values) & ((values < 0) | (values > 1))
         problems += _report(out, ids, cells, column, "is outside [0, 1]")
     return problems
+
+
+def _listed_problems(cells: pd.Series, ids: list[str], column: str, fmt: Format) -> list[str]:
+    """A TOP_K cell lists 1..k distinct labels of train.csv, space-separated."""
+    lists = [str(c).split() for c in cells]
+    known = set(fmt.labels)
+    count = np.array([not 1 <= len(ls) <= fmt.k for ls in lists])
+    dup = np.array([len(set(ls)) < len(ls) for ls in lists])
+    unknown = np.array([not set(ls) <= known for ls in lists])
+    allowed = ", ".join(fmt.labels)
+    return (_report(count, ids, cells, column, f"does not list 1 to {fmt.k} labels")
+            + _report(dup & ~count, ids, cells, column, "lists a label twice")
+            + _report(unknown, ids, cells, column, f"lists a label not in {{{allowed}}}"))
 
 
 def numeric(cells: pd.Series) -> np.ndarray:
@@ -369,5 +412,22 @@ def metric_form(
     if fmt.kind == CLASS_PROBA:
         columns = [fmt.class_columns[s] for s in spellings(classes or (), fmt.labels)]
         return np.column_stack([numeric(frame[c]) for c in columns])
+    if fmt.kind == MULTI_TARGET:
+        return np.column_stack([numeric(frame[t]) for t in fmt.targets])
+    if fmt.kind == TOP_K:
+        return _ranked_codes(frame[fmt.value_columns[0]], fmt.k, classes or (), str(where))
     codes = codes_of(frame[fmt.value_columns[0]], classes or (), str(where))
     return np.eye(len(classes or ()))[codes]  # one-hot: the metrics argmax it back to codes
+
+
+def _ranked_codes(cells: pd.Series, k: int, classes: tuple | list, where: str) -> np.ndarray:
+    """Listed labels -> (n, k) class codes, likeliest first; a shorter list ends in -1 (a code
+    no answer has), so MAP@k scores its missing ranks 0."""
+    lists = [str(c).split()[:k] for c in cells]
+    tokens = pd.Series([t for ls in lists for t in ls], dtype=str)
+    codes = iter(codes_of(tokens, classes, where))
+    out = np.full((len(lists), k), -1, dtype=np.int64)
+    for i, ls in enumerate(lists):
+        for j in range(len(ls)):
+            out[i, j] = next(codes)
+    return out

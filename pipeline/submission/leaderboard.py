@@ -38,7 +38,8 @@ from pipeline.submission.format import check as check_frame
 class Solution:
     path: Path
     ids: list[str]
-    y: np.ndarray  # class codes (classification) or values (regression), `ids` order
+    y: np.ndarray  # class codes (classification) or values (regression), `ids` order;
+    # (n, m) for several targets, one column each
     public: np.ndarray  # bool masks over `ids`
     private: np.ndarray
 
@@ -92,13 +93,10 @@ def _truth(
     frame: pd.DataFrame, exp: Experiment, fmt: Format, classes: tuple | None, path: Path
 ) -> np.ndarray:
     target = exp.competition.target
+    if exp.competition.multi_target:  # one column per target, like the submission
+        return np.column_stack([_values(frame, t, path) for t in exp.competition.targets])
     if exp.competition.task == "regression":
-        if target not in frame.columns:
-            raise PipelineError(f"{path}: no target column {target!r}")
-        y = numeric(frame[target])
-        if not np.isfinite(y).all():
-            raise PipelineError(f"{path}: column {target!r} has empty or non-numeric values")
-        return y
+        return _values(frame, target, path)
     if target in frame.columns:
         return codes_of(frame[target], classes or (), str(path))
     # Kaggle's multiclass solutions are often one-hot: one column per class
@@ -108,6 +106,15 @@ def _truth(
         raise PipelineError(f"{path}: no target column {target!r} and no column per class")
     columns = [matched[s] for s in spellings(classes or (), fmt.labels)]
     return np.column_stack([numeric(frame[c]) for c in columns]).argmax(axis=1)
+
+
+def _values(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    if column not in frame.columns:
+        raise PipelineError(f"{path}: no target column {column!r}")
+    y = numeric(frame[column])
+    if not np.isfinite(y).all():
+        raise PipelineError(f"{path}: column {column!r} has empty or non-numeric values")
+    return y
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -169,7 +176,8 @@ def board(exp: Experiment) -> Board:
     fmt = load_format(exp)
     metric = METRICS[exp.competition.metric]
     has_solution = (exp.competition.data_dir / "solution.csv").is_file()
-    classes = _classes(exp) if has_solution and exp.competition.task != "regression" else None
+    labelled = exp.competition.task != "regression" and not exp.competition.multi_target
+    classes = _classes(exp) if has_solution and labelled else None
     solution = load_solution(exp, fmt, classes)
     found = [
         Entry(r["file"], r.get("trials", ""), _float(r.get("cv_score")), r.get("time", ""),

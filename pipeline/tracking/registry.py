@@ -84,7 +84,8 @@ def signature_of(exp: Any) -> Any:
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
     comp = exp.competition
-    train = pd.read_csv(comp.data_dir / "train.csv", nrows=10_000).drop(columns=[comp.target])
+    train = pd.read_csv(comp.data_dir / "train.csv", nrows=10_000).drop(
+        columns=list(comp.targets))
     optional = {comp.id, *comp.drop}
 
     def kind(c: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.metrics import to_labels
+from pipeline.metrics import to_labels, top_k
 
 PREPROCESSOR = "preprocessor"  # artifact keys of the logged model
 SCORING = "scoring"
@@ -33,6 +33,8 @@ def output_spec(fmt: Any, classes: tuple | None, members: list[list[str]]) -> di
         "columns": list(fmt.value_columns),
         "labels": spelled,  # code i -> train.csv's spelling
         "class_columns": [fmt.class_columns[s] for s in spelled] if fmt.kind == CLASS_PROBA else [],
+        "k": fmt.k,  # labels listed per row (top_k)
+        "targets": list(fmt.targets),  # prediction column j -> its column (multi_target)
         "members": members,
     }
 
@@ -71,6 +73,12 @@ class Scorer:
             frame[cols[0]] = pred.astype(np.float64)
         elif out["kind"] == "label":
             frame[cols[0]] = np.array(out["labels"], dtype=object)[to_labels(pred)]
+        elif out["kind"] == "top_k":
+            listed = np.array(out["labels"], dtype=object)[top_k(pred, out["k"])]
+            frame[cols[0]] = [" ".join(row) for row in listed]
+        elif out["kind"] == "multi_target":
+            for j, column in enumerate(out["targets"]):
+                frame[column] = pred[:, j].astype(np.float64)
         else:
             proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
             for code, column in enumerate(out["class_columns"]):
