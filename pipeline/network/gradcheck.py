@@ -35,23 +35,24 @@ def _targets(task: str, rng: np.random.Generator, m: int) -> np.ndarray:
 
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
                alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5), periodic: bool = False,
-               dropout: float = 0.0) -> float:
+               dropout: float = 0.0, loss: str = "squared") -> float:
     """Worst relative error between backprop and central differences for one case.
 
     periodic: the first 2 of the 4 inputs go through a periodic embedding; dropout: one set of
-    masks, drawn once, is used by every evaluation.
+    masks, drawn once, is used by every evaluation; loss: the regression loss ("huber").
     """
     rng = np.random.default_rng(seed)
     m, n_in = 9, 4
     embedding = PeriodicEmbedding(2, 3, 4, sigma=0.5) if periodic else None
     first = n_in if embedding is None else embedding.width + n_in - embedding.n
     sizes = [first, *hidden, N_OUTPUTS[task]]
-    net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding)
+    net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding,
+                  loss=loss)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
     ws = Workspace(net, m, sizes[-1])
     ws.X[...] = rng.standard_normal((m, n_in))
-    ws.Y[...] = _targets(task, rng, m)
+    ws.Y[...] = _targets(task, rng, m) * (2.0 if loss == "huber" else 1.0)  # |r| both sides
     ws.draw_masks(rng, m)
 
     net.loss_and_grad(ws, m, alpha)
@@ -80,7 +81,7 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
     task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>")
-    and with dropout ("dropout/<task>")."""
+    with dropout ("dropout/<task>") and the Huber loss ("huber/regression")."""
     variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
                 "dropout": {"dropout": 0.3}}
     return [
@@ -89,7 +90,8 @@ def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
         for task in TASKS
     ] + [(f"{name}/{task}", check_case("relu" if name != "linear" else "sigmoid", task,
                                        seed=seed, **kw))
-         for name, kw in variants.items() for task in TASKS]
+         for name, kw in variants.items() for task in TASKS] + [
+        ("huber/regression", check_case("tanh", "regression", seed=seed, loss="huber"))]
 
 
 def main() -> int:
