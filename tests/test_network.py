@@ -563,7 +563,7 @@ def test_log1p_target_trains_on_the_log_and_round_trips_in_the_targets_units(tmp
     reg = SigmoidNetworkRegressor(target_transform="log1p", max_iter=40,
                                   learning_rate_init=0.01, random_state=0).fit(X, y)
     pred = reg.predict(X)
-    assert pred.min() >= 0 and np.corrcoef(np.log1p(pred), np.log1p(y))[0, 1] > 0.9
+    assert pred.min() >= 0 and np.sqrt(np.mean((np.log1p(pred) - np.log1p(y)) ** 2)) < 0.3
     assert reg.target_mean_[0] == pytest.approx(np.log1p(y).mean())  # it trained on log1p(y)
     reg.save(tmp_path / "m.npz")
     loaded = load_model(tmp_path / "m.npz")

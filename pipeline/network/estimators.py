@@ -524,12 +524,15 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
             self.target_scale_ = np.where(scale > 0, scale, 1.0)
         else:
             self.target_mean_, self.target_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-        return self._transform_y(Y, dtype)
+        return self._standardised(Y, dtype)
 
     def _transform_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         if self._log1p():
             Y = np.log1p(np.maximum(Y, 0.0))  # eval_set rows: scored as a prediction would be
+        return self._standardised(Y, dtype)
+
+    def _standardised(self, Y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.ascontiguousarray((Y - self.target_mean_) / self.target_scale_, dtype=dtype)
 
     def _log1p(self) -> bool:
