@@ -79,6 +79,31 @@ def test_champion_scores_raw_rows_like_the_submission(project, task, metric, arg
     assert (local / "pyfunc_model.py").is_file() and not (local / "python_model.pkl").exists()
 
 
+def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, monkeypatch):
+    """f1: the submission's labels come from a threshold chosen on OOF (here one far from
+    0.5, so it matters); the registered model writes exactly those labels."""
+    import mlflow
+
+    from pipeline import submit as submit_module
+    from pipeline.decision import Decision, choose
+
+    def far_from_half(metric, task, y, oof):
+        assert choose(metric, task, y, oof).kind == "threshold"
+        return Decision("threshold", (float(np.quantile(oof, 0.8)),))
+
+    monkeypatch.setattr(submit_module, "choose", far_from_half)
+    exp = _tiny(project, "binary", "f1")
+    sub, output = _submitted(exp)
+    assert "decision chosen on out-of-fold predictions: threshold" in output
+    latest = sorted(Path("submissions", exp.name, "predictions").glob("*.test.csv"))[-1]
+    p = pd.read_csv(latest, dtype={"id": str}).set_index("id").loc[sub["id"], "p_1"]
+    labels = sub["y"].to_numpy()
+    assert ((p >= 0.5).to_numpy() != labels.astype(bool)).any()  # not the plain 0.5 rule
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    model = mlflow.pyfunc.load_model(f"models:/{exp.name}@champion")
+    _same(model.predict(_raw_test(exp)), sub, "id")
+
+
 def test_multiclass_top_k_gives_class_probability_columns(project):
     import mlflow
 
