@@ -5,12 +5,17 @@ metric is set, and `pipeline.evaluate.cross_validate` scores init's [model] with
 time, on the same folds, over a few seeds (mean of the fold scores, as the studies report):
 
 - rmsle: the standardised target (`target_transform = "none"`) vs `log1p`;
-- mae, mape: squared error vs `loss = "huber"` (both on the standardised target).
+- mae, mape: squared error vs `loss = "huber"` (both on the standardised target);
+- label metrics: init's [model] scored with the plain rule (0.5 / argmax / rounding) vs the
+  decision chosen on out-of-fold predictions (`pipeline.decision`), each fold scored with the
+  decision chosen on the other folds (`CVResult.raw_scores` vs `scores`).
 
 Data sets ship in pip packages (nothing is downloaded): statsmodels' RAND health insurance
 experiment (`randhie`, outpatient visits: a skewed count with a long tail, 20,190 rows of which
 a fixed 6,000 are used), scikit-learn's diabetes (442 rows) and a synthetic log-normal target
-(3,000 rows, 8 features, log-normal noise with sd 0.4).
+(3,000 rows, 8 features, log-normal noise with sd 0.4), and for the label metrics statsmodels'
+affairs survey (`fair`, binary, 32% positive), palmerpenguins (3 classes) and `ratings`: the
+synthetic target cut into 5 ordered ratings by quantiles (qwk on a regression target).
 
     python benchmarks/bench_metric_fit.py            # ~5-10 min on 2 busy cores
     python benchmarks/bench_metric_fit.py --seeds 1 --only lognormal
@@ -58,6 +63,15 @@ def _lognormal() -> tuple[pd.DataFrame, str]:
 td.DATASETS["randhie"] = td.Dataset("randhie", "regression", "rmsle", "statsmodels",
                                     "RAND HIE (Deb & Trivedi 2002), as shipped by statsmodels",
                                     _randhie)
+def _ratings() -> tuple[pd.DataFrame, str]:
+    frame, target = _lognormal()
+    edges = np.quantile(frame[target], [0.1, 0.3, 0.7, 0.9])
+    frame["rating"] = np.digitize(frame.pop(target), edges) + 1  # 1..5, rarer at the ends
+    return frame, "rating"
+
+
+td.DATASETS["ratings"] = td.Dataset("ratings", "regression", "qwk", "numpy", "synthetic",
+                                    _ratings)
 td.DATASETS["lognormal"] = td.Dataset("lognormal", "regression", "rmsle", "numpy", "synthetic",
                                       _lognormal)
 
@@ -71,10 +85,18 @@ CASES = [
     ("diabetes", "mape", "loss", ("squared", "huber")),
     ("lognormal", "mape", "loss", ("squared", "huber")),
 ]
+# (data set, task, metric): plain rule vs the decision chosen on OOF
+DECIDED = [
+    ("fair", "binary", "f1"),
+    ("fair", "binary", "mcc"),
+    ("fair", "binary", "accuracy"),
+    ("penguins", "multiclass", "f1_macro"),
+    ("ratings", "regression", "qwk"),
+]
 
 
-def experiment_for(name: str, metric: str, root: Path):
-    """init's experiment for data set `name`, with `metric`, in project folder `root`."""
+def experiment_for(name: str, metric: str, root: Path, task: str = "regression"):
+    """init's experiment for data set `name`, with `metric` and `task`, in folder `root`."""
     from pipeline import experiment
     from pipeline.infer import init_experiment
 
@@ -82,7 +104,7 @@ def experiment_for(name: str, metric: str, root: Path):
     with contextlib.redirect_stdout(io.StringIO()):
         path = init_experiment(data, name=f"{name}_{metric}", force=True)
     text = path.read_text(encoding="utf-8")
-    fixed = {"metric = ": f'metric = "{metric}"', "task = ": 'task = "regression"'}  # counts
+    fixed = {"metric = ": f'metric = "{metric}"', "task = ": f'task = "{task}"'}  # counts
     lines = [next((v for k, v in fixed.items() if line.startswith(k)), line)
              for line in text.splitlines()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -108,12 +130,32 @@ def measure(name: str, metric: str, key: str, values: tuple[str, ...], seeds: in
     return out
 
 
+def measure_decision(name: str, task: str, metric: str, seeds: int,
+                     root: Path) -> tuple[float, float, str]:
+    """(plain CV, decided CV, the decision of the last seed) of init's [model]."""
+    from pipeline.evaluate import cross_validate
+    from pipeline.prepare import prepare
+
+    exp = experiment_for(name, metric, root, task)
+    prepared = prepare(exp)
+    plain, decided, last = [], [], ""
+    for seed in range(seeds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = cross_validate(prepared, exp, {**exp.model.params(), "random_state": seed})
+        plain.append(float(np.mean(res.raw_scores)))
+        decided.append(res.mean)
+        last = res.decision.describe()
+    return float(np.mean(plain)), float(np.mean(decided)), last
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2, help="network seeds averaged per setting")
     ap.add_argument("--only", nargs="*", help="data sets to run [default: all]")
     args = ap.parse_args()
     cases = [c for c in CASES if not args.only or c[0] in args.only]
+    decided = [c for c in DECIDED if not args.only or c[0] in args.only]
     print(f"{'data':<10} {'rows':>5} {'metric':<6} {'setting':<17} {'CV (mean of folds)':<30}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -129,6 +171,11 @@ def main() -> int:
                 change = (b - a) / a * 100 if a else float("nan")
                 print(f"{name:<10} {rows:>5} {metric:<6} {key:<17} {text}  ({change:+.1f}%)",
                       flush=True)
+            for name, task, metric in decided:
+                plain, chosen, how = measure_decision(name, task, metric, args.seeds, root)
+                rows = len(pd.read_csv(root / "data" / name / "train.csv"))
+                print(f"{name:<10} {rows:>5} {metric:<8} plain {plain:.4f}  decided {chosen:.4f}"
+                      f"  ({chosen - plain:+.4f}; {how})", flush=True)
         finally:
             os.chdir(old)
     return 0
