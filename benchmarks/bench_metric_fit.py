@@ -19,6 +19,7 @@ synthetic target cut into 5 ordered ratings by quantiles (qwk on a regression ta
 
     python benchmarks/bench_metric_fit.py            # ~5-10 min on 2 busy cores
     python benchmarks/bench_metric_fit.py --seeds 1 --only lognormal
+    python benchmarks/bench_metric_fit.py --set learning_rate_init=0.01   # [model] changed
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ sys.path.insert(0, str(HERE))
 import tabular_datasets as td  # noqa: E402
 
 RANDHIE_ROWS = 6_000
+OVERRIDES: dict = {}  # --set: [model] values changed for every measurement
 
 
 def _randhie() -> tuple[pd.DataFrame, str]:
@@ -122,7 +124,7 @@ def measure(name: str, metric: str, key: str, values: tuple[str, ...], seeds: in
     for value in values:
         scores = []
         for seed in range(seeds):
-            params = {**exp.model.params(), key: value, "random_state": seed}
+            params = {**exp.model.params(), **OVERRIDES, key: value, "random_state": seed}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 scores.append(cross_validate(prepared, exp, params).mean)
@@ -142,7 +144,8 @@ def measure_decision(name: str, task: str, metric: str, seeds: int,
     for seed in range(seeds):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = cross_validate(prepared, exp, {**exp.model.params(), "random_state": seed})
+            res = cross_validate(prepared, exp, {**exp.model.params(), **OVERRIDES,
+                                                 "random_state": seed})
         plain.append(float(np.mean(res.raw_scores)))
         decided.append(res.mean)
         last = res.decision.describe()
@@ -153,7 +156,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2, help="network seeds averaged per setting")
     ap.add_argument("--only", nargs="*", help="data sets to run [default: all]")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="[model] values for every measurement (TOML values)")
     args = ap.parse_args()
+    import tomllib
+
+    for item in args.set:
+        key, _, text = item.partition("=")
+        OVERRIDES[key] = tomllib.loads(f"v = {text}")["v"]
     cases = [c for c in CASES if not args.only or c[0] in args.only]
     decided = [c for c in DECIDED if not args.only or c[0] in args.only]
     print(f"{'data':<10} {'rows':>5} {'metric':<6} {'setting':<17} {'CV (mean of folds)':<30}")
