@@ -104,6 +104,34 @@ def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, mon
     _same(model.predict(_raw_test(exp)), sub, "id")
 
 
+def test_the_scorer_applies_the_decision_in_scoring_json(project):
+    """Without MLflow: scoring.json's decision turns the model's probabilities into the labels
+    `submit` wrote (threshold), and a file written before decisions existed still scores."""
+    from pipeline.decision import Decision
+    from pipeline.evaluate import build_estimator, predict
+    from pipeline.prepare import prepare
+    from pipeline.submission.format import load_format
+    from pipeline.tracking.scoring import Scorer, output_spec
+
+    exp = write_competition(project, "lab", metric="accuracy", labels=("no", "yes"))
+    prepared = prepare(exp)
+    model = build_estimator("binary", {"max_iter": 5, "random_state": 0})
+    model.fit(prepared.X_train, prepared.y)
+    p = predict(model, prepared.X_test)
+    t = float(np.median(p))
+    spec = json.loads((prepared.path / "preprocessor.json").read_text(encoding="utf-8"))
+    fmt = load_format(exp)
+    out = output_spec(fmt, prepared.classes, [["model0"]], Decision("threshold", (t,)))
+    raw = _raw_test(exp, dtype={"id": str})
+    got = Scorer(spec, json.loads(json.dumps(out)), [[model]]).predict(raw)
+    want = np.where(p >= t, "yes", "no")
+    order = {i: n for n, i in enumerate(prepared.test_ids)}
+    assert list(got["y"]) == [want[order[i]] for i in got["id"]]
+    out.pop("decision")  # scoring.json from before decisions: 0.5
+    plain = Scorer(spec, out, [[model]]).predict(raw)
+    assert list(plain["y"]) == [("yes" if p[order[i]] >= 0.5 else "no") for i in plain["id"]]
+
+
 def test_multiclass_top_k_gives_class_probability_columns(project):
     import mlflow
 
