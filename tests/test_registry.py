@@ -104,6 +104,7 @@ def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, mon
     _same(model.predict(_raw_test(exp)), sub, "id")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_the_scorer_applies_the_decision_in_scoring_json(project):
     """Without MLflow: scoring.json's decision turns the model's probabilities into the labels
     `submit` wrote (threshold), and a file written before decisions existed still scores."""
