@@ -11,6 +11,15 @@ into a cache folder outside the repository: the data is not ours to commit.
 | penguins      | 344   | 3 classes, 2 text columns, missing values | log_loss | palmerpenguins |
 | diabetes      | 442   | regression, 10 numeric columns            | rmse     | scikit-learn   |
 | fair          | 6,366 | binary, 5 text (survey answer) columns    | roc_auc  | statsmodels    |
+| wine          | 178   | 3 classes, 13 numeric columns             | f1_macro | scikit-learn   |
+| anes96        | 944   | 7 ordered classes (party identification)  | qwk      | statsmodels    |
+| randhie       | 20,190| regression, a skewed count (doctor visits)| rmsle    | statsmodels    |
+
+A sample submission holds what the metric scores: probabilities (one column per class for a
+multiclass log-loss), labels for label metrics (f1_macro, qwk: the commonest class), values for
+regression. Where `pipeline init` cannot tell the metric from the files (rmsle looks like rmse,
+qwk like accuracy), the benchmark sets the one named here, as a user copies it from the
+competition's page.
 
     python benchmarks/tabular_datasets.py              # build all into the cache, print paths
     python benchmarks/tabular_datasets.py penguins --out /tmp/penguins
@@ -90,6 +99,31 @@ def _fair() -> tuple[pd.DataFrame, str]:
     return frame, "had_affair"
 
 
+def _wine() -> tuple[pd.DataFrame, str]:
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    frame["cultivar"] = frame.pop("target").map({0: "class_0", 1: "class_1", 2: "class_2"})
+    return frame, "cultivar"
+
+
+def _anes96() -> tuple[pd.DataFrame, str]:
+    from statsmodels.datasets import anes96
+
+    frame = anes96.load_pandas().data
+    # PID: party identification, 0 strong Democrat .. 6 strong Republican, an ordered scale;
+    # logpopul repeats popul
+    frame["PID"] = frame["PID"].astype(int)
+    return frame.drop(columns=["logpopul"]), "PID"
+
+
+def _randhie() -> tuple[pd.DataFrame, str]:
+    from statsmodels.datasets import randhie
+
+    frame = randhie.load_pandas().data
+    return frame, "mdvis"  # outpatient doctor visits a year: counts, mostly small
+
+
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("breast_cancer", "binary", "roc_auc", "scikit-learn",
             "UCI Breast Cancer Wisconsin (Diagnostic), CC BY 4.0", _breast_cancer),
@@ -100,7 +134,25 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("fair", "binary", "roc_auc", "statsmodels",
             "Fair (1978) affairs survey; statsmodels ships it with the author's permission: "
             "not for redistribution here", _fair),
+    Dataset("wine", "multiclass", "f1_macro", "scikit-learn",
+            "UCI Wine (Forina et al.), CC BY 4.0, as shipped by scikit-learn", _wine),
+    Dataset("anes96", "multiclass", "qwk", "statsmodels",
+            "American National Election Studies 1996 extract, as shipped by statsmodels",
+            _anes96),
+    Dataset("randhie", "regression", "rmsle", "statsmodels",
+            "RAND Health Insurance Experiment extract, as shipped by statsmodels", _randhie),
 )}
+
+
+def set_metric(experiment_file: Path, metric: str) -> bool:
+    """Set `[competition] metric` in a file `init` wrote, as a user does when the competition
+    scores with a metric the files cannot show (rmsle vs rmse); True if it changed."""
+    import re
+
+    text = experiment_file.read_text(encoding="utf-8")
+    new = re.sub(r'(?m)^metric = "[^"]*"', f'metric = "{metric}"', text, count=1)
+    experiment_file.write_text(new, encoding="utf-8")
+    return new != text
 
 
 def cache_dir() -> Path:
@@ -138,7 +190,9 @@ def build(name: str, out: Path | None = None, *, seed: int = 0) -> Path:
 
     solution = test[[ID, target]].assign(
         Usage=np.where(test[ID].isin(public), "Public", "Private"))
-    if ds.task == "multiclass":  # one probability column per class, as Kaggle's samples do
+    if ds.metric in ("f1_macro", "qwk", "accuracy", "f1", "mcc"):  # labels: the commonest
+        sample = test[[ID]].assign(**{target: train[target].mode().iloc[0]})
+    elif ds.task == "multiclass":  # one probability column per class, as Kaggle's samples do
         classes = sorted(train[target].unique())
         sample = test[[ID]].assign(**{str(c): 1 / len(classes) for c in classes})
     elif ds.task == "binary":

@@ -50,6 +50,7 @@ def cross_validate_and_log(
     run = tracker.start_run(
         exp, "train", params=params,
         tags={"kind": "train", "data_fingerprint": prepared.fingerprint,
+              "folds": exp.fold_scheme(),
               "overrides": " ".join(overrides) or "-"},
     )
 
@@ -90,6 +91,7 @@ def cross_validate_and_log(
 
 
 def write_oof(path: Path, prepared: Any, oof: np.ndarray) -> None:
-    """Out-of-fold predictions by id, in the metric's form (P(class) / value)."""
+    """Out-of-fold predictions by id, in the metric's form (P(class) / value); rows no fold
+    validated (time folds' first block) are left out."""
     path.write_text(predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y),
                     encoding="utf-8")

@@ -78,9 +78,12 @@ def kind_for(metric: str, task: str) -> str:
 
 
 def choose(metric: str, task: str, y: np.ndarray, oof: np.ndarray) -> Decision:
-    """The decision that maximises `metric` on the out-of-fold predictions `oof` of `y`."""
+    """The decision that maximises `metric` on the out-of-fold predictions `oof` of `y`.
+    Rows without a prediction (NaN: time folds never validate their first block) are left out."""
     kind = kind_for(metric, task)
     y, oof = np.asarray(y), np.asarray(oof, dtype=np.float64)
+    seen = ~np.isnan(oof.reshape(len(oof), -1)).any(axis=1)
+    y, oof = y[seen], oof[seen]
     if kind == "threshold":
         return Decision(kind, (best_threshold(METRICS[metric], y.astype(np.int64), oof),))
     if kind == "class_weights":

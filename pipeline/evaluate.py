@@ -1,9 +1,13 @@
 """k-fold cross-validation of one parameter set: fold scores, out-of-fold predictions, curves.
 
-The folds come from scikit-learn, shuffled with `[cv] seed`, so every trial of a study is
-scored on the same rows. Each fold's held-out rows are also the network's `eval_set`: that is
-for the per-epoch curves and for pruning only, never for early stopping (the network's own
-`early_stopping` carves its validation split out of the training rows).
+The folds come from scikit-learn as `[cv] kind` says (stratified, kfold, group or time),
+shuffled with `[cv] seed` (time folds are not shuffled), so every trial of a study is scored
+on the same rows. Time folds never validate their first block: those rows have no out-of-fold
+prediction (NaN in `CVResult.oof`), and every score is the mean of the folds' scores.
+
+Each fold's held-out rows are also the network's `eval_set`: that is for the per-epoch curves
+and for pruning only, never for early stopping (the network's own `early_stopping` carves
+its validation split out of the training rows).
 
 A label metric (accuracy, f1, f1_macro, mcc, qwk) scores a decision chosen on out-of-fold
 predictions (`pipeline.decision`: a threshold, class weights, ordinal cuts). Its fold scores are
@@ -38,7 +42,7 @@ class CVResult:
     scores: list[float]  # per fold; a label metric's with the decision (module docstring)
     mean: float
     std: float
-    oof: np.ndarray  # metric-form out-of-fold predictions, in train row order
+    oof: np.ndarray  # metric-form out-of-fold predictions, train row order; NaN: not validated
     curves: list[Curve]  # per fold: curves.CURVE_KEYS -> one value per epoch
     n_iters: list[int]  # epochs each fold trained
     best_epochs: list[int]  # epochs of the weights each fold kept (early stopping's best)
@@ -46,6 +50,16 @@ class CVResult:
     stop_reasons: list[str] = field(default_factory=list)  # per fold: converged, max_iter...
     raw_scores: list[float] = field(default_factory=list)  # per fold, 0.5 / argmax / rounding
     decision: Decision = field(default_factory=Decision)  # chosen on every OOF row
+
+    @property
+    def validated(self) -> np.ndarray:
+        """Rows some fold validated: all of them, except the first block of time folds."""
+        return validated(self.oof)
+
+
+def validated(oof: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows with an out-of-fold prediction (not NaN)."""
+    return ~np.isnan(oof.reshape(len(oof), -1)).any(axis=1)
 
 
 def build_estimator(task: str, params: dict[str, Any]) -> Any:
@@ -59,32 +73,116 @@ def build_estimator(task: str, params: dict[str, Any]) -> Any:
 
 
 def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train_idx, val_idx) per fold: stratified for classification, plain for regression."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    """(train_idx, val_idx) per fold, as [cv] kind says: stratified (classification's
+    default), kfold (regression's), group (a group's rows in one fold, stratified for
+    classification) or time (fold f trains on the rows before its validation block)."""
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        StratifiedGroupKFold,
+        StratifiedKFold,
+    )
 
-    k = exp.cv.folds
+    k, kind, seed = exp.cv.folds, exp.fold_kind, exp.cv.seed
     y = prepared.y
     n = len(y)
     if n < k:
         raise PipelineError(f"{exp.path}: [cv] folds = {k} but the training data has {n} rows")
-    if exp.competition.task == "regression":
-        splitter: Any = KFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
+    if kind == "time":
+        return _scorable(_time_folds(prepared, exp), prepared, exp)
+    classify = exp.competition.task != "regression"
+    if classify and kind in ("stratified", "group"):
+        _check_classes(prepared, exp)
+    groups = _groups(prepared, exp) if kind == "group" else None
+    splitter: Any
+    if kind == "group":
+        cls = StratifiedGroupKFold if classify else GroupKFold
+        splitter = cls(n_splits=k, shuffle=True, random_state=seed)
+    elif kind == "kfold":
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
     else:
-        smallest = int(np.bincount(y).min()) if len(y) else 0
-        if smallest < 2:  # no number of folds helps: say what does
-            rare = prepared.classes[int(np.bincount(y).argmin())] if prepared.classes else None
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # StratifiedGroupKFold's "least populated class" note
+        warnings.simplefilter("ignore", UserWarning)
+        out = [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y, groups)]
+    return _scorable(out, prepared, exp) if kind == "group" else out
+
+
+def _scorable(out: list[tuple[np.ndarray, np.ndarray]], prepared: Prepared,
+              exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group and time folds can't stratify fully: AUC needs every class in every fold's
+    validation rows, else each trial would fail (or score NaN) on that fold."""
+    metric = exp.competition.metric
+    if metric not in ("roc_auc", "roc_auc_ovr") or prepared.classes is None:
+        return out
+    for f, (_, va) in enumerate(out):
+        absent = np.setdiff1d(np.arange(len(prepared.classes)), prepared.y[va])
+        if len(absent):
             raise PipelineError(
-                f"{exp.competition.data_dir / 'train.csv'}: class {rare!r} of "
-                f"{exp.competition.target!r} has a single row; stratified folds need at least "
-                "2 per class (remove that row or merge the class)"
+                f"{exp.path}: [cv] fold {f + 1} of {len(out)} ({exp.fold_scheme()}) validates "
+                f"on no row of class {prepared.classes[int(absent[0])]!r}; {metric} needs "
+                "every class in every fold (lower folds)"
             )
-        if smallest < k:
-            raise PipelineError(
-                f"{exp.path}: [cv] folds = {k} but the rarest class of "
-                f"{exp.competition.target!r} has only {smallest} rows (lower folds)"
-            )
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=exp.cv.seed)
-    return [(tr, va) for tr, va in splitter.split(np.zeros((n, 1)), y)]
+    return out
+
+
+def _check_classes(prepared: Prepared, exp: Experiment) -> None:
+    """Stratified folds need every class in every fold: say what to change when they can't."""
+    y, k = prepared.y, exp.cv.folds
+    smallest = int(np.bincount(y).min()) if len(y) else 0
+    if smallest < 2:  # no number of folds helps: say what does
+        rare = prepared.classes[int(np.bincount(y).argmin())] if prepared.classes else None
+        raise PipelineError(
+            f"{exp.competition.data_dir / 'train.csv'}: class {rare!r} of "
+            f"{exp.competition.target!r} has a single row; stratified folds need at least "
+            "2 per class (remove that row or merge the class)"
+        )
+    if smallest < k:
+        raise PipelineError(
+            f"{exp.path}: [cv] folds = {k} but the rarest class of "
+            f"{exp.competition.target!r} has only {smallest} rows (lower folds)"
+        )
+
+
+def _groups(prepared: Prepared, exp: Experiment) -> np.ndarray:
+    groups = _fold_array(prepared, exp, prepared.groups)
+    n_groups = len(np.unique(groups))
+    if n_groups < exp.cv.folds:
+        raise PipelineError(
+            f"{exp.path}: [cv] folds = {exp.cv.folds} but column {exp.cv.group!r} of "
+            f"{exp.competition.data_dir / 'train.csv'} has only {n_groups} groups (lower folds)"
+        )
+    return groups
+
+
+def _time_folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
+    """TimeSeriesSplit over the distinct times, so rows of one time never straddle a fold's
+    train and validation: every training row is earlier than every validation row. Blocks
+    hold equal numbers of distinct times; the first block is never validated."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    k = exp.cv.folds
+    times, rank = np.unique(_fold_array(prepared, exp, prepared.order), return_inverse=True)
+    if len(times) < k + 1:
+        raise PipelineError(
+            f"{exp.path}: [cv] folds = {k} with kind = \"time\" needs at least {k + 1} "
+            f"distinct values of {exp.cv.time!r} in {exp.competition.data_dir / 'train.csv'}, "
+            f"found {len(times)} (lower folds)"
+        )
+    out = []
+    for tr, va in TimeSeriesSplit(n_splits=k).split(times):  # contiguous blocks of ranks
+        out.append((np.flatnonzero(rank <= tr.max()),
+                    np.flatnonzero((rank >= va.min()) & (rank <= va.max()))))
+    return out
+
+
+def _fold_array(prepared: Prepared, exp: Experiment, values: np.ndarray | None) -> np.ndarray:
+    if values is None:  # prepared for another [cv]: its cache has no such array
+        raise PipelineError(
+            f"{prepared.path}: prepared without the [cv] {exp.fold_kind} column of {exp.path}; "
+            "prepare again with this experiment"
+        )
+    return values
 
 
 def predict(model: Any, X: np.ndarray) -> np.ndarray:
@@ -117,7 +215,8 @@ def cross_validate(
     metric = METRICS[exp.competition.metric]
     X, y = prepared.X_train, prepared.y
     n_classes = len(prepared.classes) if prepared.classes is not None else 0
-    oof = np.zeros((len(y), n_classes)) if task == "multiclass" else np.zeros(len(y))
+    # NaN marks rows no fold validates (time folds' first block): see CVResult.validated
+    oof = np.full((len(y), n_classes) if task == "multiclass" else len(y), np.nan)
     seed = int(params.get("random_state") or 0)
     scores: list[float] = []
     curves: list[Curve] = []

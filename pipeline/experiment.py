@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.files import ISO
 from pipeline.metrics import fit_problem
 from pipeline.network.params import (
     BY_NAME,
@@ -26,6 +27,9 @@ from pipeline.network.params import (
 
 TASKS = ("binary", "multiclass", "regression")
 PRUNERS = ("median", "none")
+# [cv] kind: stratified (classification only), kfold, group (a group's rows in one fold),
+# time (validate on later rows only).
+CV_KINDS = ("stratified", "kfold", "group", "time")
 # Search-space keys that are not network parameters: they build `hidden_layer_sizes`
 # (n_layers = 0 is the linear model).
 SPACE_EXTRAS: dict[str, Interval] = {
@@ -46,6 +50,8 @@ class Competition:
     drop: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     kaggle: str | None = None
+    # Date column -> strptime format, where the data cannot tell (01/02/2015) or to pin one.
+    dates: dict[str, str] = field(default_factory=dict)
 
 
 class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields.")):
@@ -61,6 +67,9 @@ class Model(config_class("ModelFields", EXPERIMENT_PARAMS, "[model]'s fields."))
 class CV:
     folds: int = 5
     seed: int = 42
+    kind: str | None = None  # None: stratified for classification, kfold for regression
+    group: str | None = None  # the column that keeps a group's rows in one fold (kind group)
+    time: str | None = None  # the date or number column that orders rows (kind time)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,22 @@ class Experiment:
     tune: Tune = Tune()
     submit: Submit = Submit()
 
+    @property
+    def fold_kind(self) -> str:
+        """[cv] kind, or the task's default: stratified for classification, else kfold."""
+        if self.cv.kind is not None:
+            return self.cv.kind
+        return "kfold" if self.competition.task == "regression" else "stratified"
+
+    def fold_scheme(self) -> str:
+        """The folds in one string (study identity, run tag): `stratified/5/seed42`,
+        `group(store)/5/seed42`, `time(date)/5` (time folds have no randomness)."""
+        kind, cv = self.fold_kind, self.cv
+        if kind == "time":
+            return f"time({cv.time})/{cv.folds}"
+        name = f"group({cv.group})" if kind == "group" else kind
+        return f"{name}/{cv.folds}/seed{cv.seed}"
+
     def as_dict(self) -> dict[str, Any]:
         """The resolved configuration, for logging with every run."""
 
@@ -125,6 +150,7 @@ class Experiment:
         for section in ("competition", "model", "cv", "tune", "submit"):
             obj = getattr(self, section)
             out[section] = {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+        out["cv"]["kind"] = self.fold_kind
         return out
 
 
@@ -178,6 +204,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         drop=tuple(_str_list(comp, "drop", path, "competition")),
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
+        dates=_dates(comp, path),
     )
     if problem := fit_problem(competition.metric, competition.task):
         raise PipelineError(
@@ -187,12 +214,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
 
     model = _parse_model(_section(raw, "model", path), path)
 
-    cv_raw = _section(raw, "cv", path)
-    _check_keys(cv_raw, {"folds", "seed"}, path, "cv")
-    cv = CV(
-        folds=_int(cv_raw, "folds", path, "cv", CV.folds, minimum=2),
-        seed=_int(cv_raw, "seed", path, "cv", CV.seed, minimum=0),
-    )
+    cv = _parse_cv(_section(raw, "cv", path), competition.task, path)
 
     tune = _parse_tune(_section(raw, "tune", path), path)
     sub_raw = _section(raw, "submit", path)
@@ -204,6 +226,33 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
                                             minimum=1))
     return Experiment(name=path.stem, path=path, competition=competition, model=model, cv=cv,
                       tune=tune, submit=submit)
+
+
+def _parse_cv(raw: dict[str, Any], task: str, path: Path) -> CV:
+    _check_keys(raw, {f.name for f in fields(CV)}, path, "cv")
+    given = _one_of(raw, "kind", CV_KINDS, path, "cv") if "kind" in raw else None
+    kind = given or ("kfold" if task == "regression" else "stratified")
+    if kind == "stratified" and task == "regression":
+        raise PipelineError(
+            f'{path}: [cv] kind = "stratified" needs classes; task regression uses "kfold" '
+            '(or "group" / "time")'
+        )
+    columns: dict[str, str | None] = {}
+    for key in ("group", "time"):
+        if key in raw and kind != key:
+            raise PipelineError(
+                f'{path}: [cv] {key} is only used with kind = "{key}" (kind is "{kind}")'
+            )
+        if kind == key and key not in raw:
+            raise PipelineError(
+                f'{path}: [cv] kind = "{key}" needs {key} = "<column of train.csv>"'
+            )
+        columns[key] = _typed(raw, key, str, path, "cv") if key in raw else None
+    return CV(
+        folds=_int(raw, "folds", path, "cv", CV.folds, minimum=2),
+        seed=_int(raw, "seed", path, "cv", CV.seed, minimum=0),
+        kind=given, **columns,
+    )
 
 
 def _parse_model(raw: dict[str, Any], path: Path) -> Model:
@@ -414,6 +463,24 @@ def _str_list(raw: dict[str, Any], key: str, path: Path, section: str) -> list[s
             f"{path}: [{section}] {key} must be a list of column names, got {value!r}"
         )
     return value
+
+
+def _dates(raw: dict[str, Any], path: Path) -> dict[str, str]:
+    """[competition] dates: a table column -> strptime format ("%d/%m/%Y"); whether the
+    column exists and the format reads it is prepare's check (it needs the data)."""
+    value = raw.get("dates", {})
+    if not isinstance(value, dict):
+        raise PipelineError(
+            f'{path}: [competition] dates must be a table {{ column = "format" }}, '
+            f'e.g. dates = {{ sold = "%d/%m/%Y" }}, got {value!r}'
+        )
+    for col, fmt in value.items():
+        if not isinstance(fmt, str) or ("%" not in fmt and fmt != ISO):
+            raise PipelineError(
+                f'{path}: [competition] dates.{col} must be a strptime format such as '
+                f'"%d/%m/%Y" (or "{ISO}"), got {fmt!r}'
+            )
+    return dict(value)
 
 
 def _int(

@@ -6,6 +6,7 @@ others accept too; every way a file can be bad becomes one `PipelineError` line.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -19,11 +20,22 @@ from pipeline.errors import PipelineError
 NA_VALUES = ["?"]
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 # ISO 8601 dates and times ('2015-07-31', '2011-01-20 00:00:00', '2016-03-14T17:24:55Z'):
-# as text they are thousands of one-hot levels, and test's (later) dates are all unseen;
-# init keeps them and prepare turns them into these numbers.
+# pandas' ISO reader also takes '2015' and '20150731', which are numbers, so it reads only these.
 DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
 )
+ISO = "ISO8601"  # pandas' name for it; also what a preprocessor.json without a format means
+# Text dates as people write them, as strptime formats. Month-first comes before day-first:
+# a column that reads both ways is ambiguous, and that order is pandas' guess. As text they
+# are thousands of one-hot levels and test's (later) dates are all unseen, so init keeps
+# them and prepare turns them into the DATE_PARTS numbers.
+_DAYS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y",
+         "%d %b %Y", "%d %B %Y", "%d-%b-%Y", "%b %d, %Y", "%B %d, %Y", "%b %d %Y", "%B %d %Y",
+         "%Y-%b-%d")
+_TIMES = ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
+DATE_FORMATS = (*(d + t for d in _DAYS for t in _TIMES), "%Y-%m-%dT%H:%M",
+                "%Y-%m-%dT%H:%M:%S", ISO)
+SAMPLE = 50  # distinct values tried first: a text column that is no date fails fast
 DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970, the trend
 
 
@@ -93,10 +105,78 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def is_date_column(s: Any) -> bool:
-    """A text column whose every value is an ISO 8601 date or date-time."""
+    """A text column whose every value is a date or date-time of one format (read both ways
+    too: `date_formats`)."""
+    return bool(date_formats(s))
+
+
+def date_formats(*columns: Any) -> tuple[str, ...]:
+    """The formats of DATE_FORMATS that read every non-empty value of `columns` (train and
+    test together), one per distinct reading: () not dates, (fmt,) decided, more: ambiguous
+    (every value fits month-first and day-first), month-first first. Numbers are never dates.
+    """
+    values = _distinct_text(columns)
+    if values is None:
+        return ()
+    fits = [f for f in DATE_FORMATS if parse_dates(values[:SAMPLE], f).notna().all()]
+    readings: dict[bytes, str] = {}
+    for f in fits:
+        t = parse_dates(values, f)
+        if t.notna().all():
+            readings.setdefault(t.to_numpy().tobytes(), f)
+    return tuple(readings.values())
+
+
+def date_format(*columns: Any, file: Path | str = "train.csv") -> str | None:
+    """The one format that reads `columns` (None: not dates); a column that reads both
+    month-first and day-first is a `PipelineError` naming `file` and the column."""
+    found = date_formats(*columns)
+    if len(found) > 1:
+        name = str(columns[0].name)
+        raise PipelineError(
+            f"{file}: column {name!r} holds dates that read as {found[0]} and as {found[1]} "
+            f"(no value tells which); declare the format in the experiment file: "
+            f"[competition] {dates_line({name: found[1]})} (or {json.dumps(found[0])})"
+        )
+    return found[0] if found else None
+
+
+def parse_dates(values: Any, fmt: str) -> Any:
+    """Text (or whole numbers, for a format such as '%Y%m%d') -> a Series of naive datetimes
+    read with `fmt`, zones converted to UTC; a value that does not fit is NaT.
+    A bad directive in `fmt` is pandas' ValueError."""
     import pandas as pd
 
-    values = s.dropna()
-    if pd.api.types.is_numeric_dtype(s) or values.empty:
-        return False
-    return bool(values.astype(str).str.strip().str.fullmatch(DATE).all())
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        s = s.map(lambda v: None if pd.isna(v) else
+                  (str(int(v)) if float(v).is_integer() else str(v)))
+    text = s.astype("string").str.strip()
+    if fmt == ISO:
+        text = text.where(text.str.fullmatch(DATE).fillna(False).astype(bool))
+    return pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
+
+
+def dates_line(formats: dict[str, str]) -> str:
+    """The experiment file's `dates = { column = "format" }` line (TOML; JSON strings are
+    valid TOML strings, and quote a column name that is no bare key)."""
+    def key(name: str) -> str:
+        return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+    inner = ", ".join(f"{key(c)} = {json.dumps(f)}" for c, f in formats.items())
+    return f"dates = {{ {inner} }}"
+
+
+def _distinct_text(columns: tuple[Any, ...]) -> Any:
+    """The distinct non-empty values of text columns, stripped; None when a column holds
+    numbers or nothing is left."""
+    import pandas as pd
+
+    parts = []
+    for s in columns:
+        if pd.api.types.is_numeric_dtype(s):
+            return None
+        parts.append(s.dropna().astype(str).str.strip())
+    values = pd.concat(parts, ignore_index=True).drop_duplicates()
+    values = values[values != ""].reset_index(drop=True)
+    return values if len(values) else None

@@ -9,7 +9,13 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse
-from pipeline.files import DATE_PARTS, is_date_column, read_csv, write_text_atomic
+from pipeline.files import (
+    DATE_PARTS,
+    date_formats,
+    dates_line,
+    read_csv,
+    write_text_atomic,
+)
 from pipeline.metrics import metrics_for
 
 MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
@@ -42,22 +48,24 @@ def init_experiment(
     id_col = str(sample.columns[0])
     train = read_csv(data_dir / "train.csv", id_col=id_col)
     test = read_csv(data_dir / "test.csv", id_col=id_col)
-    for file, df in (("train.csv", train), ("test.csv", test)):
-        if id_col not in df.columns:
-            raise PipelineError(
-                f"{data_dir / file}: no id column {id_col!r} "
-                "(the first column of sample_submission.csv)"
-            )
+    if id_col not in test.columns:
+        raise PipelineError(
+            f"{data_dir / 'test.csv'}: no id column {id_col!r} "
+            "(the first column of sample_submission.csv)"
+        )
+    # Many competitions keep the id in test.csv and the sample only; prepare numbers the rows.
+    notes = [] if id_col in train.columns else [
+        f"train.csv has no id column: rows are numbered ({id_col!r} is in test.csv and the sample)"]
     target = _infer_target(data_dir, sample, train, test, id_col)
     task, why_task = _infer_task(data_dir, train[target], target, sample)
     metric, why_metric = _infer_metric(data_dir, task, target, sample)
     drop = _infer_drop(train, test, id_col, target)
-    dates = [str(c) for c in train.columns
-             if c not in (id_col, target, *drop) and is_date_column(train[c])]
+    dates = {str(c): found for c in train.columns if c not in (id_col, target, *drop)
+             and (found := date_formats(train[c], test[c]))}
 
     folds = _folds(train[target], task)
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
-                   dates, folds)
+                   dates, folds, notes)
     # What we write must load, and its sample must fit test.csv and the classes: found now,
     # not after a whole study has been tuned for a submission that cannot be written.
     exp = parse(tomllib.loads(text), path)
@@ -177,8 +185,10 @@ def _infer_drop(train: Any, test: Any, id_col: str, target: str) -> dict[str, st
             drop[str(col)] = "not in test.csv"
             continue
         values = train[col].dropna()
-        if pd.api.types.is_numeric_dtype(values) or values.empty or is_date_column(values):
-            continue  # dates: prepare turns them into numbers
+        if pd.api.types.is_numeric_dtype(values) or values.empty:
+            continue
+        if date_formats(values, test[col]):
+            continue  # dates (one format in train and test): prepare turns them into numbers
         n, rows = values.nunique(), len(values)
         if n >= 10 and n > 0.5 * rows:
             drop[str(col)] = f"free text / high cardinality: {n} distinct values in {rows} rows"
@@ -256,6 +266,34 @@ def _alternatives(task: str, metric: str) -> str:
     return f"  # or: {', '.join(others)}" if others else ""
 
 
+def _date_notes(dates: dict[str, tuple[str, ...]]) -> list[str]:
+    """init's reasons for each date column: how it is read, and the guess to check."""
+    parts = ", ".join((*DATE_PARTS, "hour"))
+    notes = []
+    for col, found in dates.items():
+        notes.append(f"date {col}: used as numbers ({parts} where times vary), read as {found[0]}")
+        if len(found) > 1:
+            notes.append(f"date {col}: every value reads as {found[0]} and as {found[1]}; "
+                         f"{found[0]} assumed, as pandas does: check `dates` in the file")
+    return notes
+
+
+def _dates_toml(dates: dict[str, tuple[str, ...]]) -> str:
+    """[competition] dates: guessed formats commented out (prepare finds them itself), the
+    ambiguous ones set, so the file runs, with a note to check them."""
+    if not dates:
+        return ""
+    guessed = {c: found[0] for c, found in dates.items() if len(found) == 1}
+    ambiguous = {c: found[0] for c, found in dates.items() if len(found) > 1}
+    text = "# Date columns -> strptime format (prepare finds a format the data decides).\n"
+    if guessed:
+        text += f"# {dates_line(guessed)}  # guessed from the data; uncomment to pin it\n"
+    if ambiguous:
+        text += (f"{dates_line(ambiguous)}  # CHECK: these read month-first and day-first; "
+                 "month-first assumed, as pandas does\n")
+    return text
+
+
 def _range(low: float, high: float, log: bool = False) -> str:
     return f"{{ low = {low!r}, high = {high!r}{', log = true' if log else ''} }}"
 
@@ -265,6 +303,15 @@ def _q(s: str) -> str:
     import json
 
     return json.dumps(s, ensure_ascii=False)
+
+
+def _cv_kind(task: str, dates: dict[str, Any]) -> str:
+    """[cv] kind for the task, and the alternatives as comments (a date column named)."""
+    kind = "kfold" if task == "regression" else "stratified"
+    when = _q(next(iter(dates))) if dates else '"<column>"'
+    return (f"kind = {_q(kind)}\n"
+            '# kind = "group"; group = "<column>"  keeps a group\'s rows in one fold\n'
+            f'# kind = "time"; time = {when}  validates on later rows only')
 
 
 def _render(
@@ -277,21 +324,20 @@ def _render(
     n_rows: int,
     why_task: str,
     why_metric: str,
-    dates: list[str],
+    dates: dict[str, tuple[str, ...]],
     folds: int,
+    notes: list[str],
 ) -> str:
     model, space = network_setup(n_rows, metric)
     seeds = 5 if n_rows < SMALL_DATA else 3
-    parts = ", ".join((*DATE_PARTS, "hour"))
-    dates_note = "".join(f"#   date {c}: used as numbers ({parts} where times vary)\n"
-                         for c in dates)
+    reasons = "".join(f"#   {line}\n" for line in (*notes, *_date_notes(dates)))
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
     return f"""\
 # Written by `pipeline init {data_dir}`: inferred, so check it before tuning.
 #   task {task}: target {target!r} has {why_task}
 #   metric {metric}: {why_metric}
-{dates_note}
+{reasons}
 [competition]
 data_dir = {_q(str(data_dir))}
 id = {_q(id_col)}
@@ -302,12 +348,13 @@ metric = {_q(metric)}{_alternatives(task, metric)}
 {drop_toml}
 # Numeric columns to one-hot encode instead of scaling (text columns always are).
 categorical = []
-
+{_dates_toml(dates)}
 [model]
 # Defaults for `pipeline train`; tuning overrides what [tune.space] names. Every key of the
 # network's hyperparameter table may be set (README: "Network parameters").
 {model_lines(model)}
 [cv]
+{_cv_kind(task, dates)}
 folds = {folds}{"  # the rarest class has only this many rows" if folds < FOLDS else ""}
 seed = 42
 

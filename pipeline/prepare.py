@@ -22,10 +22,18 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.experiment import Competition, Experiment
-from pipeline.files import COMPETITION_FILES, DATE_PARTS, is_date_column, read_csv
+from pipeline.files import (
+    COMPETITION_FILES,
+    DATE_PARTS,
+    ISO,
+    date_format,
+    one_line,
+    parse_dates,
+    read_csv,
+)
 
 # Bump when the transform changes, so old caches are not reused.
-PREP_VERSION = 2
+PREP_VERSION = 3
 MISSING = "<missing>"  # a missing categorical value is a category of its own
 # One-hot columns per categorical column, the last one shared by all rarer levels: a zip code
 # or user id with thousands of levels would otherwise make X dense gigabytes.
@@ -48,6 +56,8 @@ class Prepared:
     classes: tuple | None  # original target labels, sorted; None for regression
     fingerprint: str
     path: Path
+    groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
+    order: np.ndarray | None = None  # [cv] kind = "time": each train row's time (float64)
 
 
 def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
@@ -57,7 +67,7 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     for path in files.values():
         if not path.is_file():
             raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
-    fingerprint = _fingerprint(files, comp)
+    fingerprint = _fingerprint(files, comp, _fold_column(exp))
     out = cache_root(comp) / fingerprint
     if not force and (cached := _load_cached(out, fingerprint)) is not None:
         return cached
@@ -80,9 +90,12 @@ def load_preprocessor(prepared: Prepared) -> dict[str, Any]:
 # --- fingerprint and cache -----------------------------------------------------------------
 
 
-def _fingerprint(files: dict[str, Path], comp: Competition) -> str:
+def _fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None) -> str:
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
-    settings = {k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical")}
+    settings: dict[str, Any] = {
+        k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical", "dates")}
+    if fold_column is not None:  # group / time folds add an array; other kinds change nothing
+        settings["folds"] = fold_column
     h.update(json.dumps(settings, sort_keys=True).encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
@@ -116,6 +129,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
         classes=tuple(classes) if classes is not None else None,
         fingerprint=spec["fingerprint"],
         path=out,
+        groups=arrays.get("groups"),
+        order=arrays.get("order"),
     )
 
 
@@ -144,19 +159,22 @@ def _write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any])
 def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict]:
     comp = exp.competition
     train_file, test_file = files["train.csv"], files["test.csv"]
-    train = read_csv(train_file, id_col=comp.id)
-    test = read_csv(test_file, id_col=comp.id)
-    _require_columns(train, train_file, (comp.id, comp.target))
+    declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
+    train = read_csv(train_file, id_col=comp.id, str_cols=declared)
+    test = read_csv(test_file, id_col=comp.id, str_cols=declared)
+    _require_columns(train, train_file, (comp.target,))
     _require_columns(test, test_file, (comp.id,))
-    train_ids = _ids(train[comp.id], train_file, comp.id)
+    # Many competitions keep the id in test.csv and the sample only: train rows are numbered.
+    train_ids = (_ids(train[comp.id], train_file, comp.id) if comp.id in train.columns
+                 else np.arange(len(train)).astype(str))
     test_ids = _ids(test[comp.id], test_file, comp.id)
     y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
+    fold_keys = _fold_keys(exp, train, train_file)
 
     features = _feature_columns(train, comp, exp.path, train_file)
     _require_columns(test, test_file, features, why="a feature column of train.csv")
     categorical = [c for c in features if c in comp.categorical or not _is_numeric(train[c])]
-    dates = [_date_spec(train[c]) for c in categorical
-             if c not in comp.categorical and is_date_column(train[c])]
+    dates = _date_specs(exp, categorical, (train, train_file), (test, test_file))
     date_cols = {d["name"] for d in dates}
     categorical = [c for c in categorical if c not in date_cols]
     numeric = [c for c in features if c not in categorical and c not in date_cols]
@@ -172,8 +190,45 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     spec["dates"] = dates
     spec["n_train"], spec["n_test"] = len(train), len(test)
     arrays = {"X_train": X_train, "y": y, "train_ids": train_ids, "X_test": X_test,
-              "test_ids": test_ids}
+              "test_ids": test_ids, **fold_keys}
     return arrays, spec
+
+
+def _fold_column(exp: Experiment) -> str | None:
+    """`group:<column>` / `time:<column>` when the folds need a column of train.csv."""
+    kind = exp.fold_kind
+    column = {"group": exp.cv.group, "time": exp.cv.time}.get(kind)
+    return f"{kind}:{column}" if column is not None else None
+
+
+def _fold_keys(exp: Experiment, train: pd.DataFrame, file: Path) -> dict[str, np.ndarray]:
+    """What evaluate.folds needs besides y: each row's group, or its time as a number (a date
+    column in days since 1970, parsed as prepare parses dates). The column may be a feature."""
+    if (kind_column := _fold_column(exp)) is None:
+        return {}
+    kind, column = kind_column.split(":", 1)
+    _require_columns(train, file, (column,), why=f"[cv] {kind} in {exp.path}")
+    s = train[column]
+    if s.isna().any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(s.isna().to_numpy())[:5])
+        raise PipelineError(
+            f"{file}: column {column!r} ([cv] {kind}) has {int(s.isna().sum())} empty value(s) "
+            f"(lines {rows}); every row needs its {kind} for the folds"
+        )
+    if kind == "group":
+        return {"groups": _categories(s).to_numpy(dtype=str)}
+    fmt = exp.competition.dates.get(column) or date_format(s, file=file)
+    if fmt is not None:  # the declared format, or the one that reads the whole column
+        order = (parse_dates(s, fmt) - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    else:
+        order = pd.to_numeric(s, errors="coerce")  # numbers (or an id column read as text)
+    bad = s[order.isna().to_numpy()]
+    if len(bad):
+        raise PipelineError(
+            f"{file}: column {column!r} ([cv] time) holds {bad.iloc[:3].tolist()!r}; "
+            "expected dates or numbers to order the rows by"
+        )
+    return {"order": order.to_numpy(dtype=np.float64)}
 
 
 def _require_columns(
@@ -292,16 +347,59 @@ def _numbers(s: pd.Series, col: str, file: Path, numeric_in: Path | None) -> pd.
     return parsed.astype(np.float64)
 
 
-def _dates(s: pd.Series) -> pd.Series:
-    """Text -> naive UTC datetimes; anything unparsable (or another format) becomes NaT."""
-    text = s.astype("string").str.strip()
-    return pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+def _date_specs(
+    exp: Experiment, text_columns: list[str], *frames: tuple[pd.DataFrame, Path]
+) -> list[dict[str, Any]]:
+    """The text columns that hold dates, each with the one format that reads it: declared in
+    [competition] dates, else found in train and test together (`files.date_format`)."""
+    comp = exp.competition
+    (train, train_file), (test, _) = frames
+    for col in comp.dates:
+        if col not in text_columns or col in comp.categorical:
+            raise PipelineError(f"{exp.path}: [competition] dates names column {col!r}, which "
+                                f"{_not_a_date_feature(col, comp, train, train_file)}")
+    specs = []
+    for col in text_columns:
+        if col in comp.dates:
+            fmt: str | None = _checked_format(exp, col, frames)
+        elif col in comp.categorical:
+            continue
+        else:
+            fmt = date_format(train[col], test[col], file=train_file)
+        if fmt is not None:
+            t = parse_dates(train[col], fmt).dropna()
+            has_time = bool((t != t.dt.normalize()).any())
+            specs.append({"name": col, "format": fmt,
+                          "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]})
+    return specs
 
 
-def _date_spec(s: pd.Series) -> dict[str, Any]:
-    t = _dates(s).dropna()
-    has_time = bool((t != t.dt.normalize()).any())
-    return {"name": str(s.name), "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]}
+def _not_a_date_feature(col: str, comp: Competition, train: pd.DataFrame, file: Path) -> str:
+    if col in comp.categorical:
+        return "is categorical too"
+    if col in (comp.id, comp.target):
+        return "is the id or target"
+    if col in comp.drop:
+        return "is dropped"
+    return "has no value" if col in train.columns else f"is not in {file}"
+
+
+def _checked_format(exp: Experiment, col: str, frames: tuple[tuple[pd.DataFrame, Path], ...]
+                    ) -> str:
+    """A declared format, once it reads every value of the column in train and test."""
+    fmt = exp.competition.dates[col]
+    where = f"{exp.path}: [competition] dates.{col} = {fmt!r}"
+    for df, file in frames:
+        try:
+            t = parse_dates(df[col], fmt)
+        except ValueError as e:
+            raise PipelineError(f"{where} is not a strptime format ({one_line(e)})") from None
+        bad = df[col][t.isna() & df[col].notna()]
+        if len(bad):
+            raise PipelineError(
+                f"{where} does not read column {col!r} of {file}: {bad.iloc[:3].tolist()!r}"
+            )
+    return fmt
 
 
 def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
@@ -310,7 +408,8 @@ def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
         return df
     parts: dict[str, pd.Series] = {}
     for d in dates:
-        t = _dates(df[d["name"]])
+        # a preprocessor.json older than formats read ISO dates only
+        t = parse_dates(df[d["name"]], d.get("format", ISO))
         epoch_days = (t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
         values = {"year": t.dt.year, "month": t.dt.month, "day": t.dt.day,
                   "weekday": t.dt.day_of_week, "hour": t.dt.hour, "days": epoch_days}

@@ -280,7 +280,8 @@ def _member(
 
 def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
     """A CV score computed like the trials' own: the metric per fold (a label metric's with
-    the decision chosen on the other folds), then the mean."""
+    the decision chosen on the other folds), then the mean. Only the folds' validation rows
+    are read: rows no fold validates (time folds) hold NaN."""
     comp = exp.competition
     rows = [val for _, val in evaluate.folds(prepared, exp)]
     return float(np.mean(fold_scores(comp.metric, comp.task, prepared.y, oof, rows)))

@@ -132,3 +132,13 @@ def test_fold_scores_choose_on_the_other_folds_only():
     assert np.mean(honest) <= np.mean(chosen_here)  # choosing on the scored rows flatters
     assert fold_scores("roc_auc", "binary", y, p, folds) == [
         METRICS["roc_auc"](y[va], p[va]) for va in folds]
+
+
+def test_rows_without_an_oof_prediction_are_left_out():
+    """Time folds never validate their first block: those rows hold NaN."""
+    y, p = imbalanced(600)
+    gap = p.copy()
+    gap[:100] = np.nan
+    assert choose("f1", "binary", y, gap) == choose("f1", "binary", y[100:], p[100:])
+    folds = np.array_split(np.arange(100, 600), 3)
+    assert np.isfinite(fold_scores("f1", "binary", y, gap, folds)).all()

@@ -159,3 +159,133 @@ def test_log1p_on_a_negative_target_is_one_line_naming_the_column(project):
     with pytest.raises(PipelineError, match=r"train.csv: target 'y' has negative values"):
         evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0,
                                                 "target_transform": "log1p"})
+
+
+# --- [cv] kind: group and time folds --------------------------------------------------------
+
+
+def _fold_project(project, cv: str, *, drop: str = "", **kw):
+    """tiny with a `store` (12 groups) and a `day` column (60 dates, 4 rows each) in train and
+    test, rows shuffled so file order is not time order; `cv` replaces [cv]'s kind lines."""
+    path = tiny_project(project, folds=3, max_iter=3, **kw)
+    for name in ("train.csv", "test.csv"):
+        file = project / "data" / "tiny" / name
+        df = pd.read_csv(file)
+        rng = np.random.default_rng(len(df))
+        df["store"] = rng.choice([f"s{i}" for i in range(12)], len(df))
+        days = pd.Timestamp("2021-03-01") + pd.to_timedelta(df["id"] // 4, unit="D")
+        df["day"] = days.dt.strftime("%Y-%m-%d")
+        df.sample(frac=1, random_state=1).to_csv(file, index=False)
+    text = path.read_text().replace("[cv]\n", f"[cv]\n{cv}\n")
+    path.write_text(text.replace('metric = "', f"drop = [{drop}]\nmetric = \"", 1))
+    return load(path)
+
+
+@pytest.mark.parametrize(("task", "metric"), [("binary", "roc_auc"), ("regression", "rmse")])
+def test_group_folds_keep_a_group_in_one_fold(project, task, metric):
+    exp = _fold_project(project, 'kind = "group"\ngroup = "store"', drop='"store"',
+                        task=task, metric=metric)
+    prepared = prepare(exp)
+    assert "store" not in " ".join(prepared.feature_names)  # dropped, yet it groups the folds
+    groups = prepared.groups
+    a = evaluate.folds(prepared, exp)
+    assert len(a) == 3
+    for tr, va in a:
+        assert not set(groups[tr]) & set(groups[va])
+    covered = np.sort(np.concatenate([va for _, va in a]))
+    assert np.array_equal(covered, np.arange(len(prepared.y)))
+    b = evaluate.folds(prepared, exp)
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    other = evaluate.folds(prepared, replace(exp, cv=replace(exp.cv, seed=99)))
+    assert any(not np.array_equal(x[1], y[1]) for x, y in zip(a, other, strict=True))
+
+
+def test_time_folds_validate_on_later_rows_only(project):
+    exp = _fold_project(project, 'kind = "time"\ntime = "day"')  # day is a feature too
+    prepared = prepare(exp)
+    assert any(name.startswith("day.") for name in prepared.feature_names)
+    order = prepared.order
+    a = evaluate.folds(prepared, exp)
+    assert len(a) == 3
+    for tr, va in a:
+        assert order[tr].max() < order[va].min()  # rows of one day never straddle the cut
+    vals = [va for _, va in a]
+    assert all(len(np.intersect1d(x, y)) == 0 for x, y in zip(vals, vals[1:], strict=False))
+    never = np.setdiff1d(np.arange(len(order)), np.concatenate(vals))
+    assert len(never) == 60 and order[never].max() < order[vals[0]].min()  # the first block
+    assert order.max() - order.min() == 59  # days, parsed from the date text
+
+
+def test_time_folds_order_by_a_number_column(project):
+    exp = _fold_project(project, 'kind = "time"\ntime = "x1"')
+    prepared = prepare(exp)
+    for tr, va in evaluate.folds(prepared, exp):
+        assert prepared.order[tr].max() < prepared.order[va].min()
+
+
+def test_time_oof_has_only_validated_rows_and_the_score_is_the_folds_mean(project):
+    from pipeline.submission import predictions
+
+    exp = _fold_project(project, 'kind = "time"\ntime = "day"')
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0})
+    validated = np.zeros(len(prepared.y), bool)
+    for _, va in evaluate.folds(prepared, exp):
+        validated[va] = True
+    assert np.array_equal(res.validated, validated) and validated.sum() == 180
+    assert np.isnan(res.oof[~validated]).all() and np.isfinite(res.oof[validated]).all()
+    assert res.mean == pytest.approx(np.mean(res.scores)) and np.isfinite(res.mean)
+    text = predictions.to_csv(prepared.train_ids, res.oof, prepared.classes, prepared.y)
+    assert len(text.splitlines()) == 1 + 180 and "nan" not in text  # left out, not NaN
+
+
+def test_default_kinds_keep_the_fingerprint_and_group_time_change_it(project):
+    exp = _fold_project(project, "")
+    plain = prepare(exp)
+    assert plain.groups is None and plain.order is None
+    kfold = replace(exp, cv=replace(exp.cv, kind="kfold"))
+    assert prepare(kfold).fingerprint == plain.fingerprint  # same arrays, same cache
+    grouped = prepare(replace(exp, cv=replace(exp.cv, kind="group", group="store")))
+    assert grouped.fingerprint != plain.fingerprint and grouped.groups is not None
+    again = prepare(replace(exp, cv=replace(exp.cv, kind="group", group="store")))
+    assert np.array_equal(again.groups, grouped.groups)  # from the cache
+    with pytest.raises(PipelineError, match="prepared without the \\[cv\\] group column"):
+        evaluate.folds(plain, replace(exp, cv=replace(exp.cv, kind="group", group="store")))
+
+
+FOLD_ERRORS = [
+    ('kind = "group"\ngroup = "shop"', None,
+     r"data/tiny/train\.csv: no column 'shop' \(\[cv\] group in .*tiny\.toml\); columns are: "
+     r"id, x1, x2, colour, y, store, day$"),
+    ('kind = "time"\ntime = "colour"', None,
+     r"train\.csv: column 'colour' \(\[cv\] time\) holds .*expected dates or numbers"),
+    ('kind = "group"\ngroup = "store"', "gap",
+     r"train\.csv: column 'store' \(\[cv\] group\) has 1 empty value\(s\) \(lines \d+\)"),
+    ('kind = "group"\ngroup = "store"', "two groups",
+     r"tiny\.toml: \[cv\] folds = 3 but column 'store' of .*train\.csv has only 2 groups"),
+    ('kind = "time"\ntime = "day"', "late positives",
+     r"tiny\.toml: \[cv\] fold 1 of 3 \(time\(day\)/3\) validates on no row of class 1; "
+     r"roc_auc needs every class in every fold"),
+    ('kind = "time"\ntime = "day"', "three days",
+     r"tiny\.toml: \[cv\] folds = 3 with kind = \"time\" needs at least 4 distinct values of "
+     r"'day' in .*train\.csv, found 3"),
+]
+
+
+@pytest.mark.parametrize(("cv", "edit", "message"), FOLD_ERRORS)
+def test_fold_column_errors_are_one_line(project, cv, edit, message):
+    exp = _fold_project(project, cv)
+    file = exp.competition.data_dir / "train.csv"
+    df = pd.read_csv(file)
+    if edit == "gap":
+        df.loc[3, "store"] = None
+    elif edit == "two groups":
+        df["store"] = np.where(df["x1"] > 0, "a", "b")
+    elif edit == "late positives":  # class 1 only in the last two blocks
+        df["y"] = (df["id"] >= 120).astype(int)
+    elif edit == "three days":
+        df["day"] = np.array(["2021-01-01", "2021-01-02", "2021-01-03"])[df["id"] % 3]
+    df.to_csv(file, index=False)
+    with pytest.raises(PipelineError, match=message) as info:
+        evaluate.folds(prepare(exp), exp)
+    assert "\n" not in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,17 @@ def test_defaults(project):
     c = exp.competition
     assert (c.data_dir, c.id, c.target, c.task, c.metric) == (
         Path("data/comp"), "id", "y", "binary", "roc_auc")
-    assert c.drop == () and c.categorical == () and c.kaggle is None
+    assert c.drop == () and c.categorical == () and c.kaggle is None and c.dates == {}
     assert exp.model == Model() and exp.cv == CV() and exp.tune == Tune()
     assert exp.model.params()["hidden_layer_sizes"] == (32,)
     json.dumps(exp.as_dict())  # the resolved config is loggable
+
+
+def test_dates_map_columns_to_formats(project):
+    _write(project, MINIMAL + 'dates = { sold = "%d/%m/%Y", "listed on" = "ISO8601" }\n')
+    exp = experiment.load("exp")
+    assert exp.competition.dates == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
+    assert exp.as_dict()["competition"]["dates"] == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
 
 
 def test_name_and_path_resolve_to_the_same_file(project):
@@ -96,6 +104,24 @@ batch_size = [32, 64]
     assert exp.tune.space["activation"] == Choice(("sigmoid", "relu"))
 
 
+def test_cv_kinds_and_the_scheme_they_record(project):
+    exp = experiment.parse(tomllib.loads(MINIMAL), Path("e.toml"))
+    assert exp.cv.kind is None and exp.fold_kind == "stratified"
+    assert exp.fold_scheme() == "stratified/5/seed42"  # what studies before [cv] kind recorded
+    assert exp.as_dict()["cv"]["kind"] == "stratified"  # the resolved kind is logged
+    regression = MINIMAL.replace('"binary"', '"regression"').replace('"roc_auc"', '"rmse"')
+    assert experiment.parse(tomllib.loads(regression), Path("e.toml")).fold_scheme() \
+        == "kfold/5/seed42"
+    for cv, kind, scheme in [
+        ('kind = "kfold"\nfolds = 3', "kfold", "kfold/3/seed42"),
+        ('kind = "group"\ngroup = "store"\nseed = 1', "group", "group(store)/5/seed1"),
+        ('kind = "time"\ntime = "date"\nfolds = 4', "time", "time(date)/4"),
+    ]:
+        exp = experiment.parse(tomllib.loads(f"{MINIMAL}[cv]\n{cv}\n"), Path("e"))
+        assert exp.fold_kind == kind and exp.fold_scheme() == scheme
+    assert (exp.cv.time, exp.cv.group) == ("date", None)
+
+
 def test_shipped_avocado_experiment_loads():
     root = Path(__file__).resolve().parents[1]
     exp = experiment.load(root / "experiments" / "avocado.toml")
@@ -116,6 +142,9 @@ BAD = [
     (MINIMAL.replace('target = "y"', 'target = "id"'), "id and target are both 'id'"),
     (MINIMAL.replace('id = "id"', "id = 3"), "[competition] id must be a non-empty str"),
     (MINIMAL + "drop = 'a'\n", "[competition] drop must be a list of column names"),
+    (MINIMAL + "dates = '%d/%m/%Y'\n", "[competition] dates must be a table { column = "),
+    (MINIMAL + "dates = { sold = 3 }\n", "[competition] dates.sold must be a strptime format"),
+    (MINIMAL + "dates = { sold = 'dd/mm' }\n", "[competition] dates.sold must be a strptime"),
     (MINIMAL + "[model]\nbatch_size = 'big'\n", "[model] batch_size must be 'auto' or an int >= 1"),
     (MINIMAL + "[model]\nlearning_rate = 0.1\n", "unknown key [model] learning_rate"),
     (MINIMAL + "[model]\nactivation = 'gelu'\n", "[model] activation must be one of"),
@@ -123,6 +152,17 @@ BAD = [
     (MINIMAL + "[model]\nmomentum = 1.5\n", "[model] momentum must be a float in [0, 1]"),
     (MINIMAL + "[cv]\nfolds = 1\n", "[cv] folds must be an integer >= 2"),
     (MINIMAL + "[cv]\nfolds = 'five'\n", "[cv] folds must be an integer"),
+    (MINIMAL + "[cv]\nkind = 'random'\n", "[cv] kind must be one of stratified, kfold"),
+    (MINIMAL.replace('"binary"', '"regression"').replace('"roc_auc"', '"rmse"')
+     + "[cv]\nkind = 'stratified'\n", '[cv] kind = "stratified" needs classes'),
+    (MINIMAL + "[cv]\nkind = 'group'\n", '[cv] kind = "group" needs group = '),
+    (MINIMAL + "[cv]\nkind = 'time'\n", '[cv] kind = "time" needs time = '),
+    (MINIMAL + "[cv]\ngroup = 'store'\n", '[cv] group is only used with kind = "group"'),
+    (MINIMAL + "[cv]\nkind = 'group'\ngroup = 'a'\ntime = 'b'\n",
+     '[cv] time is only used with kind = "time" (kind is "group")'),
+    (MINIMAL + "[cv]\nkind = 'group'\ngroup = ''\n", "[cv] group must be a non-empty str"),
+    (MINIMAL + "[cv]\nkind = 'time'\ntime = 3\n", "[cv] time must be a non-empty str"),
+    (MINIMAL + "[cv]\nfold = 3\n", "unknown key [cv] fold"),
     (MINIMAL + "[tune]\ntimeout = -1\n", "[tune] timeout must be a positive number"),
     (MINIMAL + "[tune]\npruner = 'hyperband'\n", "[tune] pruner must be one of"),
     (MINIMAL + "[tune.space]\ncolour = [1]\n", "unknown key [tune.space] colour"),

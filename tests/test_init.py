@@ -109,7 +109,7 @@ def test_bad_folders(project):
         init_experiment(Path("nowhere"))
     train, test = toy_frames()
     folder = make_competition(project, train, test, sample=pd.DataFrame({"key": [1], "y": [0.5]}))
-    with pytest.raises(PipelineError, match=r"train\.csv: no id column 'key'"):
+    with pytest.raises(PipelineError, match=r"test\.csv: no id column 'key'"):
         init_experiment(folder)
     folder = make_competition(project, train.assign(y=1), test)
     with pytest.raises(PipelineError, match=r"train\.csv: target 'y' has 1 distinct value"):
@@ -169,6 +169,23 @@ def test_date_columns_are_kept_as_numbers_not_dropped_as_free_text(project):
     assert exp.competition.drop == ()
     assert "#   date when: used as numbers" in path.read_text()
     assert "when.hour" in prepare(exp).feature_names
+    # [cv]: the task's kind, and the time hint names the date column
+    text = path.read_text()
+    assert exp.fold_kind == "stratified" and '[cv]\nkind = "stratified"\n' in text
+    assert '# kind = "time"; time = "when"  validates on later rows only\n' in text
+
+
+def test_cv_alternatives_are_written_commented_and_uncommented_they_load(project):
+    train, test = toy_frames()
+    train["y"] = np.arange(60) * 0.5  # regression
+    path, exp = _init(project, train, test)
+    text = path.read_text()
+    assert exp.competition.task == "regression" and 'kind = "kfold"\n' in text
+    assert '# kind = "group"; group = "<column>"  keeps a group\'s rows in one fold\n' in text
+    assert '# kind = "time"; time = "<column>"  validates on later rows only\n' in text
+    group = text.replace('kind = "kfold"\n', 'kind = "group"\ngroup = "count"\n')
+    path.write_text(group)
+    assert experiment.load(path).fold_scheme() == "group(count)/5/seed42"
 
 
 def test_a_sample_that_does_not_fit_test_csv_fails_init_not_submit(project):
@@ -236,3 +253,81 @@ def test_a_regression_metric_sets_the_loss_that_suits_it(metric, entry):
         assert "target_transform" not in model and "loss" not in model
     else:
         assert entry in lines.splitlines()
+
+
+def _dated(train, test, fmt: str):
+    for df in (train, test):
+        df["sold"] = (pd.Timestamp("2015-01-01") + pd.to_timedelta(df["id"] * 3, unit="D")
+                      ).dt.strftime(fmt)
+    return train, test
+
+
+def test_a_decided_date_format_is_written_commented_out(project):
+    path, exp = _init(project, *_dated(*toy_frames(), "%d/%m/%Y"))  # days up to 31: day-first
+    text = path.read_text()
+    assert '# dates = { sold = "%d/%m/%Y" }  # guessed from the data' in text
+    assert exp.competition.dates == {} and exp.competition.drop == ()
+    assert "#   date sold: used as numbers" in text and "read as %d/%m/%Y" in text
+    assert "sold.weekday" in prepare(exp).feature_names
+
+
+def test_an_ambiguous_date_column_is_set_month_first_with_a_note_to_check(project):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    train, test = toy_frames()
+    for df in (train, test):  # every value fits both %m/%d/%Y and %d/%m/%Y
+        df["sold"] = [f"0{1 + i % 9}/1{i % 3}/2015" for i in df["id"]]
+    folder = make_competition(project, train, test)
+    result = CliRunner().invoke(app, ["init", str(folder.relative_to(project))])
+    assert result.exit_code == 0, result.output
+    assert "  date sold: every value reads as %m/%d/%Y and as %d/%m/%Y; %m/%d/%Y assumed, " \
+           "as pandas does" in result.output  # init's reasons say so
+    path = project / "experiments" / "comp.toml"
+    assert '\ndates = { sold = "%m/%d/%Y" }  # CHECK: ' in path.read_text()
+    exp = experiment.load(path)
+    assert exp.competition.dates == {"sold": "%m/%d/%Y"}
+    spec = load_preprocessor(prepare(exp))  # the file runs as written
+    assert spec["dates"][0]["format"] == "%m/%d/%Y"
+
+
+def test_a_train_csv_without_the_id_column_is_numbered(project):
+    train, test = toy_frames()
+    path, exp = _init(project, train.drop(columns="id"), test)
+    assert "#   train.csv has no id column: rows are numbered" in path.read_text()
+    assert exp.competition.id == "id" and exp.competition.drop == ()
+    assert list(prepare(exp).train_ids[:3]) == ["0", "1", "2"]
+
+
+def test_id_less_train_init_tune_submit_leaderboard(project):
+    """End to end on a competition whose train.csv has no id: OOF predictions are by row."""
+    from pipeline import tune
+    from pipeline.submission.leaderboard import board
+    from pipeline.submit import submit, validate_file
+
+    train, test = toy_frames(80, 40)
+    train["y"] = (train["num"].fillna(10) > 10).astype(int)
+    folder = make_competition(project, train.drop(columns="id"), test)
+    solution = pd.DataFrame({"id": test["id"], "y": (test["num"].fillna(10) > 10).astype(int),
+                             "Usage": np.where(test["id"] % 2, "Public", "Private")})
+    solution.to_csv(folder / "solution.csv", index=False)
+    path = init_experiment(folder.relative_to(project), check=load_format)
+    text = path.read_text().replace("max_iter = 300", "max_iter = 5").replace("seeds = 5",
+                                                                              "seeds = 1")
+    path.write_text(text.replace("folds = 5", "folds = 2"))
+    exp = experiment.load(path)
+    tune.tune(exp, trials=2, track=False)
+    result = submit(exp, tune.best_trials(exp))
+    validate_file(exp, result.path)
+    oof = pd.read_csv(next((project / "submissions").rglob("*oof*.csv")), dtype={"id": str})
+    assert list(oof["id"]) == [str(i) for i in range(80)]
+    (entry,) = board(exp).entries
+    assert np.isfinite(entry.public) and np.isfinite(entry.private)
+
+
+def test_dates_spelled_another_way_in_test_are_no_date_column(project):
+    train, _ = _dated(*toy_frames(), "%d/%m/%Y")
+    _, test = _dated(*toy_frames(), "%Y-%m-%d")  # prepare could not read both with one format
+    path, exp = _init(project, train, test)
+    assert exp.competition.drop == ("sold",) and "dates =" not in path.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import make_competition, toy_frames, write_experiment
 
 from pipeline import experiment
 from pipeline.errors import PipelineError
+from pipeline.files import DATE_PARTS
 from pipeline.prepare import cache_root, prepare, transform
 
 
@@ -142,7 +144,6 @@ def _bad(project: Path, train, test, match: str, **kw) -> None:
 def test_errors_name_the_file_and_column(project):
     train, test = toy_frames()
     _bad(project, train.drop(columns="y"), test, r"train\.csv: no column 'y'")
-    _bad(project, train.drop(columns="id"), test, r"train\.csv: no column 'id'")
     _bad(project, train, test.drop(columns="id"), r"test\.csv: no column 'id'")
     _bad(project, train, test.drop(columns="num"), r"test\.csv: no column 'num' \(a feature")
     dup = train.copy()
@@ -205,6 +206,104 @@ def test_iso_dates_become_numeric_parts_that_reach_unseen_test_dates(project):
     assert not np.isnan(p.X_test).any()
     spec = json.loads((p.path / "preprocessor.json").read_text())
     np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def _dated(train: pd.DataFrame, test: pd.DataFrame, fmt: str, start: str = "2015-07-01"):
+    """`when` in both frames: train's days from `start`, test's later, spelled with `fmt`."""
+    t0 = pd.Timestamp(start)
+    train["when"] = (t0 + pd.to_timedelta(train["id"] * 13, unit="h")).dt.strftime(fmt)
+    test["when"] = (t0 + pd.to_timedelta(test["id"] * 13, unit="h")).dt.strftime(fmt)
+    return train, test
+
+
+@pytest.mark.parametrize(("fmt", "hour"), [
+    ("%Y-%m-%d", False), ("%Y/%m/%d", False), ("%m/%d/%Y", False), ("%d/%m/%Y", False),
+    ("%d.%m.%Y", False), ("%Y-%m-%d %H:%M", True), ("%d/%m/%Y %H:%M:%S", True),
+    ("%Y-%m-%dT%H:%M:%S", True), ("%d %b %Y", False), ("%b %d, %Y", False),
+    ("%B %d %Y", False), ("%Y-%b-%d", False),
+])
+def test_dates_in_common_formats_become_the_same_parts(project, fmt, hour):
+    train, test = _dated(*toy_frames(), fmt)
+    p = _prepare(project, train, test)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    assert spec["dates"] == [{"name": "when", "format": fmt,
+                              "parts": [*DATE_PARTS, *(["hour"] if hour else [])]}]
+    days = p.X_train[:, p.feature_names.index("when.days")]
+    assert (np.diff(days) > 0).all() == hour  # 13 h apart: same day twice without a time
+    assert (np.diff(days) >= 0).all() and not any(n.startswith("when=") for n in p.feature_names)
+    iso = _prepare(project, *_dated(*toy_frames(), "%Y-%m-%d" + (" %H:%M:%S" if hour else "")),
+                   force=True)
+    np.testing.assert_allclose(iso.X_train, p.X_train, atol=1e-12)  # read as the same dates
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_a_day_over_12_in_test_makes_the_column_day_first(project):
+    train, test = toy_frames()
+    train["when"] = [f"0{1 + i % 9}/0{1 + i % 7}/2015" for i in range(len(train))]  # both ways
+    test["when"] = "13/07/2015"
+    p = _prepare(project, train, test)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    assert spec["dates"][0]["format"] == "%d/%m/%Y"
+    month = transform(spec, train.head(2))[:, p.feature_names.index("when.month")]
+    np.testing.assert_allclose(month, p.X_train[:2, p.feature_names.index("when.month")])
+
+
+def test_ambiguous_dates_are_an_error_until_declared(project):
+    train, test = toy_frames()
+    for df in (train, test):
+        df["sold"] = [f"0{1 + i % 9}/0{1 + i % 7}/2015" for i in range(len(df))]
+    _bad(project, train, test, r"data/comp/train\.csv: column 'sold' holds dates that read as "
+         r"%m/%d/%Y and as %d/%m/%Y .*\[competition\] dates = \{ sold = \"%d/%m/%Y\" \}")
+    p = _prepare(project, train, test, extra='dates = { sold = "%d/%m/%Y" }')
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    assert spec["dates"][0]["format"] == "%d/%m/%Y"
+    month = p.X_train[:, p.feature_names.index("sold.month")] * 1.0
+    raw_month = np.array([1 + i % 7 for i in range(60)], float)  # the second field, day-first
+    assert np.corrcoef(month, raw_month)[0, 1] > 0.999
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_declared_formats_read_numbers_and_bad_ones_name_the_key(project):
+    train, test = toy_frames()
+    for df in (train, test):
+        df["day"] = 20150700 + 1 + df["id"] % 28  # numbers stay numbers unless declared
+    p = _prepare(project, train, test)
+    assert "day" in p.feature_names and "day.year" not in p.feature_names
+    p = _prepare(project, train, test, extra='dates = { day = "%Y%m%d" }')
+    assert "day.weekday" in p.feature_names and "day" not in p.feature_names
+    shutil.rmtree(cache_root(experiment.load("comp").competition))
+    key = r"comp\.toml: \[competition\] dates"
+    _bad(project, train, test, key + r"\.day = '%d/%m/%Y' does not read column 'day' of "
+         r".*train\.csv: \['20150701'", extra='dates = { day = "%d/%m/%Y" }')
+    _bad(project, train, test, key + r"\.day = '%Q' is not a strptime format",
+         extra='dates = { day = "%Q" }')
+    _bad(project, train, test, key + r" names column 'nope', which is not in .*train\.csv",
+         extra='dates = { nope = "%Y" }')
+    _bad(project, train, test, key + r" names column 'y', which is the id or target",
+         extra='dates = { y = "%Y" }')
+    _bad(project, train, test, key + r" names column 'day', which is categorical too",
+         extra='dates = { day = "%Y%m%d" }\ncategorical = ["day"]')
+
+
+def test_an_old_preprocessor_without_a_date_format_reads_iso(project):
+    train, test = _dated(*toy_frames(), "%Y-%m-%d")
+    p = _prepare(project, train, test)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    del spec["dates"][0]["format"]
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_a_train_csv_without_the_id_column_numbers_its_rows(project):
+    train, test = toy_frames()
+    p = _prepare(project, train.drop(columns="id"), test)
+    assert list(p.train_ids) == [str(i) for i in range(60)]
+    assert list(p.test_ids) == [str(i) for i in range(60, 90)]
+    assert p.X_train.shape == (60, len(p.feature_names)) and "id" not in p.feature_names
+    changed = train.drop(columns="id")
+    changed.loc[0, "num"] = 99.0
+    assert _prepare(project, changed, test).fingerprint != p.fingerprint  # still the file's
+    shutil.rmtree(p.path.parent)
+    _bad(project, train.drop(columns="id"), test.drop(columns="id"), r"test\.csv: no column 'id'")
 
 
 def test_bool_column_with_gaps_only_in_test(project):

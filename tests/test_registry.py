@@ -59,6 +59,19 @@ def _tiny(project, task="binary", metric="roc_auc"):
     return load(tiny_project(project, task=task, metric=metric, trials=2, max_iter=4))
 
 
+def test_a_numbered_train_csv_still_lets_raw_rows_bring_their_id(project):
+    from pipeline.tracking.registry import as_signature_types, signature_of
+
+    exp = load(tiny_project(project))
+    train = exp.competition.data_dir / "train.csv"
+    pd.read_csv(train).drop(columns="id").to_csv(train, index=False)
+    signature = signature_of(exp)
+    spec = {c.name: c for c in signature.inputs.inputs}
+    assert "id" in spec and not spec["id"].required  # echoed back, as with an id in train.csv
+    rows = as_signature_types(_raw_test(exp), signature, Path("test.csv"), "id")
+    assert list(rows["id"]) == list(_raw_test(exp)["id"])
+
+
 @pytest.mark.parametrize("task,metric,args", [
     ("binary", "roc_auc", []),
     ("regression", "rmse", ["--no-refit"]),

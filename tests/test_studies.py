@@ -86,6 +86,54 @@ def test_study_resumes_across_model_space_and_budget_edits_but_not_folds(project
     assert _study("tiny-2").user_attrs["folds"] == "stratified/2/seed8"
 
 
+def test_a_new_fold_scheme_refuses_to_resume(project):
+    from pipeline.errors import PipelineError
+
+    path = tiny_project(project, trials=1)
+    tune.tune(load(path), track=False)
+    text = path.read_text()
+    for cv, scheme in [('kind = "group"\ngroup = "colour"', "group(colour)/2/seed7"),
+                       ('kind = "time"\ntime = "x1"', "time(x1)/2")]:
+        path.write_text(text.replace("[cv]\n", f"[cv]\n{cv}\n"))
+        with pytest.raises(PipelineError, match="--fresh") as info:
+            tune.tune(load(path), track=False)
+        assert f"folds stratified/2/seed7 -> {scheme}" in str(info.value)
+    assert len(_study().trials) == 1  # nothing added
+
+
+def test_tune_and_submit_with_group_folds(project):
+    """What `pipeline run` chains (tune, best trials, submit), with kind = "group": the study
+    and the submission carry the scheme; no fold ever validated a store it trained on."""
+    from pipeline import evaluate
+    from pipeline.prepare import prepare
+    from pipeline.submission import ledger
+    from pipeline.submit import submit, validate_file
+
+    path = tiny_project(project, trials=2, max_iter=3)
+    for name in ("train.csv", "test.csv"):  # 8 stores, a feature too
+        file = project / "data" / "tiny" / name
+        frame = pd.read_csv(file)
+        frame["store"] = "s" + (frame["id"] % 8).astype(str)
+        frame.to_csv(file, index=False)
+    cv = '[cv]\nkind = "group"\ngroup = "store"\n'
+    path.write_text(path.read_text().replace("[cv]\n", cv) + "\n[submit]\nrefit = false\n")
+    exp = load(path)
+    tune.tune(exp, track=False)
+    study = _study()
+    assert study.user_attrs["folds"] == "group(store)/2/seed7"
+    assert len(study.get_trials(states=FINISHED)) == 2
+    best = tune.best_trials(exp)
+    result = submit(exp, best)
+    validate_file(exp, result.path)
+    assert len(result.model_paths) == 2  # the two group folds' models, averaged
+    assert result.cv_score == pytest.approx(best[0].score)  # the same folds rebuilt
+    (row,) = ledger.read(project / "submissions" / "ledger.csv")
+    assert row["file"] == result.path.as_posix()
+    prepared = prepare(exp)
+    for tr, va in evaluate.folds(prepared, exp):
+        assert not set(prepared.groups[tr]) & set(prepared.groups[va])
+
+
 # --- 2. every store fault is one line -----------------------------------------------------
 
 

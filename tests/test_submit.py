@@ -548,3 +548,35 @@ def test_spaces_after_commas_are_read_as_init_and_prepare_read_them(fake):
     assert fmt.header == ("id", "y") and fmt.labels == ("no", "yes")
     assert not any(i.startswith(" ") for i in fmt.ids + fmt.test_ids)
     validate_file(exp, exp.competition.data_dir / "sample_submission.csv")
+
+
+def test_real_stages_time_folds_score_and_keep_only_validated_rows(tmp_path, monkeypatch):
+    """Time folds never validate their first block: the bag's and the ensemble's CV scores
+    are fold means over validated rows, and the kept OOF file leaves the rest out."""
+    from helpers_tune import tiny_project
+
+    from pipeline.experiment import load
+    from pipeline.prepare import prepare
+
+    monkeypatch.chdir(tmp_path)
+    evaluate = real_stages()
+    path = tiny_project(tmp_path, folds=3, max_iter=3)
+    path.write_text(path.read_text().replace("[cv]\n", '[cv]\nkind = "time"\ntime = "x1"\n'))
+    exp = load(path)
+    prepared = prepare(exp)
+    trials = [real_trial(exp, 1), real_trial(exp, 2, alpha=0.01)]
+    oofs = [evaluate.cross_validate(prepared, exp, t.params).oof for t in trials]
+    folds = evaluate.folds(prepared, exp)
+
+    def by_hand(oof):
+        return np.mean([roc_auc_score(prepared.y[va], oof[va]) for _, va in folds])
+
+    single = submit(exp, trials[:1], refit=False)
+    assert single.cv_score == pytest.approx(by_hand(oofs[0]))
+    kept = pd.read_csv(single.prediction_paths[0], dtype={"id": str})
+    validated = np.concatenate([va for _, va in folds])
+    assert len(kept) == len(validated) == 180 and kept["p_1"].notna().all()
+    assert set(kept["id"]) == set(prepared.train_ids[validated])
+    ensemble = submit(exp, trials)  # refit: trained on every row, scored on the folds
+    assert ensemble.cv_score == pytest.approx(by_hand(np.mean(oofs, axis=0)))
+    assert np.isfinite(ensemble.ensemble.best_member)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import experiment
 from pipeline.infer import init_experiment
 from pipeline.submission.format import load_format
 
@@ -20,7 +21,7 @@ sys.modules["tabular_datasets"] = td  # dataclasses look their module up by name
 _spec.loader.exec_module(td)
 
 
-@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "penguins"])
+@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "penguins", "wine"])
 def test_build_writes_a_kaggle_layout_init_reads_as_intended(name, project):
     if name == "penguins":
         pytest.importorskip("palmerpenguins")
@@ -42,7 +43,9 @@ def test_build_writes_a_kaggle_layout_init_reads_as_intended(name, project):
     assert 0.3 < len(test) / len(ids) < 0.36
     if ds.task != "regression":  # stratified: every class on both sides
         assert set(train[target]) == set(solution[target])
-    if ds.task == "multiclass":
+    if ds.metric in ("f1_macro", "qwk"):  # a label column, as label metrics' samples hold
+        assert list(sample.columns) == ["id", target]
+    elif ds.task == "multiclass":
         assert sorted(sample.columns[1:]) == sorted(str(c) for c in train[target].unique())
 
     # same seed, same bytes (the prepare cache is keyed on them)
@@ -52,7 +55,10 @@ def test_build_writes_a_kaggle_layout_init_reads_as_intended(name, project):
     # as `pipeline init` does: the sample is checked against test.csv and the classes
     exp_path = init_experiment(out, name=name, check=load_format)
     text = exp_path.read_text(encoding="utf-8")
-    assert f'task = "{ds.task}"' in text and f'metric = "{ds.metric}"' in text
+    assert f'task = "{ds.task}"' in text
+    # init's guess, or (a label sample: f1_macro looks like accuracy) the one the bench sets
+    assert f'metric = "{ds.metric}"' in text or td.set_metric(exp_path, ds.metric)
+    assert experiment.load(exp_path).competition.metric == ds.metric
 
 
 def test_default_folder_is_a_user_cache_outside_the_repository(tmp_path, monkeypatch):

@@ -49,6 +49,8 @@ def _check_runs_match_study(study):
     assert study.user_attrs[tune.PARENT_ATTR] == parent
     by_run = {r.info.run_id: r for r in children}
     assert all(r.data.tags["mlflow.parentRunId"] == parent for r in children)
+    # every run is tagged with the fold scheme the study is tied to
+    assert {r.data.tags["folds"] for r in [*parents, *children]} == {study.user_attrs["folds"]}
     for t in study.trials:
         if t.user_attrs.get("skipped"):
             continue
@@ -209,6 +211,7 @@ def test_cross_validate_and_log_with_overrides(project, capsys):
     assert len(parents) == 1 and not children
     run = parents[0]
     assert run.data.params["activation"] == "relu" and "cv_roc_auc" in run.data.metrics
+    assert run.data.tags["folds"] == "stratified/2/seed7"
     assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {"oof.csv", "config.json"}
 
 

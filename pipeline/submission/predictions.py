@@ -3,6 +3,8 @@
 Metric form (P(class) per class, P(positive class), or the value), full precision, one row per
 id, so a user can blend them with other models' predictions. They live under
 submissions/<experiment>/predictions/, never beside the submission files (those get uploaded).
+A row without a prediction (NaN: time folds never validate their first block) is left out of
+the file, so every value in it is a real out-of-fold prediction.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def to_csv(ids: np.ndarray, pred: np.ndarray, classes: tuple | None,
     if target is not None:
         labels = target if classes is None else np.asarray(classes, dtype=object)[target]
     for i, row in enumerate(np.atleast_2d(pred.T).T):
+        if np.isnan(row).any():  # never validated: no out-of-fold prediction to keep
+            continue
         values = [repr(float(v)) for v in np.atleast_1d(row)]
         w.writerow([ids[i], *([labels[i]] if labels is not None else []), *values])
     return buffer.getvalue()

@@ -95,6 +95,8 @@ def signature_of(exp: Any) -> Any:
         return AnyType() if pd.api.types.is_numeric_dtype(train[c]) else "string"
 
     cols = [ColSpec(kind(c), str(c), required=c not in optional) for c in train.columns]
+    if comp.id not in train.columns:  # numbered train rows: raw rows still bring their id
+        cols.append(ColSpec(AnyType(), comp.id, required=False))
     return ModelSignature(inputs=Schema(cols))
 
 

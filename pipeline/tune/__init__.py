@@ -161,10 +161,9 @@ def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
 
 
 def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
-    """What a study's trials were measured on (see `check_identity`); the fold scheme as
-    evaluate.folds builds it: stratified for classification, plain k-fold for regression."""
-    kind = "kfold" if exp.competition.task == "regression" else "stratified"
-    return {"data_fingerprint": fingerprint, "folds": f"{kind}/{exp.cv.folds}/seed{exp.cv.seed}",
+    """What a study's trials were measured on (see `check_identity`); `folds` is the scheme
+    evaluate.folds builds (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
+    return {"data_fingerprint": fingerprint, "folds": exp.fold_scheme(),
             "metric": exp.competition.metric, "task": exp.competition.task}
 
 
@@ -201,6 +200,7 @@ def _parent_run(
                 break
     tags = {"optuna.study": name, "optuna.storage": redact_url(url),
             "optuna.study_id": study_id(study), "data_fingerprint": fingerprint,
+            "folds": exp.fold_scheme(),
             "direction": study.direction.name.lower()}
     new_id = tracker.parent_run(exp, name, run_id, tags, settle=not created)
     if new_id != run_id:

@@ -253,7 +253,8 @@ class Objective:
         run = self.tracker.start_run(
             self.exp, f"trial-{trial.number:04d}", params={**values, **params},
             tags={"optuna.study": self.args.study, "optuna.trial": trial.number,
-                  "data_fingerprint": self.prepared.fingerprint, "kind": "trial"},
+                  "data_fingerprint": self.prepared.fingerprint, "kind": "trial",
+                  "folds": self.exp.fold_scheme()},
             parent_id=self.args.parent_run,
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
