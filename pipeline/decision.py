@@ -31,6 +31,7 @@ WEIGHT_METRICS = ("accuracy", "f1_macro")  # multiclass
 WEIGHT_GRID = np.geomspace(0.25, 4.0, 25)  # multiplicative steps tried per class and round
 ROUNDS = 4  # coordinate passes at most (each stops early once nothing improves)
 CUT_STEPS = 40  # candidate positions per cut and pass
+MAX_SEARCHED_RATINGS = 50  # more ratings than this: qwk keeps the midpoints (rounding)
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,9 @@ def best_cuts(task: str, y: np.ndarray, oof: np.ndarray) -> Decision:
         t = np.searchsorted(ratings, np.rint(np.asarray(y, dtype=np.float64)))
     value, r = expected_rating(oof), len(ratings)
     cuts = (ratings[1:] + ratings[:-1]) / 2.0 if task == "regression" else np.arange(r - 1) + 0.5
-    if r < 2:
-        return Decision("ordinal_cuts", (), tuple(int(v) for v in ratings))
+    if r < 2 or r > MAX_SEARCHED_RATINGS:  # nothing to cut, or too many cuts to search
+        return Decision("ordinal_cuts", tuple(float(c) for c in cuts),
+                        tuple(int(v) for v in ratings))
     best = _qwk(t, np.searchsorted(cuts, value, side="right"), r)
     lo_all, hi_all = float(value.min()), float(value.max())
     for _ in range(ROUNDS):

@@ -142,3 +142,10 @@ def test_rows_without_an_oof_prediction_are_left_out():
     assert choose("f1", "binary", y, gap) == choose("f1", "binary", y[100:], p[100:])
     folds = np.array_split(np.arange(100, 600), 3)
     assert np.isfinite(fold_scores("f1", "binary", y, gap, folds)).all()
+
+
+def test_qwk_on_hundreds_of_ratings_keeps_rounding_instead_of_searching():
+    y = np.arange(300, dtype=np.float64)
+    d = choose("qwk", "regression", y, y + 0.3)
+    assert d.values == tuple(np.arange(300)[:-1] + 0.5)
+    assert np.array_equal(apply(d, y + 0.3), y.astype(np.int64))
