@@ -279,6 +279,8 @@ def submission(result: SubmissionResult) -> None:
         how += f", {result.seeds} seeds bagged"
     members = ", ".join(str(n) for n in result.trials)
     line(f"wrote {result.path}")
+    if result.decision.kind != "none":
+        line(f"decision chosen on out-of-fold predictions: {result.decision.describe()}")
     line(f"cv {result.metric} {_score(result.cv_score)} "
          f"(trial{'s' if len(result.trials) > 1 else ''} {members}, {how})")
     line(f"upload: {result.kaggle_command}")

@@ -72,9 +72,12 @@ def cross_validate_and_log(
         raise
     seconds = time.monotonic() - started
     name = f"cv_{metric.key}"
+    # a label metric's CV is the decided one; the plain 0.5 / argmax / rounding score beside it
+    plain = ({f"{name}_plain": float(np.mean(res.raw_scores))}
+             if res.decision.kind != "none" else {})
     run.end(
         "complete",
-        metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds,
+        metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds, **plain,
                  **{f"fold{f}/{metric.key}": s for f, s in enumerate(res.scores)}},
         config=exp.as_dict(), tags={"stop_reason": summarise_stops(res.stop_reasons)},
     )

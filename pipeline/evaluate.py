@@ -8,6 +8,12 @@ prediction (NaN in `CVResult.oof`), and every score is the mean of the folds' sc
 Each fold's held-out rows are also the network's `eval_set`: that is for the per-epoch curves
 and for pruning only, never for early stopping (the network's own `early_stopping` carves
 its validation split out of the training rows).
+
+A label metric (accuracy, f1, f1_macro, mcc, qwk) scores a decision chosen on out-of-fold
+predictions (`pipeline.decision`: a threshold, class weights, ordinal cuts). Its fold scores are
+honest: fold f is scored with the decision chosen on the other folds' out-of-fold predictions.
+`raw_scores` keep the plain 0.5 / argmax / rounding scores; `decision` is the one chosen on
+every out-of-fold row, the one a submission applies.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.curves import Curve, record
+from pipeline.decision import Decision, choose, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 
@@ -32,7 +39,7 @@ FoldEpochCallback = Callable[[int, int, dict[str, float]], object]
 
 @dataclass
 class CVResult:
-    scores: list[float]
+    scores: list[float]  # per fold; a label metric's with the decision (module docstring)
     mean: float
     std: float
     oof: np.ndarray  # metric-form out-of-fold predictions, train row order; NaN: not validated
@@ -41,6 +48,8 @@ class CVResult:
     best_epochs: list[int]  # epochs of the weights each fold kept (early stopping's best)
     models: list = field(default_factory=list)  # fold estimators when keep_models=True
     stop_reasons: list[str] = field(default_factory=list)  # per fold: converged, max_iter...
+    raw_scores: list[float] = field(default_factory=list)  # per fold, 0.5 / argmax / rounding
+    decision: Decision = field(default_factory=Decision)  # chosen on every OOF row
 
     @property
     def validated(self) -> np.ndarray:
@@ -204,6 +213,7 @@ def cross_validate(
     """
     from sklearn.exceptions import ConvergenceWarning
 
+    check_target(prepared, exp, params)
     task = exp.competition.task
     metric = METRICS[exp.competition.metric]
     X, y = prepared.X_train, prepared.y
@@ -217,7 +227,8 @@ def cross_validate(
     best_epochs: list[int] = []
     stop_reasons: list[str] = []
     models: list = []
-    for f, (tr, va) in enumerate(folds(prepared, exp)):
+    splits = folds(prepared, exp)
+    for f, (tr, va) in enumerate(splits):
         record(curves, f, {})  # the fold's curve exists from its start
 
         def report(epoch: int, m: dict[str, float], f: int = f) -> None:
@@ -238,17 +249,34 @@ def cross_validate(
         stop_reasons.append(est.stop_reason_)
         if keep_models:
             models.append(est)
+    name = exp.competition.metric
+    decided = fold_scores(name, task, y, oof, [va for _, va in splits])
     return CVResult(
-        scores=scores,
-        mean=float(np.mean(scores)),
-        std=float(np.std(scores)),
+        scores=decided,
+        mean=float(np.mean(decided)),
+        std=float(np.std(decided)),
         oof=oof,
         curves=curves,
         n_iters=n_iters,
         best_epochs=best_epochs,
         models=models,
         stop_reasons=stop_reasons,
+        raw_scores=scores,
+        decision=choose(name, task, y, oof),
     )
+
+
+def check_target(prepared: Prepared, exp: Experiment, params: dict[str, Any]) -> None:
+    """A log1p target needs y >= 0: one line naming the column, before any training."""
+    y = prepared.y
+    if params.get("target_transform") != "log1p" or exp.competition.task != "regression":
+        return
+    if len(y) and float(np.min(y)) < 0:
+        raise PipelineError(
+            f"{exp.competition.data_dir / 'train.csv'}: target {exp.competition.target!r} has "
+            f"negative values (min {float(np.min(y)):g}); target_transform = \"log1p\" needs "
+            f"y >= 0 (set it to \"none\" in [model] of {exp.path})"
+        )
 
 
 def layer_health(on: bool, seed: int) -> Any:

@@ -227,8 +227,8 @@ def _infer_drop(train: Any, test: Any, id_col: str, targets: list[str]) -> dict[
 SMALL_DATA = 2_000  # rows: below this, small networks with strong regularisation
 
 
-def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
-    """([model] defaults, [tune.space] lines) for a competition of this size.
+def network_setup(n_rows: int, metric: str = "") -> tuple[dict[str, Any], str]:
+    """([model] defaults, [tune.space] lines) for a competition of this size and metric.
 
     Measured on adult (benchmarks/bench_tabular.py; README "Measured"): ReLU MLPs with periodic
     embeddings of the continuous columns (initial frequency scale ~10 on standardised inputs)
@@ -251,6 +251,7 @@ def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
         "early_stopping_metric": "loss",
         "validation_fraction": 0.15 if small else 0.1,
         "n_iter_no_change": 20 if small else (5 if big else 10),
+        **metric_fit(metric),
     }
     r = _range
     space = [
@@ -272,6 +273,17 @@ def network_setup(n_rows: int) -> tuple[dict[str, Any], str]:
     width = max(len(f"{k} = {v}") for k, v, _ in space)
     lines = "".join(f"{f'{k} = {v}':<{width}}  # {why}\n" for k, v, why in space)
     return model, lines
+
+
+def metric_fit(metric: str) -> dict[str, Any]:
+    """[model] entries that fit the regressor's loss to the metric (README "Metric-fitted
+    training", measured by benchmarks/bench_metric_fit.py): rmsle is the squared error of
+    log1p(y), so the network trains on it; mae and mape are L1-like, so a robust loss."""
+    if metric == "rmsle":
+        return {"target_transform": "log1p"}
+    if metric in ("mae", "mape"):
+        return {"loss": "huber"}
+    return {}
 
 
 def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:
@@ -349,7 +361,7 @@ def _render(
     folds: int,
     notes: list[str],
 ) -> str:
-    model, space = network_setup(n_rows)
+    model, space = network_setup(n_rows, metric)
     seeds = 5 if n_rows < SMALL_DATA else 3
     reasons = "".join(f"#   {line}\n" for line in (*notes, *_date_notes(dates)))
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())

@@ -13,6 +13,12 @@
 Out-of-fold and test predictions of what was submitted are kept for stacking under
 submissions/<experiment>/predictions/ (`submission.predictions`).
 
+A label metric's submission applies the decision (`pipeline.decision`: a threshold, class
+weights, ordinal cuts) chosen on the out-of-fold predictions of what is submitted (the member,
+bag or ensemble mean); it is saved in every model's metadata and in the MLflow model's
+scoring.json, so `pipeline predict` decides as the submission did. Its CV score is the decided
+one, each fold scored with the decision chosen on the other folds.
+
 The CSV is checked with the same rules `validate_file` applies to any file, on the exact text
 that will be written, before anything touches the disk.
 """
@@ -31,6 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from pipeline.decision import Decision, choose, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
@@ -42,6 +49,7 @@ from pipeline.submission.format import (
     Format,
     check,
     check_file,
+    decided,
     header_of,
     load_format,
     parse_text,
@@ -73,6 +81,7 @@ class SubmissionResult:
     seeds: int = 1  # models trained per member (bagging)
     prediction_paths: list[Path] = field(default_factory=list)  # OOF and test predictions
     existing: bool = False  # an identical CSV was already submitted: nothing was written
+    decision: Decision = field(default_factory=Decision)  # chosen on OOF, applied to the test
 
 
 @dataclass
@@ -124,7 +133,9 @@ def submit(
     elif seeds > 1 or not refit:  # what was submitted is the bag: its own out-of-fold score
         cv_score = _oof_score(evaluate, prepared, exp, oof)
 
-    text = to_csv_text(to_frame(fmt, pred, prepared.test_ids, prepared.classes))
+    decision = choose(exp.competition.metric, exp.competition.task, prepared.y, oof)
+    written_pred = decided(fmt.kind, decision, pred)
+    text = to_csv_text(to_frame(fmt, written_pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
     data = text.encode("utf-8")
     if (same := ledger.find_sha(hashlib.sha256(data).hexdigest(), exp.name)) is not None:
@@ -133,7 +144,7 @@ def submit(
     message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
     written: list[Path] = []
     try:
-        model_paths = _save_models(path, members, exp, prepared, refit, written)
+        model_paths = _save_models(path, members, exp, prepared, refit, written, decision)
         kept = _save_predictions(path, prepared, oof, pred, written,
                                  exp.competition.targets if exp.competition.multi_target else ())
         write_bytes_atomic(path, data)
@@ -159,7 +170,7 @@ def submit(
         path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
-        prediction_paths=kept,
+        prediction_paths=kept, decision=decision,
     )
 
 
@@ -241,6 +252,7 @@ def _member(
     models: list = []
     tests, oofs = [], []
     base = int(trial.params.get("random_state") or 0)
+    evaluate.check_target(prepared, exp, _params(trial))  # before a refit's fit, too
     try:
         for s in range(seeds):
             seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
@@ -268,11 +280,12 @@ def _member(
 
 
 def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
-    """A CV score computed like the trials' own: the metric per fold, then the mean. Only the
-    folds' validation rows are read: rows no fold validates (time folds) hold NaN."""
-    metric = METRICS[exp.competition.metric]
-    return float(np.mean([metric(prepared.y[val], oof[val])
-                          for _, val in evaluate.folds(prepared, exp)]))
+    """A CV score computed like the trials' own: the metric per fold (a label metric's with
+    the decision chosen on the other folds), then the mean. Only the folds' validation rows
+    are read: rows no fold validates (time folds) hold NaN."""
+    comp = exp.competition
+    rows = [val for _, val in evaluate.folds(prepared, exp)]
+    return float(np.mean(fold_scores(comp.metric, comp.task, prepared.y, oof, rows)))
 
 
 def _ensemble_score(
@@ -297,6 +310,7 @@ def _save_models(
     prepared: Any,
     refit: bool,
     written: list[Path],
+    decision: Decision,
 ) -> list[Path]:
     """One refit model -> <stem>.npz; fold models / ensembles -> <stem>.m<i>.npz each."""
     models = [(m, fold, est) for m in members for fold, est in enumerate(m.models)]
@@ -314,6 +328,7 @@ def _save_models(
             "fold": fold if member.folds else None,
             "classes": list(prepared.classes) if prepared.classes is not None else None,
             "submission": csv_path.name,
+            "decision": decision.as_dict(),  # chosen on OOF, applied to what was submitted
         })
         est.save(path, metadata=metadata)  # the network writes atomically (temp + rename)
         written.append(path)

@@ -35,7 +35,7 @@ LAYERS = [
      "pipeline.show"],  # `pipeline show`: a submitted model or a trial's fold, drawn
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
-    ["pipeline.evaluate"],
+    ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
     ["pipeline.prepare", "pipeline.infer"],
     ["pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],

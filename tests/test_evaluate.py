@@ -133,6 +133,34 @@ def test_label_fitted_bins_never_see_the_held_out_fold(tiny, monkeypatch):
         assert len(rows) < len(train_rows)  # the early-stopping split stayed out as well
 
 
+def test_a_label_metric_is_scored_with_the_decision_chosen_on_the_other_folds(project):
+    """f1: fold f's score applies the threshold chosen on the other folds' OOF; the plain
+    0.5 scores stay in raw_scores, and the decision chosen on every OOF row comes along."""
+    from pipeline.decision import apply, choose
+
+    exp = load(tiny_project(project, metric="f1", folds=3, max_iter=4))
+    prepared = prepare(exp)
+    res = evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 1})
+    y, oof = prepared.y, res.oof
+    splits = evaluate.folds(prepared, exp)
+    assert res.decision == choose("f1", "binary", y, oof) and res.decision.kind == "threshold"
+    assert res.raw_scores == pytest.approx([evaluate.METRICS["f1"](y[va], oof[va])
+                                            for _, va in splits])
+    for (_, va), score in zip(splits, res.scores, strict=True):
+        rest = np.setdiff1d(np.arange(len(y)), va)
+        chosen = choose("f1", "binary", y[rest], oof[rest])
+        assert score == pytest.approx(evaluate.METRICS["f1"](y[va], apply(chosen, oof[va])))
+    assert res.mean == pytest.approx(np.mean(res.scores))
+
+
+def test_log1p_on_a_negative_target_is_one_line_naming_the_column(project):
+    exp = load(tiny_project(project, task="regression", metric="rmse", max_iter=2))
+    prepared = prepare(exp)  # tiny's regression target has negative values
+    with pytest.raises(PipelineError, match=r"train.csv: target 'y' has negative values"):
+        evaluate.cross_validate(prepared, exp, {**exp.model.params(), "random_state": 0,
+                                                "target_transform": "log1p"})
+
+
 # --- [cv] kind: group and time folds --------------------------------------------------------
 
 

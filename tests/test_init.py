@@ -269,6 +269,20 @@ def test_the_metric_line_lists_the_alternatives(project):
     assert line == 'metric = "roc_auc"  # or: log_loss, accuracy, f1, mcc'
 
 
+@pytest.mark.parametrize(("metric", "entry"), [("rmsle", 'target_transform = "log1p"'),
+                                               ("mae", 'loss = "huber"'),
+                                               ("rmse", None)])
+def test_a_regression_metric_sets_the_loss_that_suits_it(metric, entry):
+    from pipeline.infer import network_setup
+
+    model, _ = network_setup(5_000, metric)
+    lines = experiment.model_lines(model)
+    if entry is None:
+        assert "target_transform" not in model and "loss" not in model
+    else:
+        assert entry in lines.splitlines()
+
+
 def _dated(train, test, fmt: str):
     for df in (train, test):
         df["sold"] = (pd.Timestamp("2015-01-01") + pd.to_timedelta(df["id"] * 3, unit="D")

@@ -594,3 +594,38 @@ def test_several_targets_through_the_numeric_encodings(encoding):
     reg = SigmoidNetworkRegressor(numeric_encoding=encoding, max_iter=3,
                                   random_state=0).fit(X, X[:, :2] * 100)
     assert reg.predict(X).shape == (80, 2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_log1p_target_trains_on_the_log_and_round_trips_in_the_targets_units(tmp_path):
+    """target_transform="log1p": predictions come back in y's units (expm1, never below 0),
+    the transform is in the model file, and a negative target is refused in one line."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = np.exp(2.0 + X[:, 0] + 0.1 * rng.standard_normal(200))  # log-normal, skewed
+    reg = SigmoidNetworkRegressor(target_transform="log1p", max_iter=40,
+                                  learning_rate_init=0.01, random_state=0).fit(X, y)
+    pred = reg.predict(X)
+    assert pred.min() >= 0 and np.sqrt(np.mean((np.log1p(pred) - np.log1p(y)) ** 2)) < 0.3
+    assert reg.target_mean_[0] == pytest.approx(np.log1p(y).mean())  # it trained on log1p(y)
+    reg.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.target_transform_ == "log1p"
+    np.testing.assert_array_equal(loaded.predict(X), pred)
+    with pytest.raises(ValueError, match=r"target_transform='log1p' needs a target >= 0"):
+        SigmoidNetworkRegressor(target_transform="log1p", max_iter=1).fit(X, y - 100)
+
+
+def test_huber_loss_is_squared_inside_delta_linear_outside_and_its_gradient_checks():
+    from pipeline.network.gradcheck import THRESHOLD, check_case
+    from pipeline.network.losses import HUBER_DELTA, huber_loss_delta_
+
+    Z = np.array([[0.5], [3.0], [-2.0]])
+    Y = np.zeros_like(Z)
+    D, T = np.empty_like(Z), np.empty_like(Z)
+    d = HUBER_DELTA
+    loss = huber_loss_delta_(Z, Y, D, T)
+    assert loss == pytest.approx(0.125 + d * (3.0 - d / 2) + d * (2.0 - d / 2))
+    np.testing.assert_allclose(D.ravel(), np.array([0.5, d, -d]) / 3)
+    for seed in (0, 1):  # targets drawn wide: residuals on both sides of delta
+        assert check_case("sigmoid", "regression", seed=seed, loss="huber") < THRESHOLD

@@ -92,6 +92,60 @@ def test_champion_scores_raw_rows_like_the_submission(project, task, metric, arg
     assert (local / "pyfunc_model.py").is_file() and not (local / "python_model.pkl").exists()
 
 
+def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, monkeypatch):
+    """f1: the submission's labels come from a threshold chosen on OOF (here one far from
+    0.5, so it matters); the registered model writes exactly those labels."""
+    import mlflow
+
+    from pipeline import submit as submit_module
+    from pipeline.decision import Decision, choose
+
+    def far_from_half(metric, task, y, oof):
+        assert choose(metric, task, y, oof).kind == "threshold"
+        return Decision("threshold", (float(np.quantile(oof, 0.8)),))
+
+    monkeypatch.setattr(submit_module, "choose", far_from_half)
+    exp = _tiny(project, "binary", "f1")
+    sub, output = _submitted(exp)
+    assert "decision chosen on out-of-fold predictions: threshold" in output
+    latest = sorted(Path("submissions", exp.name, "predictions").glob("*.test.csv"))[-1]
+    p = pd.read_csv(latest, dtype={"id": str}).set_index("id").loc[sub["id"], "p_1"]
+    labels = sub["y"].to_numpy()
+    assert ((p >= 0.5).to_numpy() != labels.astype(bool)).any()  # not the plain 0.5 rule
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    model = mlflow.pyfunc.load_model(f"models:/{exp.name}@champion")
+    _same(model.predict(_raw_test(exp)), sub, "id")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_scorer_applies_the_decision_in_scoring_json(project):
+    """Without MLflow: scoring.json's decision turns the model's probabilities into the labels
+    `submit` wrote (threshold), and a file written before decisions existed still scores."""
+    from pipeline.decision import Decision
+    from pipeline.evaluate import build_estimator, predict
+    from pipeline.prepare import prepare
+    from pipeline.submission.format import load_format
+    from pipeline.tracking.scoring import Scorer, output_spec
+
+    exp = write_competition(project, "lab", metric="accuracy", labels=("no", "yes"))
+    prepared = prepare(exp)
+    model = build_estimator("binary", {"max_iter": 5, "random_state": 0})
+    model.fit(prepared.X_train, prepared.y)
+    p = predict(model, prepared.X_test)
+    t = float(np.median(p))
+    spec = json.loads((prepared.path / "preprocessor.json").read_text(encoding="utf-8"))
+    fmt = load_format(exp)
+    out = output_spec(fmt, prepared.classes, [["model0"]], Decision("threshold", (t,)))
+    raw = _raw_test(exp, dtype={"id": str})
+    got = Scorer(spec, json.loads(json.dumps(out)), [[model]]).predict(raw)
+    want = np.where(p >= t, "yes", "no")
+    order = {i: n for n, i in enumerate(prepared.test_ids)}
+    assert list(got["y"]) == [want[order[i]] for i in got["id"]]
+    out.pop("decision")  # scoring.json from before decisions: 0.5
+    plain = Scorer(spec, out, [[model]]).predict(raw)
+    assert list(plain["y"]) == [("yes" if p[order[i]] >= 0.5 else "no") for i in plain["id"]]
+
+
 def test_multiclass_top_k_gives_class_probability_columns(project):
     import mlflow
 

@@ -210,6 +210,54 @@ def test_oof_and_test_predictions_are_kept_for_stacking_apart_from_submissions(f
     np.testing.assert_allclose(test.loc[sub.index, "p_1"], sub["y"].astype(float))
 
 
+def test_a_label_metric_applies_the_decision_chosen_on_oof_and_saves_it(fake, monkeypatch):
+    """mcc: the threshold chosen on the submitted OOF makes the labels and is saved in every
+    model's metadata; a different threshold writes different labels."""
+    import json
+
+    from pipeline import submit as submit_module
+    from pipeline.decision import Decision, apply, choose
+
+    exp = write_competition(Path.cwd(), "dec", metric="accuracy", labels=("no", "yes"))
+    exp = replace(exp, competition=replace(exp.competition, metric="mcc"))
+    result = submit(exp, [trial()], refit=False)
+    prepared = fake_prepare(exp)
+    oof = _cross_validate(prepared, exp, trial().params).oof
+    assert result.decision == choose("mcc", "binary", prepared.y, oof)
+    assert result.decision.kind == "threshold"
+    test = pd.read_csv(result.prediction_paths[1], dtype={"id": str}).set_index("id")
+    sub = read(result.path).set_index("id")
+    codes = apply(result.decision, test.loc[sub.index, "p_yes"].to_numpy())
+    assert list(sub["y"]) == list(np.array(["no", "yes"])[codes])
+    for path in result.model_paths:
+        meta = json.loads(str(np.load(path)["metadata"]))
+        assert Decision.from_dict(meta["decision"]) == result.decision
+
+    monkeypatch.setattr(submit_module, "choose", lambda *a: Decision("threshold", (1.1,)))
+    forced = submit(exp, [trial(8, alpha=0.3)], refit=False)
+    assert set(read(forced.path)["y"]) == {"no"}  # nothing reaches 1.1: the threshold applied
+    assert "decision chosen on out-of-fold predictions: threshold 1.1" in _printed(forced)
+
+
+def test_qwk_on_a_regression_target_writes_integer_ratings(fake):
+    exp = write_competition(Path.cwd(), "ord", task="regression", metric="rmse")
+    exp = replace(exp, competition=replace(exp.competition, metric="qwk"))
+    result = submit(exp, [trial()], refit=False)
+    assert result.decision.kind == "ordinal_cuts"
+    cells = read(result.path)["y"]
+    assert all(re.fullmatch(r"-?\d+", c) for c in cells)  # `3`, not `3.0`
+    validate_file(exp, result.path)
+
+
+def _printed(result) -> str:
+    buffer = io.StringIO()
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(buffer):
+        console.submission(result)
+    return buffer.getvalue()
+
+
 # --- the ledger ----------------------------------------------------------------------------
 
 

@@ -215,6 +215,15 @@ def test_cross_validate_and_log_with_overrides(project, capsys):
     assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {"oof.csv", "config.json"}
 
 
+def test_a_label_metrics_run_logs_the_decided_cv_and_the_plain_one_beside_it(project):
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, metric="f1", max_iter=3))
+    res = cross_validate_and_log(exp, overrides=[]).result
+    metrics = _runs()[1][0].data.metrics
+    assert metrics["cv_f1"] == pytest.approx(res.mean)  # the decided score (evaluate)
+    assert metrics["cv_f1_plain"] == pytest.approx(sum(res.raw_scores) / len(res.raw_scores))
+
+
 def test_submit_gets_the_best_trials_of_the_study(project, monkeypatch):
     exp = load(tiny_project(project, trials=3))
     tune.tune(exp, track=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .activations import ACTIVATE, DERIVATIVE, init_layer
 from .embeddings import PeriodicEmbedding
-from .losses import LOSS_DELTA, TASKS, output_
+from .losses import TASKS, loss_delta, output_
 
 PREDICT_CHUNK = 8192  # rows per forward block at predict time: bounded memory, cache friendly
 
@@ -36,9 +36,11 @@ class Network:
 
     def __init__(self, sizes: Sequence[int], activation: str, task: str,
                  dtype: np.dtype | str = np.float32, dropout: float = 0.0,
-                 embedding: PeriodicEmbedding | None = None) -> None:
+                 embedding: PeriodicEmbedding | None = None, loss: str = "squared") -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}; got {task!r}")
+        self.loss_kind = loss  # regression only: "squared" | "huber"
+        self.loss_delta = loss_delta(task, loss)
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self.task = task
@@ -148,7 +150,7 @@ class Network:
         A, D, T, Y, _ = ws.views(m)
         L = self.n_layers
         self.forward(ws, m, training=True)
-        loss = LOSS_DELTA[self.task](A[L], Y, D[L], T[L]) / m  # D[L] = (P - Y) / m
+        loss = self.loss_delta(A[L], Y, D[L], T[L]) / m  # D[L] = dloss/dZ / m
         self.backward(ws, m, training=True)
         if alpha > 0.0:
             loss += self._l2(ws.coef_tmp, m, alpha)

@@ -177,7 +177,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
                                           p["embedding_dim"], p["periodic_scale"])
         width = Xd.shape[1] if embedding is None else Xd.shape[1] - embedding.n + embedding.width
         net = Network([width, *p["hidden_layer_sizes"], Y.shape[1]], p["activation"],
-                      self._task, dt, p["dropout"], embedding)
+                      self._task, dt, p["dropout"], embedding, loss=p.get("loss", "squared"))
         net.init(rng)
         val_score = None if val_idx is None else self._val_score(
             net, Xd[val_idx], Y[val_idx], p["early_stopping_metric"])
@@ -234,7 +234,8 @@ class _BaseSigmoidNetwork(BaseEstimator):
         if metric == "score":
             return lambda: self._score_outputs(net.predict(Xv), Yv)
         Yv64 = Yv.astype(np.float64)
-        return lambda: -data_loss(self._task, net.logits(Xv).astype(np.float64), Yv64)
+        return lambda: -data_loss(self._task, net.logits(Xv).astype(np.float64), Yv64,
+                                  net.loss_kind)
 
     def _eval_metrics(self, net: Network, eval_set: Any, dt: np.dtype,
                       Y: np.ndarray) -> Callable[[], dict[str, float]]:
@@ -256,7 +257,7 @@ class _BaseSigmoidNetwork(BaseEstimator):
 
         def eval_metrics() -> dict[str, float]:
             Z = net.logits(Xe).astype(np.float64)
-            val_loss = data_loss(self._task, Z, Ye64)
+            val_loss = data_loss(self._task, Z, Ye64, net.loss_kind)
             output_(self._task, Z)  # logits -> probabilities / values, in place
             return {"val_loss": val_loss, "val_error": self._error(Z, Ye64)}
 
@@ -517,6 +518,10 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
     rate, so a target like a house price (~1e5) is out of its reach otherwise. Losses are on the
     training scale; ``val_error`` (RMSE) is in y's units. ``scale_target=False`` is scikit-learn's
     MLPRegressor. Multi-output y is allowed; the loss is averaged over outputs as well as rows.
+
+    ``target_transform="log1p"`` trains on log(1 + y) (then standardised) and predicts
+    expm1 of the output, clipped at 0: squared error there is what rmsle scores. ``loss="huber"``
+    swaps the squared error for Huber's (``losses.huber_loss_delta_``).
     """
 
     __init__ = table_init(REGRESSOR_PARAMS)
@@ -530,21 +535,38 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
 
     def _encode_y(self, y: np.ndarray, dtype: np.dtype, p: dict[str, Any]) -> np.ndarray:
         self._task = "regression"
+        self.target_transform_ = p["target_transform"]
         Y = np.asarray(y, dtype=np.float64).reshape(y.shape[0], -1)
+        if self.target_transform_ == "log1p":
+            if (Y < 0).any():
+                raise ValueError(f"target_transform='log1p' needs a target >= 0; y has "
+                                 f"{int((Y < 0).sum())} negative value(s), min {Y.min():g}")
+            Y = np.log1p(Y)
         if p["scale_target"]:
             self.target_mean_ = Y.mean(axis=0)
             scale = Y.std(axis=0)
             self.target_scale_ = np.where(scale > 0, scale, 1.0)
         else:
             self.target_mean_, self.target_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-        return self._transform_y(Y, dtype)
+        return self._standardised(Y, dtype)
 
     def _transform_y(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        if self._log1p():
+            Y = np.log1p(np.maximum(Y, 0.0))  # eval_set rows: scored as a prediction would be
+        return self._standardised(Y, dtype)
+
+    def _standardised(self, Y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.ascontiguousarray((Y - self.target_mean_) / self.target_scale_, dtype=dtype)
 
+    def _log1p(self) -> bool:
+        return getattr(self, "target_transform_", "none") == "log1p"
+
     def _in_units(self, P: np.ndarray) -> np.ndarray:
-        return P * self.target_scale_ + self.target_mean_
+        P = P * self.target_scale_ + self.target_mean_
+        if self._log1p():  # clipped below exp's overflow; y >= 0 so predictions are too
+            return np.maximum(np.expm1(np.minimum(P, 700.0)), 0.0)
+        return P
 
     def _score_outputs(self, P: np.ndarray, Y: np.ndarray) -> float:
         return _r2(Y.astype(np.float64), P.astype(np.float64))
@@ -555,7 +577,8 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
 
     def _task_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"target_mean": [float(v) for v in self.target_mean_],
-                "target_scale": [float(v) for v in self.target_scale_]}, {}
+                "target_scale": [float(v) for v in self.target_scale_],
+                "target_transform": self.target_transform_}, {}
 
     def _restore_task_state(self, h: dict[str, Any], arrays: dict[str, np.ndarray],
                             sizes: list[int], bad: Callable[[str], ModelFileError]) -> None:
@@ -574,6 +597,10 @@ class SigmoidNetworkRegressor(RegressorMixin, _BaseSigmoidNetwork):
                                                              and (scale > 0).all()):
             raise bad(f"target_mean / target_scale must be {k} finite numbers (scale > 0)")
         self.target_mean_, self.target_scale_ = mean, scale
+        transform = h.get("target_transform", "none")  # files before it: none
+        if transform not in ("none", "log1p"):
+            raise bad(f"target_transform {transform!r} is not 'none' or 'log1p'")
+        self.target_transform_ = transform
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values in y's units, (n,) for a single output, else (n, n_outputs)."""

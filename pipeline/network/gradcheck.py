@@ -34,12 +34,14 @@ def _targets(task: str, rng: np.random.Generator, m: int, k: int) -> np.ndarray:
 
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
                alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5), periodic: bool = False,
-               dropout: float = 0.0, n_outputs: int | None = None) -> float:
+               dropout: float = 0.0, n_outputs: int | None = None,
+               loss: str = "squared") -> float:
     """Worst relative error between backprop and central differences for one case.
 
     periodic: the first 2 of the 4 inputs go through a periodic embedding; dropout: one set of
     masks, drawn once, is used by every evaluation. n_outputs: the task's usual count
-    unless given (binary with 3: a multilabel network, the summed log-loss of 3 sigmoids).
+    unless given (binary with 3: a multilabel network, the summed log-loss of 3 sigmoids);
+    loss: the regression loss ("huber").
     """
     rng = np.random.default_rng(seed)
     m, n_in = 9, 4
@@ -47,12 +49,13 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
     first = n_in if embedding is None else embedding.width + n_in - embedding.n
     k = N_OUTPUTS[task] if n_outputs is None else n_outputs
     sizes = [first, *hidden, k]
-    net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding)
+    net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding,
+                  loss=loss)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
     ws = Workspace(net, m, sizes[-1])
     ws.X[...] = rng.standard_normal((m, n_in))
-    ws.Y[...] = _targets(task, rng, m, k)
+    ws.Y[...] = _targets(task, rng, m, k) * (2.0 if loss == "huber" else 1.0)  # |r| both sides
     ws.draw_masks(rng, m)
 
     net.loss_and_grad(ws, m, alpha)
@@ -81,8 +84,9 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
     task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>")
-    with dropout ("dropout/<task>"), and several targets ("multilabel/binary": 3 sigmoid
-    outputs; "multioutput/regression": 3 linear outputs)."""
+    with dropout ("dropout/<task>"), several targets ("multilabel/binary": 3 sigmoid
+    outputs; "multioutput/regression": 3 linear outputs) and the Huber loss
+    ("huber/regression")."""
     variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
                 "dropout": {"dropout": 0.3}}
     return [
@@ -93,7 +97,8 @@ def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
                                        seed=seed, **kw))
          for name, kw in variants.items() for task in TASKS] + [
         (f"{name}/{task}", check_case("tanh", task, seed=seed, n_outputs=3))
-        for name, task in (("multilabel", "binary"), ("multioutput", "regression"))]
+        for name, task in (("multilabel", "binary"), ("multioutput", "regression"))] + [
+        ("huber/regression", check_case("tanh", "regression", seed=seed, loss="huber"))]
 
 
 def main() -> int:

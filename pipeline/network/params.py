@@ -272,6 +272,12 @@ PARAMS: tuple[Param, ...] = (
     Param("scale_target", True, Boolean(),
           "regression: train on the standardised target, predict in its units",
           regressor_only=True),
+    Param("target_transform", "none", Options(("none", "log1p")),
+          "regression: train on log1p(y) and predict expm1 (for rmsle; needs y >= 0)",
+          regressor_only=True),
+    Param("loss", "squared", Options(("squared", "huber")),
+          "regression: squared error, or Huber (robust; for mae / mape)",
+          regressor_only=True),
     Param("verbose", False, Boolean(), "print the loss every epoch", experiment=False),
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.decision import Decision, apply
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.metrics import METRICS, to_labels, top_k, top_k_of
@@ -246,6 +247,21 @@ def codes_of(spelled: pd.Series, classes: tuple | list, where: str) -> np.ndarra
 # --- predictions -> frame ------------------------------------------------------------------
 
 
+def decided(kind: str, decision: Decision, pred: np.ndarray) -> np.ndarray:
+    """What a file of this kind writes after the decision chosen on OOF: class codes for a
+    label file, integer ratings for qwk's value file; probabilities stay as they are."""
+    if decision.kind == "none" or kind not in (LABEL, VALUE):
+        return pred
+    return apply(decision, pred)
+
+
+def values_cell(pred: np.ndarray) -> np.ndarray:
+    """A value column: integers (decided ratings) stay integers, `3` as the sample spells
+    them; anything else is written as a float."""
+    pred = np.asarray(pred)
+    return pred.astype(np.int64) if pred.dtype.kind in "iu" else pred.astype(np.float64)
+
+
 def to_frame(
     fmt: Format, pred: np.ndarray, pred_ids: np.ndarray, classes: tuple | None
 ) -> pd.DataFrame:
@@ -261,7 +277,7 @@ def to_frame(
     columns: dict[str, Any] = {fmt.id: list(fmt.ids)}
     first = fmt.value_columns[0]
     if fmt.kind in (VALUE, PROBA):
-        columns[first] = pred.astype(np.float64)
+        columns[first] = values_cell(pred)
     elif fmt.kind == LABEL:
         spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
         columns[first] = spelled[to_labels(pred)]

@@ -150,7 +150,8 @@ def model_files(exp: Any, result: Any, folder: Path) -> dict[str, str]:
     from pipeline.submission.format import load_format
 
     prepared = prepare(exp)  # cached: the arrays `submit` trained on
-    spec = output_spec(load_format(exp), prepared.classes, members_of(result.model_paths))
+    spec = output_spec(load_format(exp), prepared.classes, members_of(result.model_paths),
+                       getattr(result, "decision", None))
     scoring = folder / "scoring.json"
     scoring.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     artifacts = {f"model{i}": str(p) for i, p in enumerate(result.model_paths)}

@@ -15,15 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.decision import Decision
 from pipeline.metrics import to_labels, top_k
 
 PREPROCESSOR = "preprocessor"  # artifact keys of the logged model
 SCORING = "scoring"
 
 
-def output_spec(fmt: Any, classes: tuple | None, members: list[list[str]]) -> dict[str, Any]:
+def output_spec(fmt: Any, classes: tuple | None, members: list[list[str]],
+                decision: Decision | None = None) -> dict[str, Any]:
     """What `Scorer` needs to write the sample's columns: their names, the kind of values, the
-    class spellings, and which model artifacts form each averaged member (a trial's folds)."""
+    class spellings, which model artifacts form each averaged member (a trial's folds), and
+    the decision `submit` chose on out-of-fold predictions (a threshold, ...)."""
     from pipeline.submission.format import CLASS_PROBA, spellings
 
     spelled = spellings(classes or (), fmt.labels) if classes is not None else []
@@ -36,6 +39,7 @@ def output_spec(fmt: Any, classes: tuple | None, members: list[list[str]]) -> di
         "k": fmt.k,  # labels listed per row (top_k)
         "targets": list(fmt.targets),  # prediction column j -> its column (multi_target)
         "members": members,
+        "decision": (decision or Decision()).as_dict(),
     }
 
 
@@ -64,13 +68,16 @@ class Scorer:
                         for models in self.members], axis=0)
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
-        pred = self.metric_form(df)
+        from pipeline.submission.format import decided, values_cell
+
         out, cols = self.out, self.out["columns"]
+        # as `submit` wrote the file: codes / ratings by the decision chosen on OOF
+        pred = decided(out["kind"], Decision.from_dict(out.get("decision")), self.metric_form(df))
         frame: dict[str, Any] = {}
         if out["id"] in df.columns:
             frame[out["id"]] = df[out["id"]].to_numpy()  # as it came in
         if out["kind"] in ("value", "proba"):
-            frame[cols[0]] = pred.astype(np.float64)
+            frame[cols[0]] = values_cell(pred)
         elif out["kind"] == "label":
             frame[cols[0]] = np.array(out["labels"], dtype=object)[to_labels(pred)]
         elif out["kind"] == "top_k":
