@@ -23,6 +23,8 @@ def tiny_frames(n: int, seed: int, task: str = "binary") -> pd.DataFrame:
     band = np.abs(x1 + 0.5 * (colour == "black")) < 0.8  # needs a hidden layer
     if task == "regression":
         y: np.ndarray = np.sin(x1) + 0.3 * x2 + rng.normal(0, 0.1, n)
+    elif task == "multiclass":  # three classes, one of them the band
+        y = np.where(band, 2, (x2 > 0).astype(int))
     else:
         y = (band ^ (rng.random(n) < 0.1)).astype(int)
     return pd.DataFrame({"id": np.arange(n), "x1": x1, "x2": x2, "colour": colour, "y": y})

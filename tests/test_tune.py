@@ -114,6 +114,17 @@ def test_tune_budget_resume_and_mlflow(project):
     assert len(_study().trials) == 4
 
 
+def test_a_metric_name_mlflow_refuses_is_logged_under_its_safe_key(project):
+    """MLflow keys take letters, digits and `_-./ `: map@2 is logged as map_at_2 everywhere."""
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, task="multiclass", metric="map@2", trials=2))
+    tune.tune(exp, trials=2)
+    _, parents, children = _runs()
+    assert {"best_cv_map_at_2", "best_fold0/map_at_2"} <= set(parents[0].data.metrics)
+    for run in children:
+        assert {"cv_map_at_2", "fold0/map_at_2", "fold1/map_at_2"} <= set(run.data.metrics)
+
+
 def _dead_pid() -> int:
     p = mp.get_context("spawn").Process(target=int)
     p.start()
