@@ -220,7 +220,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     if competition.id in competition.targets:
         raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
 
-    model = _parse_model(_section(raw, "model", path), path)
+    model = _parse_model(_section(raw, "model", path), path, competition.metric)
 
     cv = _parse_cv(_section(raw, "cv", path), competition, path)
 
@@ -283,10 +283,22 @@ def _target(value: Any, path: Path) -> str | tuple[str, ...]:
                         f"column names, got {value!r}")
 
 
-def _parse_model(raw: dict[str, Any], path: Path) -> Model:
+def metric_fit(metric: str) -> dict[str, Any]:
+    """[model] entries that fit the regressor's loss to the metric (README "Metric-fitted
+    training", measured by benchmarks/bench_metric_fit.py): rmsle is the squared error of
+    log1p(y), so the network trains on it; mae and mape are L1-like, so a robust loss.
+    They are the defaults of an experiment with that metric; [model] keys win over them."""
+    if metric == "rmsle":
+        return {"target_transform": "log1p"}
+    if metric in ("mae", "mape"):
+        return {"loss": "huber"}
+    return {}
+
+
+def _parse_model(raw: dict[str, Any], path: Path, metric: str) -> Model:
     _check_keys(raw, set(EXPERIMENT_PARAMS), path, "model")
-    return Model(**{key: model_value(key, value, path, f"[model] {key}")
-                    for key, value in raw.items()})
+    given = {key: model_value(key, value, path, f"[model] {key}") for key, value in raw.items()}
+    return Model(**{**metric_fit(metric), **given})
 
 
 def model_value(key: str, value: Any, path: Path | str, where: str) -> Any:

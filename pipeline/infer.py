@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.experiment import EXPERIMENTS_DIR, Experiment, model_lines, parse, toml_value
+from pipeline.experiment import (
+    EXPERIMENTS_DIR,
+    Experiment,
+    metric_fit,
+    model_lines,
+    parse,
+    toml_value,
+)
 from pipeline.files import (
     DATE_PARTS,
     date_formats,
@@ -273,17 +280,6 @@ def network_setup(n_rows: int, metric: str = "") -> tuple[dict[str, Any], str]:
     width = max(len(f"{k} = {v}") for k, v, _ in space)
     lines = "".join(f"{f'{k} = {v}':<{width}}  # {why}\n" for k, v, why in space)
     return model, lines
-
-
-def metric_fit(metric: str) -> dict[str, Any]:
-    """[model] entries that fit the regressor's loss to the metric (README "Metric-fitted
-    training", measured by benchmarks/bench_metric_fit.py): rmsle is the squared error of
-    log1p(y), so the network trains on it; mae and mape are L1-like, so a robust loss."""
-    if metric == "rmsle":
-        return {"target_transform": "log1p"}
-    if metric in ("mae", "mape"):
-        return {"loss": "huber"}
-    return {}
 
 
 def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:

@@ -219,3 +219,17 @@ def test_unreadable_bytes(project):
     (project / "experiments" / "exp.toml").write_bytes(b"\xff\xfe[competition]")
     with pytest.raises(PipelineError, match=r"experiments/exp\.toml: "):
         experiment.load("exp")
+
+
+@pytest.mark.parametrize(("metric", "key", "fitted"), [
+    ("rmsle", "target_transform", "log1p"), ("mae", "loss", "huber"), ("mape", "loss", "huber"),
+    ("rmse", "loss", "squared"),
+])
+def test_the_metric_sets_the_losses_defaults_and_model_keys_win(project, metric, key, fitted):
+    """A user who edits init's `metric = "rmse"` to "rmsle" gets the fitted loss too."""
+    text = MINIMAL.replace('"binary"', '"regression"').replace('"roc_auc"', f'"{metric}"')
+    _write(project, text)
+    assert getattr(experiment.load("exp").model, key) == fitted
+    other = {"target_transform": "none", "loss": "squared"}[key]
+    _write(project, text + f'\n[model]\n{key} = "{other}"\n')
+    assert getattr(experiment.load("exp").model, key) == other
