@@ -113,18 +113,37 @@ def apply(decision: Decision, pred: np.ndarray) -> np.ndarray:
 def fold_scores(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
                 folds: list[np.ndarray]) -> list[float]:
     """Per fold (its held-out rows), the metric of the decision chosen on the other folds'
-    out-of-fold predictions; for a metric without a decision, the plain fold scores."""
+    out-of-fold predictions; the plain fold scores for a metric without a decision, and when
+    the decisions do not beat the plain rule on average (tiny data: a weight per class chosen
+    on 100 rows is noise)."""
     m = METRICS[metric]
     y, oof = np.asarray(y), np.asarray(oof)
+    plain = [m(y[va], oof[va]) for va in folds]
     if kind_for(metric, task) == "none":
-        return [m(y[va], oof[va]) for va in folds]
-    scores = []
+        return plain
+    decided = []
     for va in folds:
         rest = np.ones(len(y), dtype=bool)
         rest[va] = False
         decision = choose(metric, task, y[rest], oof[rest])
-        scores.append(m(y[va], apply(decision, oof[va])))
-    return scores
+        decided.append(m(y[va], apply(decision, oof[va])))
+    return decided if _better(float(np.mean(decided)), float(np.mean(plain))) else plain
+
+
+def choose_if_better(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
+                     folds: list[np.ndarray]) -> Decision:
+    """`choose` on every out-of-fold row, kept only when the decisions chosen on other folds
+    beat the plain rule (`fold_scores`); else none: 0.5 / argmax / rounding."""
+    decision = choose(metric, task, y, oof)
+    if decision.kind == "none":
+        return decision
+    plain = [METRICS[metric](np.asarray(y)[va], np.asarray(oof)[va]) for va in folds]
+    honest = fold_scores(metric, task, y, oof, folds)
+    if _better(float(np.mean(honest)), float(np.mean(plain))):
+        return decision
+    if decision.kind == "ordinal_cuts" and task == "regression":  # the plain rule: rounding
+        return best_cuts(task, np.asarray(y), np.asarray(oof), search=False)
+    return Decision()
 
 
 # --- the searches --------------------------------------------------------------------------
@@ -223,9 +242,10 @@ def _qwk(t: np.ndarray, q: np.ndarray, r: int) -> float:
     return 1.0 - float((weights * observed).sum()) / denom if denom > 0 else 0.0
 
 
-def best_cuts(task: str, y: np.ndarray, oof: np.ndarray) -> Decision:
+def best_cuts(task: str, y: np.ndarray, oof: np.ndarray, *, search: bool = True) -> Decision:
     """Cut points on the expected rating, from the midpoints between ratings (rounding),
-    moved one at a time to the best of CUT_STEPS positions between its neighbours."""
+    moved one at a time to the best of CUT_STEPS positions between its neighbours
+    (`search=False`: the midpoints, i.e. rounding to the nearest rating seen)."""
     if task == "multiclass":
         ratings = np.arange(oof.shape[1])
         t = np.asarray(y, dtype=np.int64)
@@ -234,7 +254,7 @@ def best_cuts(task: str, y: np.ndarray, oof: np.ndarray) -> Decision:
         t = np.searchsorted(ratings, np.rint(np.asarray(y, dtype=np.float64)))
     value, r = expected_rating(oof), len(ratings)
     cuts = (ratings[1:] + ratings[:-1]) / 2.0 if task == "regression" else np.arange(r - 1) + 0.5
-    if r < 2 or r > MAX_SEARCHED_RATINGS:  # nothing to cut, or too many cuts to search
+    if r < 2 or r > MAX_SEARCHED_RATINGS or not search:  # nothing to cut, or too many
         return Decision("ordinal_cuts", tuple(float(c) for c in cuts),
                         tuple(int(v) for v in ratings))
     best = _qwk(t, np.searchsorted(cuts, value, side="right"), r)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.curves import Curve, record
-from pipeline.decision import Decision, choose, fold_scores
+from pipeline.decision import Decision, choose_if_better, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 
@@ -250,7 +250,8 @@ def cross_validate(
         if keep_models:
             models.append(est)
     name = exp.competition.metric
-    decided = fold_scores(name, task, y, oof, [va for _, va in splits])
+    rows = [va for _, va in splits]
+    decided = fold_scores(name, task, y, oof, rows)
     return CVResult(
         scores=decided,
         mean=float(np.mean(decided)),
@@ -262,7 +263,7 @@ def cross_validate(
         models=models,
         stop_reasons=stop_reasons,
         raw_scores=scores,
-        decision=choose(name, task, y, oof),
+        decision=choose_if_better(name, task, y, oof, rows),
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.decision import Decision, choose, fold_scores
+from pipeline.decision import Decision, choose_if_better, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
@@ -133,7 +133,8 @@ def submit(
     elif seeds > 1 or not refit:  # what was submitted is the bag: its own out-of-fold score
         cv_score = _oof_score(evaluate, prepared, exp, oof)
 
-    decision = choose(exp.competition.metric, exp.competition.task, prepared.y, oof)
+    decision = choose_if_better(exp.competition.metric, exp.competition.task, prepared.y, oof,
+                                [val for _, val in evaluate.folds(prepared, exp)])
     written_pred = decided(fmt.kind, decision, pred)
     text = to_csv_text(to_frame(fmt, written_pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written

@@ -149,3 +149,25 @@ def test_qwk_on_hundreds_of_ratings_keeps_rounding_instead_of_searching():
     d = choose("qwk", "regression", y, y + 0.3)
     assert d.values == tuple(np.arange(300)[:-1] + 0.5)
     assert np.array_equal(apply(d, y + 0.3), y.astype(np.int64))
+
+
+def test_a_decision_that_does_not_beat_the_plain_rule_out_of_fold_is_not_kept():
+    """Weights chosen in-sample on a few rows can look better and be noise: a decision is kept
+    only when the ones chosen on other folds beat argmax on the held-out folds."""
+    from pipeline.decision import choose_if_better
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 20)
+    p = rng.dirichlet(np.ones(3), 60)  # no signal: in-sample weights still find "gains"
+    folds = [np.arange(i, 60, 5) for i in range(5)]
+    plain = [METRICS["f1_macro"](y[va], p[va]) for va in folds]
+    assert choose("f1_macro", "multiclass", y, p).kind == "class_weights"  # in-sample: found
+    assert choose_if_better("f1_macro", "multiclass", y, p, folds) == Decision()
+    assert fold_scores("f1_macro", "multiclass", y, p, folds) == plain  # 0.197 decided: worse
+    # a real gain is kept: a class the probabilities understate
+    p2 = np.eye(3)[y] * 0.5 + 0.25
+    p2[:, 2] *= 0.3
+    kept = choose_if_better("f1_macro", "multiclass", y, p2, folds)
+    assert kept.kind == "class_weights" and np.mean(
+        fold_scores("f1_macro", "multiclass", y, p2, folds)) > np.mean(
+        [METRICS["f1_macro"](y[va], p2[va]) for va in folds])

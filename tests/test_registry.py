@@ -100,11 +100,11 @@ def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, mon
     from pipeline import submit as submit_module
     from pipeline.decision import Decision, choose
 
-    def far_from_half(metric, task, y, oof):
+    def far_from_half(metric, task, y, oof, folds):
         assert choose(metric, task, y, oof).kind == "threshold"
         return Decision("threshold", (float(np.quantile(oof, 0.8)),))
 
-    monkeypatch.setattr(submit_module, "choose", far_from_half)
+    monkeypatch.setattr(submit_module, "choose_if_better", far_from_half)
     exp = _tiny(project, "binary", "f1")
     sub, output = _submitted(exp)
     assert "decision chosen on out-of-fold predictions: threshold" in output
