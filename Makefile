@@ -9,6 +9,7 @@ EXP    ?= avocado
 TRIALS ?=
 JOBS   ?= 1
 PORT   ?=
+TEST_WORKERS ?= auto
 # `make mlflow-server`: a database backend and an artifact destination (docs/distributed.md).
 BACKEND   ?= sqlite:///mlflow.db
 ARTIFACTS ?= $(CURDIR)/mlartifacts
@@ -68,8 +69,9 @@ mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db U
 gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
 	$(BIN)/pipeline gradcheck
 
-test: $(STAMP) ## the whole test suite
-	$(BIN)/python -m pytest -q
+# pytest-xdist: one worker per core; worksteal evens out the few long end-to-end tests.
+test: $(STAMP) ## the whole test suite, on every core (TEST_WORKERS=N to choose)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -13,11 +13,31 @@ Import the functions with `from conftest import make_competition, ...`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# pytest-xdist (`make test` runs the suite with `-n`) starts its workers with COLUMNS=80 and
+# LINES=24 in the environment, which the caller's shell need not have: rich would then draw tables
+# 80 wide where a piped run draws them 160 wide. Each worker gets the caller's values back.
+TERMINAL_VARS = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist controller, once per worker
+    node.workerinput["terminal_env"] = {k: os.environ.get(k) for k in TERMINAL_VARS}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    saved = getattr(config, "workerinput", {}).get("terminal_env")
+    for name, value in (saved or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

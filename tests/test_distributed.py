@@ -143,8 +143,9 @@ def mlflow_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
          "--backend-store-uri", backend,
          "--artifacts-destination", str(work / "artifacts"), "--serve-artifacts",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=work, env=_base_env(), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        # no job runner: a second process importing MLflow, which the workers never use
+        cwd=work, env={**_base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -163,7 +164,8 @@ def mlflow_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
             time.sleep(0.5)
         yield Server(url, work / "artifacts")
     finally:
-        stop(proc)
+        # SIGKILL: a graceful stop waits on the workers' open connections, and is not tested here
+        stop(proc, signal.SIGKILL)
         log.close()
 
 

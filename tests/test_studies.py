@@ -179,7 +179,10 @@ def test_a_journal_that_is_not_a_journal_is_one_line(project):
     assert journal.read_text() == "hello\n"
 
 
-def test_a_corrupt_mlflow_db_is_one_line(project):
+def test_a_corrupt_mlflow_db_is_one_line(project, monkeypatch):
+    import pipeline.tracking as tracking
+
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)  # no retry pauses (~12 s)
     tiny_project(project, trials=1)
     db = project / "mlflow.db"
     db.write_bytes(b"garbage" * 500)
@@ -381,6 +384,7 @@ def _signal_stops_the_server(proc: subprocess.Popen, port: int, sig: int, what: 
 
 
 def test_sigterm_to_tune_with_jobs_stops_every_worker(project):
+    fresh_mlflow_db(project)  # the schema is not what this is about: skip building it
     tiny_project(project, trials=200, max_iter=400, n=600)
     proc = _start(["tune", "tiny", "--jobs", "2", "--quiet", "--tracking-uri",
                    f"sqlite:///{project / 'mlflow.db'}"])
