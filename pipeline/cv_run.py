@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.decision import kind_for
 from pipeline.errors import PipelineError
 from pipeline.experiment import parse_overrides
 from pipeline.metrics import METRICS
@@ -72,9 +73,10 @@ def cross_validate_and_log(
         raise
     seconds = time.monotonic() - started
     name = f"cv_{metric.key}"
-    # a label metric's CV is the decided one; the plain 0.5 / argmax / rounding score beside it
+    # a label metric's CV is the decided one (or the plain one, when no decision beat it);
+    # the plain 0.5 / argmax / rounding score beside it
     plain = ({f"{name}_plain": float(np.mean(res.raw_scores))}
-             if res.decision.kind != "none" else {})
+             if kind_for(metric.name, exp.competition.task) != "none" else {})
     run.end(
         "complete",
         metrics={name: res.mean, f"{name}_std": res.std, "seconds": seconds, **plain,
