@@ -4,6 +4,7 @@ re-runs, processes that end with their parent, output that fits 80 columns."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import os
 import signal
 import socket
@@ -60,6 +61,8 @@ def test_study_records_what_it_measured_and_refuses_other_data(project):
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
     line = _one_line_error(result, "data_fingerprint", old, "--fresh", "--study")
     assert len(_study().trials) == 2  # nothing added
+    # the refused run's MLflow writer process ended with it (in-process callers keep running)
+    assert not [p for p in mp.active_children() if p.name == "mlflow-writer"]
     # --fresh starts again on the new data; the printed best belongs to it
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--fresh"])
     assert result.exit_code == 0, result.output

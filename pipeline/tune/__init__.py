@@ -92,11 +92,15 @@ def tune(
     metric = METRICS[exp.competition.metric]
     # one worker: its MLflow writer process starts first, so its imports overlap with ours
     tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
-    prepared = prepare(exp)  # once here, so workers only read the cache
-    tracker.setup(exp)  # MLflow schema + experiment before any worker starts
     url, name = storage_url(storage), study_name or exp.name
-    study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
-    check_identity(study, study_identity(exp, prepared.fingerprint), url)
+    try:
+        prepared = prepare(exp)  # once here, so workers only read the cache
+        tracker.setup(exp)  # MLflow schema + experiment before any worker starts
+        study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
+        check_identity(study, study_identity(exp, prepared.fingerprint), url)
+    except BaseException:  # bad data, store or identity: the idle writer process ends too
+        tracker.close()
+        raise
     if not created and (done := _complete(exp, study, budget)) is not None:
         tracker.close()
         return done
