@@ -290,30 +290,34 @@ def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:
 
 
 def _date_notes(dates: dict[str, tuple[str, ...]]) -> list[str]:
-    """init's reasons for each date column: how it is read, and the guess to check."""
+    """init's reasons for each date column: how it is read, or the choice the user must make."""
     parts = ", ".join((*DATE_PARTS, "hour"))
     notes = []
     for col, found in dates.items():
-        notes.append(f"date {col}: used as numbers ({parts} where times vary), read as {found[0]}")
         if len(found) > 1:
             notes.append(f"date {col}: every value reads as {found[0]} and as {found[1]}; "
-                         f"{found[0]} assumed, as pandas does: check `dates` in the file")
+                         "uncomment `dates` in the file with the right one (prepare stops "
+                         "until then)")
+        else:
+            notes.append(f"date {col}: used as numbers ({parts} where times vary), "
+                         f"read as {found[0]}")
     return notes
 
 
 def _dates_toml(dates: dict[str, tuple[str, ...]]) -> str:
-    """[competition] dates: guessed formats commented out (prepare finds them itself), the
-    ambiguous ones set, so the file runs, with a note to check them."""
+    """[competition] dates, the guesses commented out: prepare finds a format the data decides
+    itself; an ambiguous column (01/02/2015) is never guessed silently, so prepare stops with
+    one line until the user uncomments the right format."""
     if not dates:
         return ""
     guessed = {c: found[0] for c, found in dates.items() if len(found) == 1}
-    ambiguous = {c: found[0] for c, found in dates.items() if len(found) > 1}
+    ambiguous = {c: found for c, found in dates.items() if len(found) > 1}
     text = "# Date columns -> strptime format (prepare finds a format the data decides).\n"
     if guessed:
         text += f"# {dates_line(guessed)}  # guessed from the data; uncomment to pin it\n"
-    if ambiguous:
-        text += (f"{dates_line(ambiguous)}  # CHECK: these read month-first and day-first; "
-                 "month-first assumed, as pandas does\n")
+    for col, found in ambiguous.items():
+        text += (f"# {dates_line({col: found[0]})}  # CHECK: {col} reads as {found[0]} and "
+                 f"as {found[1]}: uncomment with the right one\n")
     return text
 
 

@@ -299,7 +299,9 @@ def test_a_decided_date_format_is_written_commented_out(project):
     assert "sold.weekday" in prepare(exp).feature_names
 
 
-def test_an_ambiguous_date_column_is_set_month_first_with_a_note_to_check(project):
+def test_an_ambiguous_date_column_is_never_guessed_silently(project):
+    """01/02/2015 reads two ways: init writes its guess commented out and says so; prepare
+    stops with one line until the user uncomments the right format."""
     from typer.testing import CliRunner
 
     from pipeline.cli import app
@@ -310,14 +312,19 @@ def test_an_ambiguous_date_column_is_set_month_first_with_a_note_to_check(projec
     folder = make_competition(project, train, test)
     result = CliRunner().invoke(app, ["init", str(folder.relative_to(project))])
     assert result.exit_code == 0, result.output
-    assert "  date sold: every value reads as %m/%d/%Y and as %d/%m/%Y; %m/%d/%Y assumed, " \
-           "as pandas does" in result.output  # init's reasons say so
+    assert "  date sold: every value reads as %m/%d/%Y and as %d/%m/%Y; uncomment `dates`" \
+           in result.output  # init's reasons say so
     path = project / "experiments" / "comp.toml"
-    assert '\ndates = { sold = "%m/%d/%Y" }  # CHECK: ' in path.read_text()
+    text = path.read_text()
+    assert '\n# dates = { sold = "%m/%d/%Y" }  # CHECK: sold reads as %m/%d/%Y and as ' \
+           "%d/%m/%Y" in text
+    with pytest.raises(PipelineError, match=r"column 'sold' holds dates that read as"):
+        prepare(experiment.load(path))
+    path.write_text(text.replace('# dates = { sold = "%m/%d/%Y" }',
+                                 'dates = { sold = "%d/%m/%Y" }'))
     exp = experiment.load(path)
-    assert exp.competition.dates == {"sold": "%m/%d/%Y"}
-    spec = load_preprocessor(prepare(exp))  # the file runs as written
-    assert spec["dates"][0]["format"] == "%m/%d/%Y"
+    assert exp.competition.dates == {"sold": "%d/%m/%Y"}
+    assert load_preprocessor(prepare(exp))["dates"][0]["format"] == "%d/%m/%Y"
 
 
 def test_a_train_csv_without_the_id_column_is_numbered(project):
