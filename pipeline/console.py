@@ -366,8 +366,10 @@ def _board_table(board: Board, *, wide: bool = True) -> Any:
     scored = board.solution is not None
     if scored:
         title += f", Public / Private scored on {board.solution}"
-    # no vertical rules when narrow: their width goes to the columns
-    table = Table(title=title, box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
+    # no vertical rules and one space between columns when narrow: their width goes to the
+    # columns (at 80, a file name folds onto two lines, not seven)
+    table = (Table(title=title, box=box.HEAVY_HEAD) if wide else
+             Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False))
     table.add_column("#", justify="right", no_wrap=True)
     for name in ["CV"] + (["Public", "Private"] if scored else []):
         table.add_column(name, justify="right", no_wrap=True, min_width=SCORE_WIDTH)
