@@ -8,8 +8,9 @@
 Modules: ``params`` (the hyperparameter table: names, defaults, constraints, meanings),
 ``activations`` and ``losses`` (lookup tables), ``optimizers`` (``step(params, grads)``),
 ``core`` (forward / backward on preallocated buffers), ``training`` (the fit loop),
-``estimators`` (the scikit-learn wrappers, their save / load), ``saved`` (what a saved
-model must hold), ``io`` (the .npz + JSON codec), ``gradcheck``.
+``estimators`` (the scikit-learn wrappers and ``load_model``): ``base`` (their shared fit
+wiring and fitted state), ``classifier``, ``regressor``, ``saved`` (their save / load: what a
+model file holds), ``io`` (the .npz + JSON codec), ``gradcheck``.
 Nothing here imports the rest of ``pipeline``.
 
 The estimators are imported on first use (PEP 562): they pull in scikit-learn (~1 s), which the

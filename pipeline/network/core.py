@@ -23,6 +23,7 @@ from .activations import ACTIVATE, DERIVATIVE, init_layer
 from .embeddings import PeriodicEmbedding
 from .losses import TASKS, loss_delta, output_
 
+FLOATS = (np.float64, np.float32)  # the dtypes a network trains and predicts in
 PREDICT_CHUNK = 8192  # rows per forward block at predict time: bounded memory, cache friendly
 
 

@@ -1,20 +1,28 @@
-"""What a fitted estimator's saved arrays must hold: weights checked against the header's
-layer sizes, the periodic embedding, the numeric encoder, JSON-safe parameters.
+"""A fitted estimator's model file: what ``save`` writes (header + arrays) and what a file must
+hold to be read back (``_from_state``): weights checked against the header's layer sizes, the
+periodic embedding, the numeric encoder, JSON-safe parameters.
 
-The estimators' `save` / `_from_state` call these; `io` only reads and writes the file."""
+``SavedModel`` gives the estimators their ``save`` / ``_from_state``; each task adds its own
+fields through the ``_task_state`` / ``_restore_task_state`` hooks. `io` only reads and writes
+the file."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import io
+from .core import FLOATS, Network
 from .embeddings import PeriodicEmbedding
 from .encoders import ENCODERS
 from .errors import ModelFileError
-from .params import BY_NAME
+from .losses import OUT_ACTIVATION, TASKS
+from .params import BY_NAME, validate
+from .training import History
 
 
 def embedding_of(params: dict[str, np.ndarray] | None) -> PeriodicEmbedding | None:
@@ -98,3 +106,91 @@ def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
             value = str(value)  # n_iter_no_change = inf: JSON has no inf
         out[key] = value
     return out
+
+
+class SavedModel:
+    """``save`` and ``_from_state`` for an estimator that has the fitted state ``_publish``
+    sets and the hooks ``_task_state`` / ``_restore_task_state``."""
+
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
+        """Write weights + a JSON header to ``path`` (.npz, atomically); ``load_model`` reads it."""
+        if not hasattr(self, "coefs_"):
+            raise ValueError(f"cannot save an unfitted {type(self).__name__}; call fit first")
+        arrays: dict[str, np.ndarray] = {}
+        for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
+            arrays[f"W_{i}"], arrays[f"b_{i}"] = np.asarray(W), np.asarray(b)
+        task_header, task_arrays = self._task_state()
+        encoder = getattr(self, "encoder_", None)
+        if encoder is not None:
+            enc_header, enc_arrays = encoder.state()
+            kind = next(k for k, cls in ENCODERS.items() if isinstance(encoder, cls))
+            task_header["encoder"] = {"kind": kind, **enc_header}
+            task_arrays.update({f"enc_{k}": v for k, v in enc_arrays.items()})
+        for k, v in (self.embedding_ or {}).items():
+            task_arrays[f"emb_{k}"] = np.asarray(v)
+        names = getattr(self, "feature_names_in_", None)
+        header = {
+            "estimator": type(self).__name__,
+            "task": self._task,
+            "layer_sizes": [int(self.coefs_[0].shape[0])] + [int(W.shape[1]) for W in self.coefs_],
+            "activation": validate("activation", self.activation),
+            "out_activation": OUT_ACTIVATION[self._task],
+            "dtype": str(np.dtype(self.dtype)),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": None if names is None else [str(n) for n in names],
+            "params": json_safe_params(self.get_params()),
+            "n_iter": int(self.n_iter_),
+            "best_epoch": int(self.best_epoch_),
+            "loss_curve": [float(v) for v in self.loss_curve_],
+            "validation_scores": self.validation_scores_,
+            "best_loss": self.best_loss_,
+            "stop_reason": getattr(self, "stop_reason_", None),
+            **task_header,
+            "metadata": metadata or {},
+        }
+        io.write(path, header, {**arrays, **task_arrays})
+
+    @classmethod
+    def _from_state(cls, h: dict[str, Any], arrays: dict[str, np.ndarray],
+                    path: str | os.PathLike) -> Any:
+        """The one way to build a fitted estimator from a saved header and arrays."""
+        def bad(what: str) -> ModelFileError:
+            return io.bad_file(path, what)
+
+        try:
+            task, sizes, dtype = h["task"], [int(s) for s in h["layer_sizes"]], np.dtype(h["dtype"])
+            activation = validate("activation", h["activation"])
+            params, n_iter = dict(h["params"]), int(h["n_iter"])
+            loss_curve = [float(v) for v in h["loss_curve"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"header field missing or invalid ({type(e).__name__}: {e})") from None
+        if task not in TASKS or task not in cls._tasks:
+            raise bad(f"task {task!r} does not fit estimator {cls.__name__}")
+        if len(sizes) < 2 or min(sizes) < 1 or dtype not in FLOATS:
+            raise bad(f"invalid layer_sizes {sizes} or dtype {dtype}")
+        if not all(math.isfinite(v) for v in loss_curve):
+            raise bad("loss_curve holds non-finite values")
+        known = set(cls._get_param_names())
+        params = {k: math.inf if v == "inf" else v for k, v in params.items() if k in known}
+        try:
+            est = cls(**params)
+        except TypeError as e:
+            raise bad(f"invalid params in header ({e})") from None
+        est.hidden_layer_sizes, est.activation = tuple(sizes[1:-1]), activation
+        est.dtype = str(dtype)
+        est._task = task
+        est._restore_task_state(h, arrays, sizes, bad)
+        emb_params = embedding_arrays(arrays, sizes[0], bad)
+        net = Network(sizes, activation, task, dtype, embedding=embedding_of(emb_params))
+        net.set_params(*weights_from(arrays, sizes, bad), emb_params)
+        est.encoder_ = encoder_from_state(h, arrays, net.n_inputs, bad)
+        scores = h.get("validation_scores")
+        est._publish(net, History(loss_curve, scores, h.get("best_loss"),
+                                  max(scores) if scores else None, n_iter,
+                                  int(h.get("best_epoch") or n_iter)))
+        est.n_features_in_ = int(h.get("n_features_in") or sizes[0])
+        if h.get("feature_names_in"):
+            est.feature_names_in_ = np.asarray(h["feature_names_in"], dtype=object)
+        est.metadata_ = h.get("metadata") or {}
+        est.stop_reason_ = str(h.get("stop_reason") or "unknown")
+        return est

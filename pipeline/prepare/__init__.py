@@ -1,0 +1,149 @@
+"""Data prep: a competition's raw CSVs -> numeric arrays plus a fitted preprocessor (JSON).
+
+Fit on train only (median imputation + missing indicators, one-hot encoding, standardisation),
+apply to test aligned by column name, and cache the result under
+data/<competition>/prepared/<fingerprint>/ so a second run with the same inputs is free.
+Every problem with the input is a `PipelineError` that names the file, column or key.
+
+This module reads the CSVs, checks ids and hands the parts to their owners: ``targets`` (the
+target and the fold keys), ``features`` (the feature transform and its JSON form, `transform`)
+and ``cache`` (the fingerprint and the cache on disk).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import Experiment
+from pipeline.files import COMPETITION_FILES, read_csv
+from pipeline.prepare.cache import (
+    DATA_DIR,
+    cache_root,
+    input_fingerprint,
+    load_cached,
+    write_cache,
+)
+from pipeline.prepare.features import (
+    MAX_CATEGORIES,
+    PREP_VERSION,
+    encode_features,
+    require_columns,
+    transform,
+)
+from pipeline.prepare.targets import encode_target, encode_targets, fold_column, fold_keys
+
+# the stage's public names, where callers import them from
+__all__ = [
+    "DATA_DIR",
+    "MAX_CATEGORIES",
+    "PREP_VERSION",
+    "Prepared",
+    "cache_root",
+    "encode_target",
+    "encode_targets",
+    "load_preprocessor",
+    "prepare",
+    "transform",
+]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    X_train: np.ndarray  # (n_train, n_features) float64
+    y: np.ndarray  # int64 codes 0..k-1 (code i = classes[i]); float64 for regression;
+    # (n, m) float64 for several targets (0/1 for binary), the experiment's target order
+    train_ids: np.ndarray  # 'U' strings, train.csv order
+    X_test: np.ndarray  # (n_test, n_features) float64, test.csv order
+    test_ids: np.ndarray  # 'U' strings, test.csv order
+    feature_names: tuple[str, ...]
+    classes: tuple | None  # original target labels, sorted; None for regression / several
+    fingerprint: str
+    path: Path
+    groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
+    order: np.ndarray | None = None  # [cv] kind = "time": each train row's time (float64)
+
+
+def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
+    """The prepared arrays for `exp`, from the cache when inputs and settings are unchanged."""
+    comp = exp.competition
+    files = {name: comp.data_dir / name for name in COMPETITION_FILES}
+    for path in files.values():
+        if not path.is_file():
+            raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
+    fingerprint = input_fingerprint(files, comp, fold_column(exp))
+    out = cache_root(comp) / fingerprint
+    if not force and (cached := load_cached(out, fingerprint)) is not None:
+        return _from_arrays(*cached, out)
+    arrays, spec = _build(exp, files)
+    spec["fingerprint"] = fingerprint
+    write_cache(out, arrays, spec)
+    return _from_arrays(arrays, spec, out)
+
+
+def load_preprocessor(prepared: Prepared) -> dict[str, Any]:
+    """The fitted preprocessor (feature names, medians, categories, scales, target classes)."""
+    return json.loads((prepared.path / "preprocessor.json").read_text(encoding="utf-8"))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path) -> Prepared:
+    classes = spec["target"]["classes"]
+    return Prepared(
+        X_train=arrays["X_train"],
+        y=arrays["y"],
+        train_ids=arrays["train_ids"],
+        X_test=arrays["X_test"],
+        test_ids=arrays["test_ids"],
+        feature_names=tuple(spec["feature_names"]),
+        classes=tuple(classes) if classes is not None else None,
+        fingerprint=spec["fingerprint"],
+        path=out,
+        groups=arrays.get("groups"),
+        order=arrays.get("order"),
+    )
+
+
+def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict]:
+    comp = exp.competition
+    train_file, test_file = files["train.csv"], files["test.csv"]
+    declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
+    train = read_csv(train_file, id_col=comp.id, str_cols=declared)
+    test = read_csv(test_file, id_col=comp.id, str_cols=declared)
+    require_columns(train, train_file, comp.targets)
+    require_columns(test, test_file, (comp.id,))
+    # Many competitions keep the id in test.csv and the sample only: train rows are numbered.
+    train_ids = (_ids(train[comp.id], train_file, comp.id) if comp.id in train.columns
+                 else np.arange(len(train)).astype(str))
+    test_ids = _ids(test[comp.id], test_file, comp.id)
+    if comp.multi_target:
+        y, target_spec = encode_targets(train, comp, train_file, train_ids)
+    else:
+        y, target_spec = encode_target(train[comp.target], comp, train_file, train_ids)
+    keys = fold_keys(exp, train, train_file)
+
+    X_train, X_test, spec = encode_features(exp, (train, train_file), (test, test_file),
+                                            target_spec)
+    spec["n_train"], spec["n_test"] = len(train), len(test)
+    arrays = {"X_train": X_train, "y": y, "train_ids": train_ids, "X_test": X_test,
+              "test_ids": test_ids, **keys}
+    return arrays, spec
+
+
+def _ids(ids: pd.Series, file: Path, col: str) -> np.ndarray:
+    if ids.isna().any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(ids.isna().to_numpy())[:5])
+        raise PipelineError(f"{file}: id column {col!r} has empty values (lines {rows})")
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        shown = ", ".join(repr(str(v)) for v in dup[:5]) + (" ..." if len(dup) > 5 else "")
+        raise PipelineError(
+            f"{file}: id column {col!r} has {len(dup)} duplicated id(s): {shown} "
+            "(expected one row per id)"
+        )
+    return ids.to_numpy(dtype=str)

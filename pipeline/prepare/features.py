@@ -1,0 +1,286 @@
+"""The feature transform: which columns are features, numbers / categories / dates, the fitted
+ColumnTransformer (median imputation + missing indicators, one-hot encoding, standardisation)
+and its JSON form, and `transform`, which replays that JSON on raw rows without sklearn (the
+MLflow model does, in pipeline.tracking.scoring). sklearn is imported only when fitting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.experiment import Competition, Experiment
+from pipeline.files import DATE_PARTS, ISO, date_format, one_line, parse_dates
+
+# Bump when the transform changes, so old caches are not reused.
+PREP_VERSION = 3
+MISSING = "<missing>"  # a missing categorical value is a category of its own
+# One-hot columns per categorical column, the last one shared by all rarer levels: a zip code
+# or user id with thousands of levels would otherwise make X dense gigabytes.
+MAX_CATEGORIES = 50
+OTHER = "<other>"  # the feature-name label of that shared column
+
+if TYPE_CHECKING:  # sklearn costs ~1 s to import; only a cache miss needs it
+    from sklearn.compose import ColumnTransformer
+
+
+def encode_features(
+    exp: Experiment, train_in: tuple[pd.DataFrame, Path], test_in: tuple[pd.DataFrame, Path],
+    target_spec: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """train.csv's and test.csv's feature matrices, fitted on train only, and the JSON
+    preprocessor (`transform` redoes it without sklearn)."""
+    comp = exp.competition
+    (train, train_file), (test, test_file) = train_in, test_in
+    features = _feature_columns(train, comp, exp.path, train_file)
+    require_columns(test, test_file, features, why="a feature column of train.csv")
+    categorical = [c for c in features if c in comp.categorical or not is_numeric(train[c])]
+    dates = _date_specs(exp, categorical, (train, train_file), (test, test_file))
+    date_cols = {d["name"] for d in dates}
+    categorical = [c for c in categorical if c not in date_cols]
+    numeric = [c for c in features if c not in categorical and c not in date_cols]
+    numeric += [f"{d['name']}.{part}" for d in dates for part in d["parts"]]
+    train, test = _with_dates(train, dates), _with_dates(test, dates)
+    X_train_df = _frame(train, numeric, categorical, train_file)
+    X_test_df = _frame(test, numeric, categorical, test_file, numeric_in=train_file)
+
+    ct = _transformer(numeric, categorical).fit(X_train_df)
+    X_train = np.asarray(ct.transform(X_train_df), dtype=np.float64)
+    X_test = np.asarray(ct.transform(X_test_df), dtype=np.float64)
+    spec = _describe(ct, numeric, categorical, comp, target_spec)
+    spec["dates"] = dates
+    return X_train, X_test, spec
+
+
+def require_columns(
+    df: pd.DataFrame, file: Path, columns: Any, why: str = "a required column"
+) -> None:
+    for col in columns:
+        if col not in df.columns:
+            shown = ", ".join(map(str, df.columns[:12])) + (" ..." if df.shape[1] > 12 else "")
+            raise PipelineError(f"{file}: no column {col!r} ({why}); columns are: {shown}")
+
+
+def is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s)
+
+
+def _feature_columns(
+    train: pd.DataFrame, comp: Competition, exp_path: Path, train_file: Path
+) -> list[str]:
+    for key in ("drop", "categorical"):
+        for col in getattr(comp, key):
+            if col not in train.columns or col in (comp.id, *comp.targets):
+                what = "is the id or target" if col in train.columns else f"is not in {train_file}"
+                raise PipelineError(
+                    f"{exp_path}: [competition] {key} names column {col!r}, which {what}"
+                )
+    # A column with no value in train.csv teaches nothing, whatever test.csv holds in it (a
+    # category first seen in test would otherwise be "text in a numeric column").
+    features = [c for c in train.columns
+                if c not in (comp.id, *comp.targets, *comp.drop) and train[c].notna().any()]
+    if not features:
+        raise PipelineError(
+            f"{exp_path}: no feature columns left in {train_file} after drop "
+            "(columns without a value are left out too)"
+        )
+    return features
+
+
+def _frame(
+    df: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    file: Path,
+    numeric_in: Path | None = None,
+) -> pd.DataFrame:
+    """The feature columns by name: numbers as float64, categories as normalised strings."""
+    cols: dict[str, pd.Series] = {}
+    for c in numeric:
+        cols[c] = _numbers(df[c], c, file, numeric_in)
+    for c in categorical:
+        cols[c] = category_labels(df[c])
+    return pd.DataFrame(cols, index=df.index)
+
+
+def _numbers(s: pd.Series, col: str, file: Path, numeric_in: Path | None) -> pd.Series:
+    """A numeric column as float64. A gap turns a bool column into objects (True / False /
+    NaN), which are still numbers; only real text is an error."""
+    if is_numeric(s):
+        return s.astype(np.float64)
+    parsed = pd.to_numeric(s, errors="coerce")
+    bad = s[parsed.isna() & s.notna()]
+    if len(bad):
+        raise PipelineError(
+            f"{file}: column {col!r} is numeric in {numeric_in} but holds "
+            f"{bad.iloc[:3].tolist()!r} here"
+        )
+    return parsed.astype(np.float64)
+
+
+def _date_specs(
+    exp: Experiment, text_columns: list[str], *frames: tuple[pd.DataFrame, Path]
+) -> list[dict[str, Any]]:
+    """The text columns that hold dates, each with the one format that reads it: declared in
+    [competition] dates, else found in train and test together (`files.date_format`)."""
+    comp = exp.competition
+    (train, train_file), (test, _) = frames
+    for col in comp.dates:
+        if col not in text_columns or col in comp.categorical:
+            raise PipelineError(f"{exp.path}: [competition] dates names column {col!r}, which "
+                                f"{_not_a_date_feature(col, comp, train, train_file)}")
+    specs = []
+    for col in text_columns:
+        if col in comp.dates:
+            fmt: str | None = _checked_format(exp, col, frames)
+        elif col in comp.categorical:
+            continue
+        else:
+            fmt = date_format(train[col], test[col], file=train_file)
+        if fmt is not None:
+            t = parse_dates(train[col], fmt).dropna()
+            has_time = bool((t != t.dt.normalize()).any())
+            specs.append({"name": col, "format": fmt,
+                          "parts": [*DATE_PARTS, *(["hour"] if has_time else [])]})
+    return specs
+
+
+def _not_a_date_feature(col: str, comp: Competition, train: pd.DataFrame, file: Path) -> str:
+    if col in comp.categorical:
+        return "is categorical too"
+    if col in (comp.id, comp.target):
+        return "is the id or target"
+    if col in comp.drop:
+        return "is dropped"
+    return "has no value" if col in train.columns else f"is not in {file}"
+
+
+def _checked_format(exp: Experiment, col: str, frames: tuple[tuple[pd.DataFrame, Path], ...]
+                    ) -> str:
+    """A declared format, once it reads every value of the column in train and test."""
+    fmt = exp.competition.dates[col]
+    where = f"{exp.path}: [competition] dates.{col} = {fmt!r}"
+    for df, file in frames:
+        try:
+            t = parse_dates(df[col], fmt)
+        except ValueError as e:
+            raise PipelineError(f"{where} is not a strptime format ({one_line(e)})") from None
+        bad = df[col][t.isna() & df[col].notna()]
+        if len(bad):
+            raise PipelineError(
+                f"{where} does not read column {col!r} of {file}: {bad.iloc[:3].tolist()!r}"
+            )
+    return fmt
+
+
+def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
+    """`df` plus a numeric column `<name>.<part>` per date part (the text column stays)."""
+    if not dates:
+        return df
+    parts: dict[str, pd.Series] = {}
+    for d in dates:
+        # a preprocessor.json older than formats read ISO dates only
+        t = parse_dates(df[d["name"]], d.get("format", ISO))
+        epoch_days = (t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+        values = {"year": t.dt.year, "month": t.dt.month, "day": t.dt.day,
+                  "weekday": t.dt.day_of_week, "hour": t.dt.hour, "days": epoch_days}
+        for part in d["parts"]:
+            parts[f"{d['name']}.{part}"] = values[part].astype(np.float64)
+    return pd.concat([df, pd.DataFrame(parts, index=df.index)], axis=1)
+
+
+def category_labels(s: pd.Series) -> pd.Series:
+    """Text labels; 3 and 3.0 both become '3' so an int test column matches a float train one."""
+    if is_numeric(s) and not pd.api.types.is_bool_dtype(s):
+        labels = [MISSING if pd.isna(v) else _number_label(v) for v in s.tolist()]
+    else:
+        labels = [MISSING if pd.isna(v) else str(v) for v in s.tolist()]
+    return pd.Series(labels, index=s.index, dtype=object)
+
+
+def _number_label(v: Any) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    scale = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    parts: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        parts.append(("num", scale, numeric))
+        # Indicators only where train has gaps; a gap first seen in test is just imputed.
+        parts.append(("missing", MissingIndicator(features="missing-only", error_on_new=False),
+                      numeric))
+    if categorical:
+        parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False,
+                                           max_categories=MAX_CATEGORIES, dtype=np.float64),
+                      categorical))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def _describe(
+    ct: ColumnTransformer,
+    numeric: list[str],
+    categorical: list[str],
+    comp: Competition,
+    target: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything needed to redo the transform without sklearn: the JSON preprocessor."""
+    spec: dict[str, Any] = {
+        "version": PREP_VERSION,
+        "id": comp.id,
+        "target": {"column": comp.target, "task": comp.task, **target},
+        "drop": list(comp.drop),
+        "numeric": [],
+        "missing_indicators": [],
+        "categorical": [],
+        "missing_category": MISSING,
+    }
+    names: list[str] = []
+    if numeric:
+        num = ct.named_transformers_["num"]
+        imputer, scaler = num.named_steps["impute"], num.named_steps["scale"]
+        kept = list(imputer.get_feature_names_out(numeric))  # all-empty columns are dropped
+        for i, c in enumerate(kept):
+            median = float(imputer.statistics_[numeric.index(c)])
+            mean, scale = float(scaler.mean_[i]), float(scaler.scale_[i])
+            spec["numeric"].append({"name": c, "median": median, "mean": mean, "scale": scale})
+        names += kept
+        flagged = [numeric[i] for i in ct.named_transformers_["missing"].features_]
+        spec["missing_indicators"] = flagged
+        names += [f"{c}[missing]" for c in flagged]
+    if categorical:
+        enc = ct.named_transformers_["cat"]
+        rare = enc.infrequent_categories_
+        for c, cats, other in zip(categorical, enc.categories_, rare, strict=True):
+            other = [] if other is None else [str(v) for v in other]
+            kept = [str(v) for v in cats if str(v) not in set(other)]
+            spec["categorical"].append({"name": c, "categories": kept, "other": other})
+            names += [f"{c}={v}" for v in kept] + ([f"{c}={OTHER}"] if other else [])
+    spec["feature_names"] = names
+    return spec
+
+
+def transform(spec: dict[str, Any], df: pd.DataFrame) -> np.ndarray:
+    """Apply a saved preprocessor.json to a frame (no sklearn, no pickle): same columns as prep."""
+    blocks: list[np.ndarray] = []
+    df = _with_dates(df, spec.get("dates", []))
+    for col in spec["numeric"]:
+        x = df[col["name"]].astype(np.float64).fillna(col["median"]).to_numpy()
+        blocks.append((x - col["mean"]) / col["scale"])
+    for name in spec["missing_indicators"]:
+        blocks.append(df[name].isna().to_numpy(dtype=np.float64))
+    for col in spec["categorical"]:
+        labels = category_labels(df[col["name"]]).to_numpy()
+        blocks += [(labels == v).astype(np.float64) for v in col["categories"]]
+        if col.get("other"):
+            blocks.append(np.isin(labels, col["other"]).astype(np.float64))
+    return np.column_stack(blocks) if blocks else np.empty((len(df), 0))
