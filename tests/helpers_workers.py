@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,3 +93,17 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             continue
+
+
+def ask_many(url: str, n: int, out: Any) -> None:
+    """A spawned process: ask `n` trials of study "race" through the pipeline's storage."""
+    import warnings
+
+    import optuna
+
+    from pipeline.tune.study import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore")  # heartbeat storages warn when asked outside optimize
+    study = optuna.load_study(study_name="race", storage=make_storage(url))
+    out.put([study.ask().number for _ in range(n)])

@@ -125,6 +125,29 @@ def test_a_metric_name_mlflow_refuses_is_logged_under_its_safe_key(project):
         assert {"cv_map_at_2", "fold0/map_at_2", "fold1/map_at_2"} <= set(run.data.metrics)
 
 
+def test_two_workers_never_claim_the_same_enqueued_trial(project):
+    """SQLite ignores Optuna's SELECT ... FOR UPDATE: two workers starting together took one
+    enqueued trial (a study's baseline trials) and the second crashed ("Cannot tell a
+    COMPLETE trial"). The pipeline's storage claims a WAITING trial in one UPDATE."""
+    from helpers_workers import ask_many
+
+    from pipeline.tune.study import make_storage
+
+    url = f"sqlite:///{project}/optuna.db"
+    study = optuna.create_study(study_name="race", storage=make_storage(url))
+    for i in range(120):
+        study.enqueue_trial({"x": i})
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=ask_many, args=(url, 60, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    a, b = out.get(timeout=120), out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=30)
+    assert not set(a) & set(b) and len(set(a) | set(b)) == 120  # plain Optuna: 4-13 twice
+
+
 def _dead_pid() -> int:
     p = mp.get_context("spawn").Process(target=int)
     p.start()

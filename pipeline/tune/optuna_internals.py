@@ -1,7 +1,8 @@
-"""The two things we need from Optuna that it has no public API for, in one place.
+"""The things we need from Optuna that it has no public API for, in one place.
 
 If an Optuna upgrade moves them, this module is the only one to change (tests/test_tune.py
-covers both paths: recovery of a crashed trial, and the parent run's study-id tag).
+covers each: recovery of a crashed trial, the parent run's study-id tag, and the atomic claim
+of an enqueued trial).
 """
 
 from __future__ import annotations
@@ -34,3 +35,35 @@ def fail_trial(study: Any, trial: Any, error: str) -> Any | None:
     if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
         return None
     return storage.get_trial(trial_id)
+
+
+def claiming_rdb_storage() -> type:
+    """`RDBStorage` whose WAITING -> RUNNING step is one conditional UPDATE.
+
+    Optuna pops an enqueued (WAITING) trial by reading its row `FOR UPDATE`, then writing
+    RUNNING. SQLite ignores `FOR UPDATE` and reads outside the write transaction, so two
+    workers starting together could both claim one enqueued trial (the baseline trials every
+    study starts with) and the second crashed with "Cannot tell a COMPLETE trial".
+    `UPDATE ... WHERE state = 'WAITING'` is atomic on every database: exactly one claim
+    changes the row. Uses Optuna's table model (`optuna.storages._rdb.models`).
+    """
+    from datetime import datetime
+
+    import sqlalchemy
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    class ClaimingRDBStorage(RDBStorage):
+        def set_trial_state_values(self, trial_id: int, state: TrialState,
+                                   values: Any = None) -> bool:
+            if state != TrialState.RUNNING or values is not None:
+                return super().set_trial_state_values(trial_id, state, values)
+            table = models.TrialModel
+            claim = (sqlalchemy.update(table)
+                     .where(table.trial_id == trial_id, table.state == TrialState.WAITING)
+                     .values(state=TrialState.RUNNING, datetime_start=datetime.now()))
+            with self.engine.begin() as connection:
+                return connection.execute(claim).rowcount == 1
+
+    return ClaimingRDBStorage

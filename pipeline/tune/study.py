@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.tune.optuna_internals import claiming_rdb_storage
 
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment
@@ -106,7 +107,6 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
     A trial the heartbeat fails has its MLflow run closed through `tracker` and is re-queued.
     """
     import optuna
-    from optuna.storages import RDBStorage
 
     journal = _journal_path(url)
     if journal is not None:
@@ -130,7 +130,7 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                return claiming_rdb_storage()(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_INTERVAL,
