@@ -15,9 +15,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+class _SklearnMetrics:
+    """`sklearn.metrics`, imported at the first metric computed: the experiment file checks
+    metric names against this module, and every command loads one (scikit-learn and SciPy
+    cost ~1.5 s to import; `pipeline prepare` on a cached experiment needs neither)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from sklearn import metrics
+
+        return getattr(metrics, name)
+
+
+skm = _SklearnMetrics()
 
 # What a submission holds for a metric.
 PROBA = "proba"  # probabilities: P(class 1), one column per class, or one per target
@@ -153,9 +167,9 @@ _CLS = ("binary", "multiclass")
 _ALL = [
     Metric("roc_auc", "maximize", PROBA, _BINARY, lambda y, p: skm.roc_auc_score(y, p)),
     Metric("log_loss", "minimize", PROBA, _CLS, _log_loss),
-    Metric("accuracy", "maximize", LABEL, _CLS, _labels(skm.accuracy_score)),
-    Metric("f1", "maximize", LABEL, _BINARY, _labels(skm.f1_score)),
-    Metric("mcc", "maximize", LABEL, _BINARY, _labels(skm.matthews_corrcoef)),
+    Metric("accuracy", "maximize", LABEL, _CLS, _labels(lambda y, p: skm.accuracy_score(y, p))),
+    Metric("f1", "maximize", LABEL, _BINARY, _labels(lambda y, p: skm.f1_score(y, p))),
+    Metric("mcc", "maximize", LABEL, _BINARY, _labels(lambda y, p: skm.matthews_corrcoef(y, p))),
     Metric("f1_macro", "maximize", LABEL, _MULTI,
            _labels(lambda y, p: skm.f1_score(y, p, average="macro"))),
     Metric("roc_auc_ovr", "maximize", PROBA, _MULTI, _roc_auc_ovr),

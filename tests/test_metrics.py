@@ -126,3 +126,15 @@ def test_which_metric_fits_which_task(name, task, fits):
 def test_unknown_metric_lists_the_known_ones():
     assert "map@k" in fit_problem("auc", "binary")
     assert "map@100" not in METRICS and "map@0" not in METRICS and 3 not in METRICS
+
+
+def test_loading_an_experiment_does_not_import_scikit_learn():
+    """Every command loads an experiment, which checks its metric here: scikit-learn (~1.5 s)
+    is imported at the first score, not then."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.experiment, pipeline.metrics; "
+            "print(','.join(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
