@@ -110,40 +110,44 @@ def apply(decision: Decision, pred: np.ndarray) -> np.ndarray:
     return pred
 
 
-def fold_scores(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
-                folds: list[np.ndarray]) -> list[float]:
-    """Per fold (its held-out rows), the metric of the decision chosen on the other folds'
-    out-of-fold predictions; the plain fold scores for a metric without a decision, and when
-    the decisions do not beat the plain rule on average (tiny data: a weight per class chosen
-    on 100 rows is noise)."""
+def decide(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
+           folds: list[np.ndarray]) -> tuple[list[float], Decision]:
+    """(fold scores, decision) in one pass over the folds.
+
+    Per fold (its held-out rows), the metric of the decision chosen on the other folds'
+    out-of-fold predictions, and `choose` on every row. The plain rule (0.5 / argmax /
+    rounding) and its fold scores instead, for a metric without a decision and when the
+    decisions do not beat it on average (tiny data: a weight per class chosen on 100 rows is
+    noise)."""
     m = METRICS[metric]
     y, oof = np.asarray(y), np.asarray(oof)
     plain = [m(y[va], oof[va]) for va in folds]
     if kind_for(metric, task) == "none":
-        return plain
+        return plain, Decision()
     decided = []
     for va in folds:
         rest = np.ones(len(y), dtype=bool)
         rest[va] = False
         decision = choose(metric, task, y[rest], oof[rest])
         decided.append(m(y[va], apply(decision, oof[va])))
-    return decided if _better(float(np.mean(decided)), float(np.mean(plain))) else plain
+    if _better(float(np.mean(decided)), float(np.mean(plain))):
+        return decided, choose(metric, task, y, oof)
+    if kind_for(metric, task) == "ordinal_cuts" and task == "regression":  # rounding
+        return plain, best_cuts(task, y, oof, search=False)
+    return plain, Decision()
+
+
+def fold_scores(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
+                folds: list[np.ndarray]) -> list[float]:
+    """The honest CV fold scores of `decide`."""
+    return decide(metric, task, y, oof, folds)[0]
 
 
 def choose_if_better(metric: str, task: str, y: np.ndarray, oof: np.ndarray,
                      folds: list[np.ndarray]) -> Decision:
-    """`choose` on every out-of-fold row, kept only when the decisions chosen on other folds
-    beat the plain rule (`fold_scores`); else none: 0.5 / argmax / rounding."""
-    decision = choose(metric, task, y, oof)
-    if decision.kind == "none":
-        return decision
-    plain = [METRICS[metric](np.asarray(y)[va], np.asarray(oof)[va]) for va in folds]
-    honest = fold_scores(metric, task, y, oof, folds)
-    if _better(float(np.mean(honest)), float(np.mean(plain))):
-        return decision
-    if decision.kind == "ordinal_cuts" and task == "regression":  # the plain rule: rounding
-        return best_cuts(task, np.asarray(y), np.asarray(oof), search=False)
-    return Decision()
+    """The decision of `decide`: chosen on every out-of-fold row, kept only when the ones
+    chosen on other folds beat the plain rule."""
+    return decide(metric, task, y, oof, folds)[1]
 
 
 # --- the searches --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.curves import Curve, record
-from pipeline.decision import Decision, choose_if_better, fold_scores
+from pipeline.decision import Decision, decide
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 
@@ -251,7 +251,7 @@ def cross_validate(
             models.append(est)
     name = exp.competition.metric
     rows = [va for _, va in splits]
-    decided = fold_scores(name, task, y, oof, rows)
+    decided, decision = decide(name, task, y, oof, rows)  # one pass: this runs every trial
     return CVResult(
         scores=decided,
         mean=float(np.mean(decided)),
@@ -263,7 +263,7 @@ def cross_validate(
         models=models,
         stop_reasons=stop_reasons,
         raw_scores=scores,
-        decision=choose_if_better(name, task, y, oof, rows),
+        decision=decision,
     )
 
 
