@@ -104,12 +104,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def is_date_column(s: Any) -> bool:
-    """A text column whose every value is a date or date-time of one format (read both ways
-    too: `date_formats`)."""
-    return bool(date_formats(s))
-
-
 def date_formats(*columns: Any) -> tuple[str, ...]:
     """The formats of DATE_FORMATS that read every non-empty value of `columns` (train and
     test together), one per distinct reading: () not dates, (fmt,) decided, more: ambiguous

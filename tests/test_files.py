@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.files import date_format, date_formats, dates_line, is_date_column, parse_dates
+from pipeline.files import date_format, date_formats, dates_line, parse_dates
 
 
 def _text(*values: str | None) -> pd.Series:
@@ -40,12 +40,12 @@ def test_one_format_reads_the_column(values, fmt):
     ("20150731", "20150801"), ("red", "blue"), ("2015-07-31", "soon"), ("2015",), ("31/31/2015",),
 ])
 def test_not_dates(values):
-    assert date_formats(_text(*values)) == () and not is_date_column(_text(*values))
+    assert date_formats(_text(*values)) == ()
     assert date_format(_text(*values), file="train.csv") is None
 
 
 def test_numbers_are_never_dates_unless_a_format_says_so():
-    assert not is_date_column(pd.Series([20150731, 20150801]))
+    assert date_formats(pd.Series([20150731, 20150801])) == ()
     t = parse_dates(pd.Series([20150731.0, None]), "%Y%m%d")  # a gap made them floats
     assert t.iloc[0] == pd.Timestamp("2015-07-31") and pd.isna(t.iloc[1])
 
