@@ -262,6 +262,28 @@ def values_cell(pred: np.ndarray) -> np.ndarray:
     return pred.astype(np.int64) if pred.dtype.kind in "iu" else pred.astype(np.float64)
 
 
+def value_cells(
+    kind: str, pred: np.ndarray, columns: tuple[str, ...] | list[str], spelled: list[str], *,
+    k: int, targets: tuple[str, ...] | list[str], class_columns: list[str],
+) -> dict[str, Any]:
+    """A submission's value columns from decided predictions, one writer for `submit` and the
+    registered model (`tracking.scoring`): `spelled[i]` is class code i as train.csv spells
+    it; `class_columns[i]` its probability column."""
+    first = columns[0]
+    if kind in (VALUE, PROBA):
+        return {first: values_cell(pred)}
+    if kind == LABEL:
+        return {first: np.array(spelled, dtype=object)[to_labels(pred)]}
+    if kind == TOP_K:
+        listed = np.array(spelled, dtype=object)[top_k(pred, k)]
+        return {first: [" ".join(row) for row in listed]}
+    if kind == MULTI_TARGET:
+        return {target: pred[:, j].astype(np.float64) for j, target in enumerate(targets)}
+    proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
+    return {column: proba[:, code].astype(np.float64)
+            for code, column in enumerate(class_columns)}
+
+
 def to_frame(
     fmt: Format, pred: np.ndarray, pred_ids: np.ndarray, classes: tuple | None
 ) -> pd.DataFrame:
@@ -274,23 +296,11 @@ def to_frame(
             f"differ): {_first(missing)}"
         )
     pred = np.asarray(pred)[[position[i] for i in fmt.ids]]
+    spelled = spellings(classes or (), fmt.labels)
+    class_columns = [fmt.class_columns[s] for s in spelled] if fmt.kind == CLASS_PROBA else []
     columns: dict[str, Any] = {fmt.id: list(fmt.ids)}
-    first = fmt.value_columns[0]
-    if fmt.kind in (VALUE, PROBA):
-        columns[first] = values_cell(pred)
-    elif fmt.kind == LABEL:
-        spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
-        columns[first] = spelled[to_labels(pred)]
-    elif fmt.kind == TOP_K:
-        spelled = np.array(spellings(classes or (), fmt.labels), dtype=object)
-        columns[first] = [" ".join(row) for row in spelled[top_k(pred, fmt.k)]]
-    elif fmt.kind == MULTI_TARGET:
-        for j, target in enumerate(fmt.targets):
-            columns[target] = pred[:, j].astype(np.float64)
-    else:
-        proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
-        for code, spelled in enumerate(spellings(classes or (), fmt.labels)):
-            columns[fmt.class_columns[spelled]] = proba[:, code].astype(np.float64)
+    columns.update(value_cells(fmt.kind, pred, fmt.value_columns, spelled, k=fmt.k,
+                               targets=fmt.targets, class_columns=class_columns))
     return pd.DataFrame(columns)[list(fmt.header)]
 
 

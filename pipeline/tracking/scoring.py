@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.decision import Decision
-from pipeline.metrics import to_labels, top_k
 
 PREPROCESSOR = "preprocessor"  # artifact keys of the logged model
 SCORING = "scoring"
@@ -68,7 +67,7 @@ class Scorer:
                         for models in self.members], axis=0)
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
-        from pipeline.submission.format import decided, values_cell
+        from pipeline.submission.format import decided, value_cells
 
         out, cols = self.out, self.out["columns"]
         # as `submit` wrote the file: codes / ratings by the decision chosen on OOF
@@ -76,19 +75,8 @@ class Scorer:
         frame: dict[str, Any] = {}
         if out["id"] in df.columns:
             frame[out["id"]] = df[out["id"]].to_numpy()  # as it came in
-        if out["kind"] in ("value", "proba"):
-            frame[cols[0]] = values_cell(pred)
-        elif out["kind"] == "label":
-            frame[cols[0]] = np.array(out["labels"], dtype=object)[to_labels(pred)]
-        elif out["kind"] == "top_k":
-            listed = np.array(out["labels"], dtype=object)[top_k(pred, out["k"])]
-            frame[cols[0]] = [" ".join(row) for row in listed]
-        elif out["kind"] == "multi_target":
-            for j, column in enumerate(out["targets"]):
-                frame[column] = pred[:, j].astype(np.float64)
-        else:
-            proba = np.column_stack([1 - pred, pred]) if pred.ndim == 1 else pred
-            for code, column in enumerate(out["class_columns"]):
-                frame[column] = proba[:, code].astype(np.float64)
+        frame.update(value_cells(out["kind"], pred, cols, out["labels"], k=out.get("k") or 0,
+                                 targets=out.get("targets", []),
+                                 class_columns=out["class_columns"]))
         ordered = [c for c in [out["id"], *cols] if c in frame]
         return pd.DataFrame(frame, index=range(len(df)))[ordered]
