@@ -299,6 +299,24 @@ def test_the_model_carries_the_feature_code_and_runs_it_on_raw_rows(project):
         "range (running features() on the rows)"]
 
 
+def test_served_feature_code_must_make_the_columns_it_made_in_training():
+    """Code whose output depends on the rows (a column only some inputs get) is one line at
+    scoring time, not a KeyError deep in the preprocessor."""
+    from pipeline.errors import PipelineError
+    from pipeline.prepare.user_features import FeatureCode
+    from pipeline.tracking.scoring import Scorer
+
+    spec = {"id": "id", "features": {"file": "experiments/f.py", "input": {"x": "int"},
+                                     "columns": ["x", "big"]}}
+    code = FeatureCode(lambda df: df.assign(big=1) if (df["x"] > 5).all() else df, "f", "f.py")
+    scorer = Scorer(spec, {}, [], code)
+    rows = scorer.with_features(pd.DataFrame({"id": [1, 2], "x": [7.0, 8.0]}))
+    assert rows["x"].dtype == np.int64 and list(rows["big"]) == [1, 1]
+    with pytest.raises(PipelineError, match=r"^experiments/f.py: features\(\) left out "
+                                            r"column\(s\) \['big'\] that it made in training"):
+        scorer.with_features(pd.DataFrame({"id": [1, 2], "x": [1.0, 8.0]}))
+
+
 @pytest.mark.slow
 def test_mlflow_models_serve_applies_the_feature_code(project):
     exp = _with_feature_code(project)
