@@ -52,6 +52,8 @@ class Competition:
     kaggle: str | None = None
     # Date column -> strptime format, where the data cannot tell (01/02/2015) or to pin one.
     dates: dict[str, str] = field(default_factory=dict)
+    # The experiment's feature code (`features(df) -> df`), relative to the project folder.
+    features: Path | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -212,6 +214,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
         dates=_dates(comp, path),
+        features=_features_file(comp, path),
     )
     if problem := fit_problem(competition.metric, competition.task,
                               multi_target=competition.multi_target):
@@ -521,6 +524,19 @@ def _dates(raw: dict[str, Any], path: Path) -> dict[str, str]:
                 f'"%d/%m/%Y" (or "{ISO}"), got {fmt!r}'
             )
     return dict(value)
+
+
+def _features_file(raw: dict[str, Any], path: Path) -> Path | None:
+    """[competition] features: a .py file; whether it exists and defines `features` is
+    prepare's check (the file is read there, for the fingerprint)."""
+    if "features" not in raw:
+        return None
+    value = raw["features"]
+    if not isinstance(value, str) or not value.endswith(".py"):
+        raise PipelineError(
+            f'{path}: [competition] features must be the path of a .py file, e.g. '
+            f'features = "experiments/{path.stem}_features.py", got {value!r}')
+    return Path(value)
 
 
 def _int(

@@ -77,7 +77,7 @@ def init_experiment(
              and (found := date_formats(train[c], test[c]))}
 
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
-                   dates, folds, notes)
+                   dates, folds, notes, name)
     # What we write must load, and its sample must fit test.csv and the classes: found now,
     # not after a whole study has been tuned for a submission that cannot be written.
     exp = parse(tomllib.loads(text), path)
@@ -360,6 +360,7 @@ def _render(
     dates: dict[str, tuple[str, ...]],
     folds: int,
     notes: list[str],
+    name: str,
 ) -> str:
     model, space = network_setup(n_rows, metric)
     seeds = 5 if n_rows < SMALL_DATA else 3
@@ -381,7 +382,8 @@ metric = {_q(metric)}{_alternatives(task, metric, isinstance(target, list))}
 {drop_toml}
 # Numeric columns to one-hot encode instead of scaling (text columns always are).
 categorical = []
-{_dates_toml(dates)}
+{_dates_toml(dates)}# features = "experiments/{name}_features.py"  # see README: Feature code
+
 [model]
 # Defaults for `pipeline train`; tuning overrides what [tune.space] names. Every key of the
 # network's hyperparameter table may be set (README: "Network parameters").

@@ -36,6 +36,7 @@ def test_defaults(project):
     assert (c.data_dir, c.id, c.target, c.task, c.metric) == (
         Path("data/comp"), "id", "y", "binary", "roc_auc")
     assert c.drop == () and c.categorical == () and c.kaggle is None and c.dates == {}
+    assert c.features is None
     assert exp.model == Model() and exp.cv == CV() and exp.tune == Tune()
     assert exp.model.params()["hidden_layer_sizes"] == (32,)
     json.dumps(exp.as_dict())  # the resolved config is loggable
@@ -46,6 +47,13 @@ def test_dates_map_columns_to_formats(project):
     exp = experiment.load("exp")
     assert exp.competition.dates == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
     assert exp.as_dict()["competition"]["dates"] == {"sold": "%d/%m/%Y", "listed on": "ISO8601"}
+
+
+def test_features_names_a_python_file_relative_to_the_project(project):
+    _write(project, MINIMAL + 'features = "experiments/exp_features.py"\n')
+    exp = experiment.load("exp")  # the file itself is prepare's to read (and fingerprint)
+    assert exp.competition.features == Path("experiments/exp_features.py")
+    assert exp.as_dict()["competition"]["features"] == "experiments/exp_features.py"
 
 
 def test_name_and_path_resolve_to_the_same_file(project):
@@ -160,6 +168,8 @@ BAD = [
     (MINIMAL + "dates = '%d/%m/%Y'\n", "[competition] dates must be a table { column = "),
     (MINIMAL + "dates = { sold = 3 }\n", "[competition] dates.sold must be a strptime format"),
     (MINIMAL + "dates = { sold = 'dd/mm' }\n", "[competition] dates.sold must be a strptime"),
+    (MINIMAL + "features = 'feats.txt'\n", "[competition] features must be the path of a .py"),
+    (MINIMAL + "features = 3\n", 'e.g. features = "experiments/exp_features.py", got 3'),
     (MINIMAL + "[model]\nbatch_size = 'big'\n", "[model] batch_size must be 'auto' or an int >= 1"),
     (MINIMAL + "[model]\nlearning_rate = 0.1\n", "unknown key [model] learning_rate"),
     (MINIMAL + "[model]\nactivation = 'gelu'\n", "[model] activation must be one of"),

@@ -32,6 +32,9 @@ def test_binary_with_probability_sample_is_roc_auc(project):
     assert c.data_dir == Path("data/comp") and c.drop == ()
     assert exp.tune.space and exp.cv.folds == 5
     assert prepare(exp).X_train.shape[0] == 60  # the inferred file drives prepare
+    # feature code is one uncommented line away, with a pointer to the README's example
+    line = '\n# features = "experiments/comp_features.py"  # see README: Feature code\n'
+    assert line in path.read_text() and c.features is None
 
 
 @pytest.mark.parametrize(("labels", "sample_value"), [((0, 1), 0), (("no", "yes"), "no")])

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from pipeline import tune
 from pipeline.cli import app
 from pipeline.experiment import load
+from pipeline.prepare import prepare
 from pipeline.tracking import free_port
 
 
@@ -221,27 +222,106 @@ def test_mlflow_models_predict_and_serve_offline(project):
     assert done.returncode == 0, done.stderr[-2000:]
     _same(_predictions(Path("out.json").read_text()), sub, "id")
 
+    _same(_served("models:/tiny@champion", _raw_test(exp)), sub, "id")
+
+
+def _served(model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """`mlflow models serve --env-manager local`'s answer for `rows`, posted as JSON."""
     port = free_port()
     server = subprocess.Popen(
-        _mlflow_cli("models", "serve", "-m", "models:/tiny@champion", "--env-manager", "local",
+        _mlflow_cli("models", "serve", "-m", model_uri, "--env-manager", "local",
                     "-h", "127.0.0.1", "-p", str(port)),
         env=_env(), stdout=subprocess.DEVNULL, stderr=(Path.cwd() / "serve.log").open("w"),
         start_new_session=True,
     )
     try:
-        test = _raw_test(exp)
-        body = {"dataframe_split": json.loads(test.to_json(orient="split", index=False))}
+        body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
         try:
-            answer = _post(f"http://127.0.0.1:{port}/invocations", body, server)
+            return _predictions(_post(f"http://127.0.0.1:{port}/invocations", body, server))
         except OSError:
             pytest.fail(f"mlflow models serve: {Path('serve.log').read_text()[-2000:]}")
-        _same(_predictions(answer), sub, "id")
     finally:  # the server's own session: stop it and whatever it started
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+BAND = """\
+import numpy as np
+
+def features(df):
+    # the band the tiny target hides, from x1 (dropped below: only the code reads it)
+    df["band"] = np.abs(df["x1"] + 0.5 * (df["colour"] == "black"))
+    if (df["x2"].abs() > 100).any():
+        raise ValueError("x2 out of range")
+    return df
+"""
+
+
+def _with_feature_code(project) -> object:
+    """The tiny competition with feature code, and x1 in `drop`: only the code reads it."""
+    fresh_mlflow_db(project)
+    path = tiny_project(project, trials=2, max_iter=4)
+    (project / "experiments" / "tiny_features.py").write_text(BAND, encoding="utf-8")
+    path.write_text(path.read_text().replace(
+        'metric = "roc_auc"\n',
+        'metric = "roc_auc"\nfeatures = "experiments/tiny_features.py"\ndrop = ["x1"]\n'))
+    return load(path)
+
+
+def test_the_model_carries_the_feature_code_and_runs_it_on_raw_rows(project):
+    import mlflow
+
+    exp = _with_feature_code(project)
+    sub, _ = _submitted(exp)
+    assert "band" in prepare(exp).feature_names
+    # the experiment's file changes after the submission: the model runs its own copy
+    Path("experiments/tiny_features.py").write_text("def features(df):\n    1 / 0\n")
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    model = mlflow.pyfunc.load_model("models:/tiny@champion")
+    _same(model.predict(_raw_test(exp)), sub, "id")  # ints as pandas reads them
+    local = Path(mlflow.artifacts.download_artifacts("models:/tiny@champion"))
+    assert [p.read_text() for p in local.rglob("features.py")] == [BAND]
+    spec = {c.name: c for c in model.metadata.signature.inputs.inputs}
+    assert spec["x1"].required  # dropped, but the feature code reads it
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "tiny", "data/tiny/test.csv", "-o", "p.csv"])
+    assert result.exit_code == 0, result.output
+    _same(pd.read_csv("p.csv", dtype={"id": str}), sub, "id")
+    # an error inside the feature code at predict time: one line naming the file and line
+    _raw_test(exp).assign(x2=1000.0).to_csv("far.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "far.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and not Path("q.csv").exists(), result.output
+    assert result.output.strip().splitlines() == [
+        "error: experiments/tiny_features.py: line 7 (in features): ValueError: x2 out of "
+        "range (running features() on the rows)"]
+
+
+def test_served_feature_code_must_make_the_columns_it_made_in_training():
+    """Code whose output depends on the rows (a column only some inputs get) is one line at
+    scoring time, not a KeyError deep in the preprocessor."""
+    from pipeline.errors import PipelineError
+    from pipeline.prepare.user_features import FeatureCode
+    from pipeline.tracking.scoring import Scorer
+
+    spec = {"id": "id", "features": {"file": "experiments/f.py", "input": {"x": "int"},
+                                     "columns": ["x", "big"]}}
+    code = FeatureCode(lambda df: df.assign(big=1) if (df["x"] > 5).all() else df, "f", "f.py")
+    scorer = Scorer(spec, {}, [], code)
+    rows = scorer.with_features(pd.DataFrame({"id": [1, 2], "x": [7.0, 8.0]}))
+    assert rows["x"].dtype == np.int64 and list(rows["big"]) == [1, 1]
+    with pytest.raises(PipelineError, match=r"^experiments/f.py: features\(\) left out "
+                                            r"column\(s\) \['big'\] that it made in training"):
+        scorer.with_features(pd.DataFrame({"id": [1, 2], "x": [1.0, 8.0]}))
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_applies_the_feature_code(project):
+    exp = _with_feature_code(project)
+    sub, _ = _submitted(exp)
+    _same(_served("models:/tiny@champion", _raw_test(exp)), sub, "id")
 
 
 def _predictions(text: str) -> pd.DataFrame:

@@ -72,6 +72,23 @@ def test_study_records_what_it_measured_and_refuses_other_data(project):
     assert line  # the refusal named the old fingerprint
 
 
+def test_editing_the_feature_code_refuses_to_resume_like_new_data(project):
+    """[competition] features: the code's text is part of the data fingerprint."""
+    path = tiny_project(project, trials=1)
+    code = project / "experiments" / "tiny_features.py"
+    code.write_text("def features(df):\n    df['x3'] = df['x1'] * df['x2']\n    return df\n")
+    path.write_text(path.read_text().replace(
+        'metric = "roc_auc"\n', 'metric = "roc_auc"\nfeatures = "experiments/tiny_features.py"\n'))
+    tune.tune(load(path), track=False)
+    old = _study().user_attrs["data_fingerprint"]
+    tune.tune(load(path), trials=2, track=False)  # unchanged code: the study goes on
+    assert len(_study().trials) == 2
+    code.write_text(code.read_text().replace("df['x2']", "df['x2'] ** 2"))
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
+    _one_line_error(result, f"data_fingerprint {old} -> ", "--fresh")
+    assert len(_study().trials) == 2  # nothing added
+
+
 def test_study_resumes_across_model_space_and_budget_edits_but_not_folds(project):
     path = tiny_project(project, trials=2)
     tune.tune(load(path), track=False)

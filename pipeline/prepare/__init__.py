@@ -5,9 +5,10 @@ apply to test aligned by column name, and cache the result under
 data/<competition>/prepared/<fingerprint>/ so a second run with the same inputs is free.
 Every problem with the input is a `PipelineError` that names the file, column or key.
 
-This module reads the CSVs, checks ids and hands the parts to their owners: ``targets`` (the
-target and the fold keys), ``features`` (the feature transform and its JSON form, `transform`)
-and ``cache`` (the fingerprint and the cache on disk).
+This module reads the CSVs, checks ids and hands the parts to their owners: ``user_features``
+(the experiment's own feature code, run first), ``targets`` (the target and the fold keys),
+``features`` (the feature transform and its JSON form, `transform`) and ``cache`` (the
+fingerprint and the cache on disk).
 """
 
 from __future__ import annotations
@@ -38,16 +39,27 @@ from pipeline.prepare.features import (
     transform,
 )
 from pipeline.prepare.targets import encode_target, encode_targets, fold_column, fold_keys
+from pipeline.prepare.user_features import (
+    SOURCE_FILE,
+    apply_pair,
+    as_read,
+    column_kinds,
+    load_function,
+    source,
+)
 
 # the stage's public names, where callers import them from
 __all__ = [
     "DATA_DIR",
     "MAX_CATEGORIES",
     "PREP_VERSION",
+    "SOURCE_FILE",
     "Prepared",
+    "as_read",
     "cache_root",
     "encode_target",
     "encode_targets",
+    "load_function",
     "load_preprocessor",
     "prepare",
     "transform",
@@ -77,13 +89,16 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     for path in files.values():
         if not path.is_file():
             raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
-    fingerprint = input_fingerprint(files, comp, fold_column(exp))
+    code = source(comp.features) if comp.features is not None else None
+    fingerprint = input_fingerprint(files, comp, fold_column(exp), code)
     out = cache_root(comp) / fingerprint
-    if not force and (cached := load_cached(out, fingerprint)) is not None:
+    # the feature code the arrays were made with, kept beside them for the registered model
+    extra = {SOURCE_FILE: code} if code is not None else {}
+    if not force and (cached := load_cached(out, fingerprint, tuple(extra))) is not None:
         return _from_arrays(*cached, out)
-    arrays, spec = _build(exp, files)
+    arrays, spec = _build(exp, files, code)
     spec["fingerprint"] = fingerprint
-    write_cache(out, arrays, spec)
+    write_cache(out, arrays, spec, extra)
     return _from_arrays(arrays, spec, out)
 
 
@@ -109,7 +124,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
     )
 
 
-def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict]:
+def _build(exp: Experiment, files: dict[str, Path], code: bytes | None
+           ) -> tuple[dict[str, np.ndarray], dict]:
     comp = exp.competition
     train_file, test_file = files["train.csv"], files["test.csv"]
     declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
@@ -117,6 +133,12 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     test = read_csv(test_file, id_col=comp.id, str_cols=declared)
     require_columns(train, train_file, comp.targets)
     require_columns(test, test_file, (comp.id,))
+    features_spec = None
+    if code is not None:  # the experiment's own columns, before anything is typed or fitted
+        features_spec = {"file": str(comp.features), "input": column_kinds(test)}
+        train, test = apply_pair(load_function(comp.features, text=code), train, test,
+                                 comp.id, comp.targets)
+        features_spec["columns"] = [str(c) for c in test.columns if c != comp.id]
     # Many competitions keep the id in test.csv and the sample only: train rows are numbered.
     train_ids = (_ids(train[comp.id], train_file, comp.id) if comp.id in train.columns
                  else np.arange(len(train)).astype(str))
@@ -130,6 +152,8 @@ def _build(exp: Experiment, files: dict[str, Path]) -> tuple[dict[str, np.ndarra
     X_train, X_test, spec = encode_features(exp, (train, train_file), (test, test_file),
                                             target_spec)
     spec["n_train"], spec["n_test"] = len(train), len(test)
+    if features_spec is not None:  # what the registered model needs to rerun the code
+        spec["features"] = features_spec
     arrays = {"X_train": X_train, "y": y, "train_ids": train_ids, "X_test": X_test,
               "test_ids": test_ids, **keys}
     return arrays, spec

@@ -25,12 +25,17 @@ def cache_root(comp: Competition) -> Path:
     return DATA_DIR / comp.data_dir.resolve().name / "prepared"
 
 
-def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None) -> str:
+def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None,
+                      feature_code: bytes | None = None) -> str:
+    """The raw files' bytes, the settings that shape the arrays and the feature code's text:
+    any change re-prepares, and a study tied to the old fingerprint refuses to resume."""
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
     settings: dict[str, Any] = {
         k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical", "dates")}
     if fold_column is not None:  # group / time folds add an array; other kinds change nothing
         settings["folds"] = fold_column
+    if feature_code is not None:  # absent otherwise: fingerprints from before stay valid
+        settings["features"] = hashlib.sha256(feature_code).hexdigest()
     h.update(json.dumps(settings, sort_keys=True).encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
@@ -40,8 +45,12 @@ def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: st
     return h.hexdigest()[:16]
 
 
-def load_cached(out: Path, fingerprint: str) -> tuple[dict[str, np.ndarray], dict] | None:
-    """(arrays, spec) of the cache at `out`, or None when absent, damaged or stale."""
+def load_cached(out: Path, fingerprint: str, extra: tuple[str, ...] = ()
+                ) -> tuple[dict[str, np.ndarray], dict] | None:
+    """(arrays, spec) of the cache at `out`, or None when absent, damaged or stale (or when a
+    file of `extra`, such as the feature code's copy, is missing)."""
+    if not all((out / name).is_file() for name in extra):
+        return None
     try:
         spec = json.loads((out / "preprocessor.json").read_text(encoding="utf-8"))
         with np.load(out / "arrays.npz", allow_pickle=False) as npz:
@@ -53,14 +62,18 @@ def load_cached(out: Path, fingerprint: str) -> tuple[dict[str, np.ndarray], dic
     return arrays, spec
 
 
-def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
-    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind."""
+def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
+                extra: dict[str, bytes] | None = None) -> None:
+    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind.
+    `extra`: more files by name (the feature code the arrays were made with)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
         np.savez(tmp / "arrays.npz", **arrays)
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        for name, data in (extra or {}).items():
+            (tmp / name).write_bytes(data)
         if out.exists():  # --force, or a damaged cache
             shutil.rmtree(out)
         try:

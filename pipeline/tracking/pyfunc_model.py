@@ -1,6 +1,7 @@
 """The MLflow model of a submission, logged as code (models-from-code): never imported by the
 pipeline, executed by MLflow when it loads the model. The weights and the preprocessor are the
-model's artifacts (.npz + JSON), so loading unpickles nothing."""
+model's artifacts (.npz + JSON), so loading unpickles nothing; the one other piece of code it
+runs is the experiment's feature file (an artifact too, `[competition] features`)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.provenance import git_commit
-from pipeline.tracking.scoring import PREPROCESSOR, SCORING, output_spec
+from pipeline.tracking.scoring import FEATURES, PREPROCESSOR, SCORING, output_spec
 from pipeline.tracking.store import resolve_uri
 
 ALIAS = "champion"
@@ -78,7 +78,8 @@ def signature_of(exp: Any) -> Any:
     """train.csv's columns minus the target. Float columns are `double` (a gap is NaN); integer
     columns are `any`, because MLflow will not cast int64 to double and a CSV column without a
     gap reads as int64, with one as float64; text is `string`. The id (any type, only echoed
-    back) and dropped columns are optional."""
+    back) and dropped columns are optional, unless the experiment has feature code (which may
+    read a column that `drop` then leaves out)."""
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
@@ -86,7 +87,7 @@ def signature_of(exp: Any) -> Any:
     comp = exp.competition
     train = pd.read_csv(comp.data_dir / "train.csv", nrows=10_000).drop(
         columns=list(comp.targets))
-    optional = {comp.id, *comp.drop}
+    optional = {comp.id, *(comp.drop if comp.features is None else ())}
 
     def kind(c: str) -> Any:
         if c == comp.id or pd.api.types.is_bool_dtype(train[c]):
@@ -145,7 +146,8 @@ def members_of(paths: list[Path]) -> list[list[str]]:
 
 
 def model_files(exp: Any, result: Any, folder: Path) -> dict[str, str]:
-    """The artifacts: the networks, the fitted preprocessor, the output spec."""
+    """The artifacts: the networks, the fitted preprocessor, the output spec, and the feature
+    code exactly as prepare ran it (its copy in the prepared folder)."""
     from pipeline.prepare import prepare
     from pipeline.submission.format import load_format
 
@@ -157,6 +159,10 @@ def model_files(exp: Any, result: Any, folder: Path) -> dict[str, str]:
     artifacts = {f"model{i}": str(p) for i, p in enumerate(result.model_paths)}
     artifacts[PREPROCESSOR] = str(prepared.path / "preprocessor.json")
     artifacts[SCORING] = str(scoring)
+    if exp.competition.features is not None:
+        from pipeline.prepare import SOURCE_FILE
+
+        artifacts[FEATURES] = str(prepared.path / SOURCE_FILE)
     return artifacts
 
 
