@@ -34,7 +34,7 @@ import numpy as np
 from pipeline.decision import Decision, apply, best_cuts, choose, fold_scores, kind_for
 from pipeline.errors import PipelineError
 from pipeline.experiment import EXPERIMENTS_DIR, Experiment, load
-from pipeline.files import write_bytes_atomic
+from pipeline.files import one_line, write_bytes_atomic
 from pipeline.metrics import METRICS
 from pipeline.provenance import git_commit
 from pipeline.submission import ledger, predictions
@@ -189,9 +189,12 @@ def align(members: list[Member], prepared: Any, exp: Experiment) -> Aligned:
     first = members[0]
     notes: list[str] = []
     oofs, tests = [], []
+    if first.oof.fold is None:
+        raise PipelineError(f"{first.oof.path}: no `fold` column (written before submit kept "
+                            f"folds); run `pipeline submit {exp.name}` again")
     for m in members:
-        if m.oof.columns != first.oof.columns or len(m.oof.header) - len(m.oof.columns) - (
-                m.oof.fold is not None) != len(first.oof.header) - len(first.oof.columns) - 1:
+        if m.oof.columns != first.oof.columns or (predictions.truth_columns(m.oof.header) !=
+                                                  predictions.truth_columns(first.oof.header)):
             raise PipelineError(f"{m.oof.path}: header {list(m.oof.header)}, expected "
                                 f"{list(first.oof.header)} (`fold` optional)")
         if m.test.columns != first.oof.columns:
@@ -201,9 +204,6 @@ def align(members: list[Member], prepared: Any, exp: Experiment) -> Aligned:
         _check_truth(m.oof, at, y, prepared.classes)
         oofs.append(m.oof.pred[at])
         tests.append(m.test.pred[_order(m.test, prepared.test_ids, "test.csv's ids")])
-        if m is first and m.oof.fold is None:
-            raise PipelineError(f"{m.oof.path}: no `fold` column (written before submit kept "
-                                f"folds); run `pipeline submit {exp.name}` again")
         if m is first:
             fold = m.oof.fold[at]
         elif m.oof.fold is not None and not _same_partition(m.oof.fold[at], fold):
@@ -329,7 +329,55 @@ def blend(name: str, experiments: list[str], oofs: list[Path], tests: list[Path]
         for p in written:  # a failed blend leaves no orphan file behind
             p.unlink(missing_ok=True)
         raise
-    return replace(result, path=path, prediction_paths=written[:2])
+    result = replace(result, path=path, prediction_paths=written[:2])
+    return register(replace(base, name=name), members, result, weights, tracking_uri)
+
+
+# --- the MLflow registry -------------------------------------------------------------------
+
+
+def model_paths(csv_path: Path) -> list[Path]:
+    """A submission's networks as `submit` saved them: <stem>.npz or <stem>.m<i>.npz, i rising."""
+    single = csv_path.with_suffix(".npz")
+    if single.is_file():
+        return [single]
+    found = csv_path.parent.glob(f"{csv_path.stem}.m*.npz")
+    numbered = [(p, p.name[len(csv_path.stem) + 2:-4]) for p in found]
+    return [p for p, i in sorted(numbered, key=lambda t: int(t[1])) if i.isdigit()]
+
+
+def register(base: Experiment, members: list[Member], result: BlendResult,
+             weights: np.ndarray, tracking_uri: str | None) -> BlendResult:
+    """Every member ours: the weighted mean of their models as MLflow model `base.name`;
+    otherwise `not_registered` says why."""
+    from pipeline.prepare import prepare
+
+    outside = [m.label for m in members if m.experiment is None or m.row is None]
+    if outside:
+        return replace(result, not_registered=f"{', '.join(outside)} brings predictions, not "
+                       "a model that can score new rows")
+    parts = []
+    for m in members:
+        assert m.experiment is not None and m.row is not None
+        paths = model_paths(Path(m.row["file"]))
+        if not paths:
+            return replace(result, not_registered=f"{m.label}: no model file beside "
+                           f"{m.row['file']}")
+        if prepare(m.experiment).fingerprint != m.row.get("fingerprint"):
+            return replace(result, not_registered=f"{m.label} was trained on other data than "
+                           f"{m.experiment.name} prepares today (submit it again)")
+        parts.append((m.experiment, paths))
+    from pipeline.tracking.blend_registry import register_blend
+
+    tags = {"members": " + ".join(f"{s.label} x{s.weight:.2f}" for s in result.members),
+            "cv_score": repr(result.cv_score), "metric": result.metric,
+            "fingerprint": prepare(base).fingerprint, "submission": result.path.name}
+    try:
+        registered = register_blend(base, parts, [float(w) for w in weights], result.decision,
+                                    tags, tracking_uri=tracking_uri)
+    except Exception as e:  # the blend is written; a registry hiccup must not undo it
+        return replace(result, not_registered=f"MLflow failed ({one_line(e)})")
+    return replace(result, registered=registered)
 
 
 def _check_name(name: str, experiments: list[str]) -> Experiment:
