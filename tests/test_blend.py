@@ -248,3 +248,36 @@ def test_a_label_metric_blend_applies_a_decision_chosen_on_the_blend(fake, monke
     assert result.decision == choose("accuracy", "binary", y,
                                      oof_frame["p_yes"].to_numpy(float))
     validate_file(exp, result.path)
+
+
+# --- the MLflow model (real stages) --------------------------------------------------------
+
+
+def test_a_blend_of_our_submissions_is_registered_and_scores_like_its_csv(project,
+                                                                          monkeypatch):
+    import mlflow
+    from helpers_tune import fresh_mlflow_db, tiny_project
+
+    from pipeline import tune
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlflow.db")
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2, max_iter=4))
+    text = exp.path.read_text().replace("hidden_layer_sizes = [8]", "hidden_layer_sizes = [3]")
+    Path("experiments/tiny2.toml").write_text(text)
+    runner = CliRunner()
+    for name in ("tiny", "tiny2"):
+        tune.tune(load(name), trials=2)
+        assert runner.invoke(app, ["submit", name, "--no-refit"]).exit_code == 0
+    out = runner.invoke(app, ["blend", "both", "--from", "tiny", "--from", "tiny2"])
+    assert out.exit_code == 0, out.output
+    assert "registered models:/both/1 in MLflow" in out.output
+    (row,) = [r for r in ledger.read() if r["experiment"] == "both"]
+    sub = pd.read_csv(row["file"], dtype={"id": str})
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    model = mlflow.pyfunc.load_model("models:/both@champion")
+    pred = model.predict(pd.read_csv(exp.competition.data_dir / "test.csv"))
+    pred = pred.set_index(pred["id"].astype(str)).loc[sub["id"]]
+    np.testing.assert_allclose(pred["y"].to_numpy(float), sub["y"].to_numpy(float), atol=1e-9)
+    board_out = runner.invoke(app, ["leaderboard", "both", "--csv"])
+    assert board_out.exit_code == 0 and row["file"] in board_out.output
