@@ -438,9 +438,8 @@ def blend_result(result: BlendResult) -> None:
 
 def drift_report(report: DriftReport) -> None:
     """AUC of train-vs-test, a verdict, the columns that drive it (fits 80 columns)."""
-    line(f"{report.experiment}: a classifier tells train ({report.train_rows} rows) from test "
-         f"({report.test_rows} rows) with AUC {report.auc:.3f} +- {report.auc_std:.3f} "
-         f"({report.folds} folds)")
+    line(f"{report.experiment}: train vs test AUC {report.auc:.3f} +- {report.auc_std:.3f} "
+         f"({report.folds} folds; {report.train_rows} train, {report.test_rows} test rows)")
     line(report.verdict)
     if not report.columns:
         return
