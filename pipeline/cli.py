@@ -162,7 +162,8 @@ def load_experiment(name: str) -> ExperimentFile:
 
 
 def board_experiment(name: str) -> ExperimentFile:
-    """An experiment, or a blend (`pipeline blend`): its first member's competition."""
+    """An experiment, or a blend (`pipeline blend`: its first member's competition, its own
+    name) for the commands that read submissions: leaderboard, withdraw, predict."""
     from pipeline.blend import experiment_of
 
     return experiment_of(name) or load_experiment(name)
@@ -301,7 +302,7 @@ def predict(
     """Score raw rows with the registry's champion; the sample submission's columns out."""
     from pipeline.tracking.registry import predict_csv
 
-    result = predict_csv(load_experiment(experiment), input_csv, out=out, model_uri=model,
+    result = predict_csv(board_experiment(experiment), input_csv, out=out, model_uri=model,
                          tracking_uri=tracking_uri)
     console.predictions(result)
 

@@ -281,3 +281,8 @@ def test_a_blend_of_our_submissions_is_registered_and_scores_like_its_csv(projec
     np.testing.assert_allclose(pred["y"].to_numpy(float), sub["y"].to_numpy(float), atol=1e-9)
     board_out = runner.invoke(app, ["leaderboard", "both", "--csv"])
     assert board_out.exit_code == 0 and row["file"] in board_out.output
+    test_csv = str(exp.competition.data_dir / "test.csv")
+    predicted = runner.invoke(app, ["predict", "both", test_csv, "-o", "p.csv"])
+    assert predicted.exit_code == 0, predicted.output
+    assert pd.read_csv("p.csv", dtype={"id": str}).set_index("id").loc[sub["id"], "y"].round(
+        9).tolist() == sub["y"].round(9).tolist()
