@@ -286,3 +286,38 @@ def test_a_blend_of_our_submissions_is_registered_and_scores_like_its_csv(projec
     assert predicted.exit_code == 0, predicted.output
     assert pd.read_csv("p.csv", dtype={"id": str}).set_index("id").loc[sub["id"], "y"].round(
         9).tolist() == sub["y"].round(9).tolist()
+
+
+@pytest.mark.parametrize(("task", "metric", "labels"), [
+    ("multiclass", "log_loss", ("a", "b", "c")),
+    ("regression", "rmse", (0, 1)),
+    ("binary", "accuracy", ("no", "yes")),
+])
+def test_every_task_blends_into_a_valid_submission(fake, monkeypatch, task, metric, labels):
+    monkeypatch.setattr(blend_module, "register", lambda base, members, result, w, uri: result)
+    exp, ours = submitted("t", task=task, metric=metric, labels=labels)
+    rng = np.random.default_rng(0)
+
+    def moved(frame: pd.DataFrame) -> pd.DataFrame:
+        cols = [c for c in frame.columns if c.startswith("p_") or c == "prediction"]
+        values = frame[cols].astype(float).to_numpy()
+        if task == "multiclass":  # still probabilities: rows sum to 1
+            values = values * rng.uniform(0.5, 1.5, values.shape)
+            values /= values.sum(axis=1, keepdims=True)
+        else:
+            values = values + rng.normal(0, 0.2, values.shape)
+            values = np.clip(values, 0, 1) if task == "binary" else values
+        return frame.assign(**{c: values[:, j] for j, c in enumerate(cols)})
+
+    for kind in ("oof", "test"):
+        moved(pd.read_csv(ours.prediction_paths[kind == "test"], dtype=str)).to_csv(
+            f"other.{kind}.csv", index=False)
+    result = blend("mix", ["t"], [Path("other.oof.csv")], [Path("other.test.csv")])
+    validate_file(exp, result.path)
+    assert np.isfinite(result.cv_score)
+    # the kept test predictions are the members' weighted mean, column by column
+    w = [m.weight for m in result.members]
+    frames = [pd.read_csv(f, dtype={"id": str}).set_index("id")
+              for f in (ours.prediction_paths[1], "other.test.csv", result.prediction_paths[1])]
+    mine, other, blended = (f.loc[frames[0].index] for f in frames)
+    np.testing.assert_allclose(blended.to_numpy(), w[0] * mine.to_numpy() + w[1] * other.to_numpy())
