@@ -88,8 +88,10 @@ class BlendResult:
 
 
 def ours(name: str) -> Member:
-    """An experiment's latest standing submission whose CSV exists, with its predictions."""
-    exp = load(name)
+    """An experiment's (or a blend's) latest standing submission whose CSV exists, with its
+    predictions."""
+    blended = experiment_of(name)  # a blend's own predictions can join, too
+    exp = blended or load(name)
     rows = [r for r in ledger.current(ledger.read())
             if r.get("experiment") == exp.name and Path(r["file"]).is_file()]
     if not rows:
@@ -105,7 +107,8 @@ def ours(name: str) -> Member:
             raise PipelineError(f"{path}: file not found (the predictions of {csv_path}); run "
                                 f"`pipeline submit {exp.name}` again")
     trials = row.get("trials", "").split()
-    tag = f"t{trials[0]}" if len(trials) == 1 else f"top{len(trials)}" if trials else "?"
+    tag = ("blend" if blended else f"t{trials[0]}" if len(trials) == 1 else
+           f"top{len(trials)}" if trials else "?")
     return Member(f"{exp.name} ({tag})", predictions.read(oof, oof=True),
                   predictions.read(test, oof=False), exp, row)
 
@@ -354,8 +357,8 @@ def register(base: Experiment, members: list[Member], result: BlendResult,
 
     outside = [m.label for m in members if m.experiment is None or m.row is None]
     if outside:
-        return replace(result, not_registered=f"{', '.join(outside)} brings predictions, not "
-                       "a model that can score new rows")
+        return replace(result, not_registered=f"outside member(s) {', '.join(outside)} bring "
+                       "predictions only, no model to score new rows")
     parts = []
     for m in members:
         assert m.experiment is not None and m.row is not None
@@ -389,7 +392,7 @@ def _check_name(name: str, experiments: list[str]) -> Experiment:
                             "of its own (its ledger rows and submissions/NAME/)")
     if not experiments:
         raise PipelineError("a blend needs at least one --from EXP (its competition and folds)")
-    base = load(experiments[0])
+    base = experiment_of(experiments[0]) or load(experiments[0])
     known = experiment_of(name)
     if known is not None and known.competition.data_dir != base.competition.data_dir:
         raise PipelineError(f"{ledger.SUBMISSIONS / name / MANIFEST}: blend {name!r} blends "

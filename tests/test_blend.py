@@ -108,7 +108,7 @@ def test_a_blend_with_an_outside_model_reaches_the_ledger_and_leaderboard(fake):
     assert entry.status == "ok" and entry.private is not None and entry.file == row["file"]
     kept = pd.read_csv(result.prediction_paths[0], dtype={"id": str})
     assert list(kept.columns) == ["id", "fold", "target", "p_1"]  # a blend can be blended
-    assert not result.not_registered == ""  # an outside member: says why it is not registered
+    assert result.registered is None and "gbm.oof.csv" in result.not_registered
     again = blend("duo", ["bin"], [oof], [test])
     assert again.existing and len([r for r in ledger.read() if r["experiment"] == "duo"]) == 1
 
@@ -321,3 +321,15 @@ def test_every_task_blends_into_a_valid_submission(fake, monkeypatch, task, metr
               for f in (ours.prediction_paths[1], "other.test.csv", result.prediction_paths[1])]
     mine, other, blended = (f.loc[frames[0].index] for f in frames)
     np.testing.assert_allclose(blended.to_numpy(), w[0] * mine.to_numpy() + w[1] * other.to_numpy())
+
+
+def test_a_blend_can_join_another_blend(fake):
+    _, ours = submitted()
+    oof, test = outside_pair(ours)
+    first = blend("duo", ["bin"], [oof], [test])
+    oof2, test2 = outside_pair(ours, "gbm2", seed=2)
+    result = blend("trio", ["duo"], [oof2], [test2])
+    assert [m.label for m in result.members] == ["duo (blend)", "gbm2.oof.csv"]
+    assert result.not_registered == ("outside member(s) gbm2.oof.csv bring predictions only, "
+                                     "no model to score new rows")
+    assert first.path.is_file() and result.path.parent.name == "trio"
