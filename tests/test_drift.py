@@ -53,3 +53,24 @@ def test_the_command_prints_a_table_that_fits_80_columns(project, monkeypatch):
     assert max(len(line) for line in lines) <= 80
     assert lines[3].startswith("income")
     assert len(lines) == 2 + 1 + 2  # AUC, verdict, header, two columns
+
+
+def test_a_column_with_many_levels_is_read_as_its_sorted_codes(project):
+    rng = np.random.default_rng(1)
+    days = pd.date_range("2020-01-01", periods=700).strftime("%Y-%m-%d").to_numpy()
+    train = pd.DataFrame({"id": range(500), "day": days[:500], "x": rng.normal(size=500),
+                          "y": rng.integers(0, 2, 500)})
+    test = pd.DataFrame({"id": range(500, 700), "day": days[500:], "x": rng.normal(size=200)})
+    write_experiment(project, "days", make_competition(project, train, test, name="days"))
+    report = drift(load("days"))
+    assert report.columns[0].name == "day" and report.columns[0].kind == "codes"
+    assert report.auc > 0.95  # test rows come after every training day
+
+
+def test_no_shared_feature_column_is_one_line(project):
+    train = pd.DataFrame({"id": [1, 2, 3], "a": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    test = pd.DataFrame({"id": [4, 5], "b": [1.0, 2.0]})
+    write_experiment(project, "apart", make_competition(project, train, test, name="apart"))
+    out = CliRunner().invoke(app, ["drift", "apart"])
+    assert out.exit_code == 2 and "no feature column shared with train.csv" in out.output
+    assert len(out.output.strip().splitlines()) == 1
