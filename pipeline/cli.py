@@ -161,6 +161,14 @@ def load_experiment(name: str) -> ExperimentFile:
     return load(name)
 
 
+def board_experiment(name: str) -> ExperimentFile:
+    """An experiment, or a blend (`pipeline blend`: its first member's competition, its own
+    name) for the commands that read submissions: leaderboard, withdraw, predict."""
+    from pipeline.blend import experiment_of
+
+    return experiment_of(name) or load_experiment(name)
+
+
 @app.command()
 @user_errors
 def data(
@@ -294,7 +302,7 @@ def predict(
     """Score raw rows with the registry's champion; the sample submission's columns out."""
     from pipeline.tracking.registry import predict_csv
 
-    result = predict_csv(load_experiment(experiment), input_csv, out=out, model_uri=model,
+    result = predict_csv(board_experiment(experiment), input_csv, out=out, model_uri=model,
                          tracking_uri=tracking_uri)
     console.predictions(result)
 
@@ -321,7 +329,7 @@ def leaderboard(
     """Every submission in the ledger: CV score and local Public / Private scores."""
     from pipeline.submission.leaderboard import board
 
-    console.leaderboard(board(load_experiment(experiment)), as_csv=csv)
+    console.leaderboard(board(board_experiment(experiment)), as_csv=csv)
 
 
 @app.command()
@@ -336,9 +344,43 @@ def withdraw(
 
     from pipeline.submission.ledger import withdraw as withdraw_row
 
-    row = withdraw_row(load_experiment(experiment).name, file, message,
+    row = withdraw_row(board_experiment(experiment).name, file, message,
                        datetime.now(UTC).isoformat(timespec="seconds"))
     console.line(f"withdrew {row['file']}; the leaderboard no longer lists it")
+
+
+@app.command()
+@user_errors
+def blend(
+    name: Annotated[str, typer.Argument(help="The blend's name: ledger, submissions/NAME/.")],
+    from_: Annotated[list[str] | None, typer.Option(
+        "--from", help="Experiment whose latest submission joins (repeatable; the first sets "
+        "the competition and folds).")] = None,
+    oof: Annotated[list[Path] | None, typer.Option(
+        "--oof", help="Outside model's out-of-fold CSV, our layout (repeatable).")] = None,
+    test: Annotated[list[Path] | None, typer.Option(
+        "--test", help="Its test CSV, paired with --oof in order (repeatable).")] = None,
+    message: Annotated[str, typer.Option(help="Submission message for the ledger.")] = "",
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Blend submissions and outside models, weights fitted on out-of-fold predictions."""
+    from pipeline.blend import blend as run_blend
+
+    console.blend_result(run_blend(name, from_ or [], oof or [], test or [], message=message,
+                                   tracking_uri=tracking_uri))
+
+
+@app.command()
+@user_errors
+def drift(
+    experiment: Experiment,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="Columns listed.")] = 10,
+) -> None:
+    """Adversarial validation: how well a classifier tells train rows from test rows, and why."""
+    from pipeline.drift import drift as run_drift
+
+    console.drift_report(run_drift(load_experiment(experiment), folds=folds, top=top))
 
 
 @app.command()

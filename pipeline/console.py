@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from pipeline.blend import BlendResult
     from pipeline.cv_run import CvRun
+    from pipeline.drift import DriftReport
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult
@@ -405,3 +407,44 @@ def _shake(e: Entry) -> str:
         return ""
     moved = e.public_rank - e.private_rank
     return "=" if moved == 0 else f"{moved:+d}"
+
+
+# --- blend and drift -----------------------------------------------------------------------
+
+
+def blend_result(result: BlendResult) -> None:
+    """Members with their weights and own CV on the blend's folds, the honest CV, the file."""
+    for note in result.notes:
+        line(f"note: {note}")
+    width = max(len(m.label) for m in result.members)
+    line(f"{'member':<{width}}  weight  cv {result.metric}")
+    for m in result.members:
+        line(f"{m.label:<{width}}  {m.weight:6.2f}  {_score(m.cv)}")
+    line(f"{'blend':<{width}}  {1:6.2f}  {_score(result.cv_score)} "
+         "(each fold weighted on the other folds)")
+    if result.existing:
+        line(f"identical to {result.path} (sha256 {result.sha256[:12]}, already in the "
+             "ledger); nothing written")
+        return
+    if result.decision.kind != "none":
+        line(f"decision chosen on the blend's out-of-fold predictions: "
+             f"{result.decision.describe()}")
+    line(f"wrote {result.path}")
+    if result.registered is not None:
+        registered(result.registered)
+    elif result.not_registered:
+        line(f"not registered: {result.not_registered}")
+
+
+def drift_report(report: DriftReport) -> None:
+    """AUC of train-vs-test, a verdict, the columns that drive it (fits 80 columns)."""
+    line(f"{report.experiment}: train vs test AUC {report.auc:.3f} +- {report.auc_std:.3f} "
+         f"({report.folds} folds; {report.train_rows} train, {report.test_rows} test rows)")
+    line(report.verdict)
+    if not report.columns:
+        return
+    width = min(40, max(len("column"), *(len(c.name) for c in report.columns)))
+    line(f"{'column':<{width}}  {'AUC drop':>8}  {'+-':>6}  kind")
+    for c in report.columns:
+        name = c.name if len(c.name) <= width else c.name[:width - 3] + "..."
+        line(f"{name:<{width}}  {c.importance:8.4f}  {c.std:6.4f}  {c.kind}")

@@ -38,7 +38,7 @@ def cross_validate_and_log(
     exp: Experiment, *, overrides: list[str], tracking_uri: str | None = None, track: bool = True
 ) -> CvRun:
     """k-fold CV of [model] + overrides; one MLflow run with curves, OOF predictions, config."""
-    from pipeline.evaluate import cross_validate, summarise_stops
+    from pipeline.evaluate import cross_validate, folds, summarise_stops
     from pipeline.network import DivergenceError
     from pipeline.prepare import prepare
 
@@ -87,14 +87,17 @@ def cross_validate_and_log(
         return CvRun(res, metric.name, seconds, None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "oof.csv"
-        write_oof(path, prepared, res.oof, exp.competition.targets)
+        write_oof(path, prepared, res.oof, exp.competition.targets,
+                  predictions.fold_of(len(res.oof), folds(prepared, exp)))
         tracker.log_files(run.run_id, [path], None)
     return CvRun(res, metric.name, seconds, run.run_id)
 
 
-def write_oof(path: Path, prepared: Any, oof: np.ndarray, targets: tuple[str, ...]) -> None:
+def write_oof(path: Path, prepared: Any, oof: np.ndarray, targets: tuple[str, ...],
+              fold: np.ndarray | None = None) -> None:
     """Out-of-fold predictions by id, in the metric's form (P(class) / value; one column per
-    target for several); rows no fold validated (time folds' first block) are left out."""
+    target for several), with the fold that validated each row; rows no fold validated (time
+    folds' first block) are left out."""
     several = targets if len(targets) > 1 else ()
     path.write_text(predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y,
-                                       several), encoding="utf-8")
+                                       several, fold), encoding="utf-8")

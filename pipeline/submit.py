@@ -147,7 +147,8 @@ def submit(
     try:
         model_paths = _save_models(path, members, exp, prepared, refit, written, decision)
         kept = _save_predictions(path, prepared, oof, pred, written,
-                                 exp.competition.targets if exp.competition.multi_target else ())
+                                 exp.competition.targets if exp.competition.multi_target else (),
+                                 predictions.fold_of(len(oof), evaluate.folds(prepared, exp)))
         write_bytes_atomic(path, data)
         written.append(path)
         sha = hashlib.sha256(data).hexdigest()
@@ -338,13 +339,15 @@ def _save_models(
 
 
 def _save_predictions(csv_path: Path, prepared: Any, oof: np.ndarray, test: np.ndarray,
-                      written: list[Path], targets: tuple[str, ...] = ()) -> list[Path]:
-    """predictions/<stem>.oof.csv (train ids, target, OOF) and <stem>.test.csv (test ids)."""
+                      written: list[Path], targets: tuple[str, ...] = (),
+                      fold: np.ndarray | None = None) -> list[Path]:
+    """predictions/<stem>.oof.csv (train ids, fold, target, OOF) and <stem>.test.csv (test
+    ids)."""
     folder = csv_path.parent / "predictions"
     out = []
     for kind, text in (
         ("oof", predictions.to_csv(prepared.train_ids, oof, prepared.classes, prepared.y,
-                                   targets)),
+                                   targets, fold)),
         ("test", predictions.to_csv(prepared.test_ids, test, prepared.classes, targets=targets)),
     ):
         path = folder / f"{csv_path.stem}.{kind}.csv"

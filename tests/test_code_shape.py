@@ -32,7 +32,9 @@ LAYERS = [
     ["pipeline.cli", "pipeline.__main__"],
     ["pipeline.console"],
     ["pipeline.tune", "pipeline.cv_run",
-     "pipeline.show"],  # `pipeline show`: a submitted model or a trial's fold, drawn
+     "pipeline.show",  # `pipeline show`: a submitted model or a trial's fold, drawn
+     "pipeline.blend",  # `pipeline blend`: submissions' OOF / test predictions, weighted
+     "pipeline.drift"],  # `pipeline drift`: adversarial validation of train vs test
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit

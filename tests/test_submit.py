@@ -202,8 +202,10 @@ def test_oof_and_test_predictions_are_kept_for_stacking_apart_from_submissions(f
     assert oof_path.name.endswith(".oof.csv") and test_path.name.endswith(".test.csv")
     prepared = fake_prepare(exp)
     oof = pd.read_csv(oof_path, dtype={"id": str})
-    assert list(oof.columns) == ["id", "target", "p_1"]
+    assert list(oof.columns) == ["id", "fold", "target", "p_1"]
     assert list(oof["id"]) == list(prepared.train_ids)
+    for f, (_, val) in enumerate(_folds(prepared, exp)):  # the fold that validated each row
+        assert set(oof["fold"].iloc[val]) == {f}
     np.testing.assert_allclose(oof["p_1"], _cross_validate(prepared, exp, trial().params).oof)
     test = pd.read_csv(test_path, dtype={"id": str}).set_index("id")
     sub = read(result.path).set_index("id")
@@ -552,7 +554,7 @@ def test_real_stages_map_at_k_lists_the_likeliest_labels(tmp_path, monkeypatch):
     cells = read(result.path)["y"].str.split()
     assert all(len(c) == 2 and len(set(c)) == 2 and set(c) <= {"x", "y", "z"} for c in cells)
     oof = read(result.prediction_paths[0])
-    assert list(oof.columns) == ["id", "target", "p_x", "p_y", "p_z"]
+    assert list(oof.columns) == ["id", "fold", "target", "p_x", "p_y", "p_z"]
 
 
 @pytest.mark.parametrize(("task", "metric"), [("binary", "mean_roc_auc"),
@@ -566,7 +568,7 @@ def test_real_stages_several_targets(tmp_path, monkeypatch, task, metric):
     out = read(result.path)
     assert list(out.columns) == ["id", "q", "p"] and np.isfinite(result.cv_score)
     oof, test = (read(p) for p in result.prediction_paths)
-    assert list(oof.columns) == ["id", "target_p", "target_q", "p", "q"]
+    assert list(oof.columns) == ["id", "fold", "target_p", "target_q", "p", "q"]
     assert list(test.columns) == ["id", "p", "q"]
     mine = test.set_index("id").loc[out["id"]]  # the same predictions, the sample's columns
     assert np.allclose(mine["q"].astype(float), out["q"].astype(float))
