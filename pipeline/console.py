@@ -207,13 +207,15 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
     # characters, so `learning_rate_init=0.00433` stays whole; a blank line between trials
     table = Table(title=f"top {min(top, len(order))} trials by {metric}", box=box.SIMPLE_HEAD,
                   padding=(0, 1, 0, 0), pad_edge=False, show_lines=True)
+    table.caption = "epochs: kept / run (folds' mean)"
     for col in ("rank", "trial", metric, "std", "epochs", "stop"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("parameters", overflow="fold")
     for i, r in enumerate(order[:top], start=1):
         table.add_row(
             str(i), str(r.number), f"{r.value:.5f}", f"{r.attrs.get('cv_std', float('nan')):.4f}",
-            str(r.attrs.get("n_iter", "")), stop_cell(r.attrs.get("stop_reasons")),
+            epochs_cell(r.attrs.get("n_iter"), r.attrs.get("n_iters")),
+            stop_cell(r.attrs.get("stop_reasons")),
             " ".join(f"{k}={_short(v)}" for k, v in r.params.items()),
         )
     console.print(table)
@@ -222,6 +224,15 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
             console.print(f"warning: trial {r.number}: {r.attrs['saturated']} (units stuck "
                           "at their limits pass almost no gradient back; scale the inputs or "
                           "lower the learning rate)")
+
+
+def epochs_cell(kept: float | None, run: list[int] | None) -> str:
+    """`17/28`: the epochs whose weights the folds kept / the epochs they trained (means)."""
+    if kept is None:
+        return ""
+    if not run:
+        return str(kept)
+    return f"{round(kept)}/{round(sum(run) / len(run))}"
 
 
 STOP_SHORT = {"converged": "conv", "max_iter": "max", "diverged": "div"}
@@ -249,13 +260,14 @@ def cv_run(run: CvRun) -> None:
 
     res = run.result
     table = Table(title=f"{len(res.scores)}-fold cross-validation ({run.seconds:.2f}s)")
-    for col in ("fold", run.metric, "epochs", "stopped"):
+    for col in ("fold", run.metric, "epochs kept/run", "stopped"):
         table.add_column(col, justify="right")
     reasons = res.stop_reasons or ["-"] * len(res.scores)
-    for f, (s, n, why) in enumerate(zip(res.scores, res.n_iters, reasons, strict=True)):
-        table.add_row(str(f), f"{s:.5f}", str(n), why)
-    n_iter = sum(res.n_iters) / len(res.n_iters)
-    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", f"{n_iter:.0f}",
+    folds = zip(res.scores, res.best_epochs, res.n_iters, reasons, strict=True)
+    for f, (s, kept, n, why) in enumerate(folds):
+        table.add_row(str(f), f"{s:.5f}", f"{kept}/{n}", why)
+    kept = sum(res.best_epochs) / len(res.best_epochs)
+    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", epochs_cell(kept, res.n_iters),
                   stop_cell(res.stop_reasons))
     _rich().print(table)
     if run.run_id is not None:
@@ -293,9 +305,10 @@ def submission(result: SubmissionResult) -> None:
 def registered(reg: Registered) -> None:
     """Which registry version the submission became, and whether `champion` moved and why."""
     line(f"registered {reg.model_uri} in MLflow")
-    if reg.promoted:
-        was = f" (was version {reg.previous})" if reg.previous else ""
-        line(f"champion -> version {reg.version}{was}: {reg.reason}")
+    if reg.promoted and reg.previous is None:
+        line(f"champion: version {reg.version} (first registered)")
+    elif reg.promoted:
+        line(f"champion: version {reg.version} (was version {reg.previous}): {reg.reason}")
     else:
         line(f"champion stays version {reg.previous}: {reg.reason} "
              "(`pipeline submit --promote` moves it anyway)")
@@ -350,24 +363,28 @@ def _leaderboard_table(board: Board) -> None:
         console.print(f"no submissions yet for {board.experiment}; "
                       f"run `pipeline submit {board.experiment}`")
     if board.entries or board.oracle is not None:
-        console.print(_board_table(board, wide=console.width >= 120))
+        table, files = _board_table(board, wide=console.width >= 120)
+        console.print(table)
+        for ref, file in files:  # whole, one a line, never folded: they are copied from here
+            line(f"{ref} {file}")
 
 
 SCORE_WIDTH = len("-0.12345")  # a score column never narrower: scores are never elided
 
 
-def _board_table(board: Board, *, wide: bool = True) -> Any:
+def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[str, str]]]:
     """Scores first and whole; then trials, status, (time and message when wide: --csv has
-    them); the file name last, folded, as it is the longest and the least read."""
+    them); the file as a short reference `[n]` whose path is listed under the table."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text  # `[1]` as text, not rich markup
 
     title = f"{board.experiment}: {board.metric} ({board.direction})"
     scored = board.solution is not None
     if scored:
         title += f", Public / Private scored on {board.solution}"
     # no vertical rules and one space between columns when narrow: their width goes to the
-    # columns (at 80, a file name folds onto two lines, not seven)
+    # columns
     table = (Table(title=title, box=box.HEAVY_HEAD) if wide else
              Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False))
     table.add_column("#", justify="right", no_wrap=True)
@@ -376,18 +393,21 @@ def _board_table(board: Board, *, wide: bool = True) -> Any:
     if scored:
         table.add_column("Priv #", justify="right", no_wrap=True)
         table.add_column("Shake", justify="right", no_wrap=True)
-    table.add_column("Trials", overflow="fold")
+    table.add_column("Trial(s)", overflow="fold")
     table.add_column("Status", overflow="fold")
     if wide:
         table.add_column("Time", no_wrap=True)
         table.add_column("Message", overflow="fold")
-    table.add_column("File", overflow="fold")
+    table.add_column("File", no_wrap=True)
+    files: list[tuple[str, str]] = []
     if board.oracle is not None:
         o = board.oracle
+        files.append(("[o]", o.file))
         cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
         cells += ["oracle", "ceiling"] + (["", ""] if wide else [])
-        table.add_row(*cells, Path(o.file).name, style="bold yellow")
-    for e in board.entries:
+        table.add_row(*cells, Text("[o]"), style="bold yellow")
+    for n, e in enumerate(board.entries, start=1):
+        files.append((f"[{n}]", e.file))
         cells = [str(e.public_rank or "-"), _cell(e.cv)]
         if scored:
             cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
@@ -395,8 +415,8 @@ def _board_table(board: Board, *, wide: bool = True) -> Any:
         if wide:  # minutes are enough on screen; --csv has it all
             cells += [e.time[:16].replace("T", " "), e.message]
         style = None if e.status == "ok" else "red"
-        table.add_row(*cells, Path(e.file).name, style=style)
-    return table
+        table.add_row(*cells, Text(f"[{n}]"), style=style)
+    return table, files
 
 
 def _shake(e: Entry) -> str:
