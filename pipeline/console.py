@@ -81,7 +81,8 @@ def valid_submission(file: Path) -> None:
 
 
 def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
-    """The URL, then per study two links, each alone on its line so terminals keep it whole."""
+    """The URL, then per study its links (and its registered model's), each alone on its line
+    so terminals keep it whole."""
     line(f"MLflow UI: {url}  (Ctrl-C to stop)")
     for study in links:
         line(f"{study.experiment}: trials by {study.metric}, best first:")
@@ -90,6 +91,9 @@ def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
         line(study.chart)
         line(f"{study.experiment}: trials with score, std, state and parameters as columns:")
         line(study.columns)
+        if study.model is not None:
+            line(f"{study.experiment}: the registered model, its versions and the champion:")
+            line(study.model)
 
 
 def gradcheck_case(case: str, error: float) -> None:

@@ -104,6 +104,19 @@ def test_a_new_fold_scheme_refuses_to_resume(project):
     assert len(_study().trials) == 1  # nothing added
 
 
+def test_a_removed_choice_refuses_to_resume_in_one_line(project):
+    """Optuna keeps a categorical's choices for the whole study: without the check every
+    resumed trial failed with `CategoricalDistribution does not support dynamic value space`."""
+    path = tiny_project(project, trials=2)
+    tune.tune(load(path), track=False)
+    path.write_text(path.read_text().replace('activation = ["tanh", "relu"]',
+                                             'activation = ["tanh"]'))
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
+    _one_line_error(result, "[tune.space] activation changed from ['tanh', 'relu'] to ['tanh']",
+                    "--fresh", "--study tiny-2")
+    assert len(_study().trials) == 2  # nothing added
+
+
 def test_tune_and_submit_with_group_folds(project):
     """What `pipeline run` chains (tune, best trials, submit), with kind = "group": the study
     and the submission carry the scheme; no fold ever validated a store it trained on."""
