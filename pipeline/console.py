@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pipeline.cv_run import CvRun
+    from pipeline.importance import Importance
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult
@@ -276,6 +277,33 @@ def cv_run(run: CvRun) -> None:
     _rich().print(table)
     if run.run_id is not None:
         line(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")
+
+
+# --- importance ----------------------------------------------------------------------------
+
+
+def importance(result: Importance, chosen_because: str = "") -> None:
+    """Columns by the drop in the metric when shuffled, with a bar; fits 80 columns (long
+    column names fold, the numbers never do)."""
+    from rich import box
+    from rich.table import Table
+
+    because = f" ({chosen_because})" if chosen_because else ""
+    line(f"trial {result.trial}{because}: {result.metric} {_score(result.baseline)} out of "
+         f"fold (study: {_score(result.cv_score)})")
+    table = Table(title=f"drop in {result.metric} when a column is shuffled "
+                        f"({result.repeats} times)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("column", overflow="fold", max_width=30)
+    table.add_column("drop", justify="right", no_wrap=True)
+    table.add_column("± sd", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    top = max((c.mean for c in result.columns), default=0.0)
+    for i, c in enumerate(result.columns, start=1):
+        bar = "█" * round(20 * c.mean / top) if top > 0 and c.mean > 0 else ""
+        table.add_row(str(i), c.column, f"{c.mean:.4f}", f"{c.std:.4f}", bar)
+    _rich().print(table)
 
 
 # --- submit --------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ LAYERS = [
     ["pipeline.cli", "pipeline.__main__"],
     ["pipeline.console"],
     ["pipeline.tune", "pipeline.cv_run",
-     "pipeline.show"],  # `pipeline show`: a submitted model or a trial's fold, drawn
+     "pipeline.show",  # `pipeline show`: a submitted model or a trial's fold, drawn
+     "pipeline.importance"],  # `pipeline importance`: a trial's fold models, columns shuffled
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
