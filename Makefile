@@ -29,7 +29,7 @@ MODEL ?= models:/$(EXP)@champion
 .PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test lint bench clean distclean
 
 help: ## list the targets
-	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N]"
+	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N] [MODEL=uri]"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
