@@ -84,6 +84,7 @@ def test_saved_table_and_chart_or_nothing(project):
 
 
 def test_cli_importance_of_the_best_trial_fits_80_columns_and_is_logged(project, monkeypatch):
+    import optuna
     from mlflow import MlflowClient
 
     from pipeline import tune
@@ -91,15 +92,18 @@ def test_cli_importance_of_the_best_trial_fits_80_columns_and_is_logged(project,
     monkeypatch.setenv("COLUMNS", "80")
     uri = fresh_mlflow_db(project)
     exp = load(tiny_project(project, n=160, max_iter=4, trials=2))
-    tune.tune(exp)
+    tune.tune(exp, track=False)  # the study's MLflow run made by hand: no writer process
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("tiny")).info.run_id
+    optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db").set_user_attr(
+        tune.PARENT_ATTR, run)
     result = CliRunner().invoke(app, ["importance", "tiny", "--repeats", "2"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert max(map(len, out.splitlines())) <= 80, out
     assert "(best)" in out and "wrote tiny-importance.csv" in out and "warning" not in out
     assert Path("tiny-importance.png").is_file()
-    parent = tune.study_run_id(exp)
-    logged = {Path(a.path).name for a in MlflowClient(uri).list_artifacts(parent, "importance")}
+    logged = {Path(a.path).name for a in client.list_artifacts(run, "importance")}
     assert logged == {"tiny-importance.csv", "tiny-importance.png"}
     result = CliRunner().invoke(app, ["importance", "tiny", "--trial", "99"])
     assert result.exit_code == 2 and "--trial 99" in result.output
