@@ -50,3 +50,17 @@ def test_the_readmes_links_to_docs_exist():
     links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme)
     assert "docs/benchmarks.md" in links
     assert all((root / link).is_file() for link in links), links
+
+
+def test_every_pipeline_command_the_readme_shows_exists():
+    """The README's commands run as written once `.venv` is activated: no renamed command."""
+    import typer
+
+    from pipeline.cli import app
+
+    readme = (WALKTHROUGH.parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"(?:^|[`|] ?)pipeline ([a-z]+)\b", readme, flags=re.M))
+    commands = set(typer.main.get_command(app).commands)
+    assert {"init", "tune", "importance", "predict"} <= shown
+    assert shown <= commands, shown - commands
+    assert "source .venv/bin/activate" in readme
