@@ -90,14 +90,16 @@ def test_cli_importance_of_the_best_trial_fits_80_columns_and_is_logged(project,
     from pipeline import tune
 
     monkeypatch.setenv("COLUMNS", "80")
-    uri = fresh_mlflow_db(project)
+    fresh_mlflow_db(project)
+    uri = f"sqlite:///{project / 'mlflow.db'}"  # absolute: MLflow caches engines by URI
     exp = load(tiny_project(project, n=160, max_iter=4, trials=2))
     tune.tune(exp, track=False)  # the study's MLflow run made by hand: no writer process
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("tiny")).info.run_id
     optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db").set_user_attr(
         tune.PARENT_ATTR, run)
-    result = CliRunner().invoke(app, ["importance", "tiny", "--repeats", "2"])
+    args = ["importance", "tiny", "--repeats", "2", "--tracking-uri", uri]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = result.output
     assert max(map(len, out.splitlines())) <= 80, out

@@ -254,7 +254,8 @@ def test_ui_links_reach_the_registered_model(project, capsys):
     from pipeline import console
     from pipeline.tracking.links import study_links
 
-    uri = fresh_mlflow_db(project)
+    fresh_mlflow_db(project)
+    uri = f"sqlite:///{project / 'mlflow.db'}"  # absolute: MLflow caches engines by URI
     client = MlflowClient(uri)
     for name in ("with model", "without"):
         eid = client.create_experiment(name)
