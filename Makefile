@@ -26,7 +26,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 MODEL ?= models:/$(EXP)@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test lint bench clean distclean
+.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test test-quick lint bench clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N] [MODEL=uri]"
@@ -90,6 +90,11 @@ gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x
 # pytest-xdist: one worker per core; worksteal evens out the few long end-to-end tests.
 test: $(STAMP) ## the whole test suite, on every core (TEST_WORKERS=N to choose)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
+# The end-to-end runs marked `slow` (worker processes, servers, PostgreSQL) take most of the
+# suite's time; `make test` (and CI) runs them, this is the edit-and-check loop.
+test-quick: $(STAMP) ## the test suite without the tests marked slow (end-to-end processes and servers)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow'
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from pipeline.tracking import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ def _make(target: str, *variables: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_make_serve_answers_from_a_shell_without_the_venv_on_path(tmp_path):
     """`mlflow models serve` execs `uvicorn` by name: without the Makefile putting the venv's
     bin first on PATH it dies with `exec: uvicorn: not found`."""

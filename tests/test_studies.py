@@ -45,6 +45,7 @@ def _one_line_error(result, *expected: str) -> str:
 # --- 1. a study is tied to what it measured -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_study_records_what_it_measured_and_refuses_other_data(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2))
@@ -259,6 +260,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, mo
 # --- 3. re-running is idempotent -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_make_tune_three_times_is_one_study_one_file_one_ledger_row(project):
     from pipeline.submission import ledger
 
@@ -368,6 +370,7 @@ def _kill_all(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_pipeline_ui_stops_its_server_and_frees_the_port(project, sig):
     from pipeline.tracking.ui import free_port
@@ -399,6 +402,7 @@ def _signal_stops_the_server(proc: subprocess.Popen, port: int, sig: int, what: 
         stop(proc, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_sigterm_to_tune_with_jobs_stops_every_worker(project):
     fresh_mlflow_db(project)  # the schema is not what this is about: skip building it
     tiny_project(project, trials=200, max_iter=400, n=600)
