@@ -5,6 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DASH_STAMP  := $(VENV)/.dashboard-$(shell cksum pyproject.toml | cut -d' ' -f1)
 EXP    ?= avocado
 TRIALS ?=
 JOBS   ?= 1
@@ -18,12 +19,17 @@ HOST      ?= 127.0.0.1
 AVOCADO = $(if $(filter avocado,$(EXP)),data/avocado/train.csv)
 
 export MLFLOW_DISABLE_TELEMETRY ?= true
+# The venv's tools first on every recipe's PATH: `mlflow models serve` execs `uvicorn` by name,
+# so a plain shell (no `source .venv/bin/activate`) works too.
+export PATH := $(abspath $(BIN)):$(PATH)
+# `make serve`: the registry's champion of EXP, or any MLflow model URI / folder
+MODEL ?= models:/$(EXP)@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data prepare train tune submit leaderboard ui mlflow-server gradcheck test lint bench clean distclean
+.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test test-quick lint bench clean distclean
 
 help: ## list the targets
-	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N]"
+	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N] [MODEL=uri]"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
@@ -60,6 +66,18 @@ leaderboard: $(STAMP) ## every submission of EXP with CV and local Public / Priv
 ui: $(STAMP) ## MLflow UI on 127.0.0.1 (PORT=, default a free port)
 	$(BIN)/pipeline ui $(if $(PORT),--port $(PORT))
 
+serve: $(STAMP) ## EXP's champion model as a REST API on 127.0.0.1 (MODEL=, PORT=, default 5001)
+	$(BIN)/mlflow models serve -m '$(MODEL)' --env-manager local -h $(HOST) -p $(or $(PORT),5001)
+
+# optuna-dashboard is not needed by anything else, so it is installed on first use.
+$(DASH_STAMP): $(STAMP)
+	@rm -f $(VENV)/.dashboard-*
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,dashboard]'
+	@touch $@
+
+dashboard: $(DASH_STAMP) ## optuna-dashboard on 127.0.0.1 for optuna.db (installs it; PORT=, default 8080)
+	$(BIN)/optuna-dashboard sqlite:///optuna.db --host $(HOST) --port $(or $(PORT),8080)
+
 mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db URL, ARTIFACTS=dir, HOST=, PORT=5000)
 	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers
 	exec $(BIN)/python -m pipeline.processes $(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
@@ -72,6 +90,11 @@ gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x
 # pytest-xdist: one worker per core; worksteal evens out the few long end-to-end tests.
 test: $(STAMP) ## the whole test suite, on every core (TEST_WORKERS=N to choose)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
+# The end-to-end runs marked `slow` (worker processes, servers, PostgreSQL) take most of the
+# suite's time; `make test` (and CI) runs them, this is the edit-and-check loop.
+test-quick: $(STAMP) ## the test suite without the tests marked slow (end-to-end processes and servers)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow'
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check pipeline tests benchmarks

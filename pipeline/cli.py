@@ -431,6 +431,46 @@ def show(
 
 @app.command()
 @user_errors
+def importance(
+    experiment: Experiment,
+    trial: Annotated[
+        int | None, typer.Option(help="Trial number [default: the newest submission's trial, "
+                                 "else the best trial].")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Shuffles per column.")] = 5,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Bar chart to write (.png; the table "
+                                  "beside it as .csv) [default: EXP-importance.png].")
+    ] = None,
+    storage: Storage = None,
+    study: StudyName = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Permutation importance: how much the metric drops when each column is shuffled."""
+    from pipeline.importance import permutation_importance, save, submitted_trial
+    from pipeline.tune import best_trials, study_run_id
+
+    exp = load_experiment(experiment)
+    submitted = submitted_trial(exp) if trial is None else None
+    because = ("chosen" if trial is not None else
+               "submitted" if submitted is not None else "best")
+    (chosen,) = best_trials(exp, trial=trial if trial is not None else submitted,
+                            storage=storage, study_name=study)
+    result = save(permutation_importance(exp, chosen, repeats=repeats),
+                  output or Path(f"{exp.name}-importance.png"))
+    console.importance(result, because)
+    console.wrote(result.paths)
+    if parent := study_run_id(exp, storage=storage, study_name=study):
+        from pipeline.tracking import make_tracker
+
+        try:  # on the study's run, beside submission/network.png
+            make_tracker(tracking_uri).log_files(parent, result.paths, "importance")
+        except Exception as e:  # the files are written; a tracking hiccup must not undo it
+            console.warning(f"could not log the importance to MLflow ({e})")
+
+
+@app.command()
+@user_errors
 def ui(
     port: Annotated[
         int | None, typer.Option(envvar="PORT", help="Port [default: a free one].")

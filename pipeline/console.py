@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipeline.blend import BlendResult
     from pipeline.cv_run import CvRun
     from pipeline.drift import DriftReport
+    from pipeline.importance import Importance
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult
@@ -83,7 +84,8 @@ def valid_submission(file: Path) -> None:
 
 
 def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
-    """The URL, then per study two links, each alone on its line so terminals keep it whole."""
+    """The URL, then per study its links (and its registered model's), each alone on its line
+    so terminals keep it whole."""
     line(f"MLflow UI: {url}  (Ctrl-C to stop)")
     for study in links:
         line(f"{study.experiment}: trials by {study.metric}, best first:")
@@ -92,6 +94,9 @@ def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
         line(study.chart)
         line(f"{study.experiment}: trials with score, std, state and parameters as columns:")
         line(study.columns)
+        if study.model is not None:
+            line(f"{study.experiment}: the registered model, its versions and the champion:")
+            line(study.model)
 
 
 def gradcheck_case(case: str, error: float) -> None:
@@ -209,13 +214,15 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
     # characters, so `learning_rate_init=0.00433` stays whole; a blank line between trials
     table = Table(title=f"top {min(top, len(order))} trials by {metric}", box=box.SIMPLE_HEAD,
                   padding=(0, 1, 0, 0), pad_edge=False, show_lines=True)
+    table.caption = "epochs: kept / run (folds' mean)"
     for col in ("rank", "trial", metric, "std", "epochs", "stop"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("parameters", overflow="fold")
     for i, r in enumerate(order[:top], start=1):
         table.add_row(
             str(i), str(r.number), f"{r.value:.5f}", f"{r.attrs.get('cv_std', float('nan')):.4f}",
-            str(r.attrs.get("n_iter", "")), stop_cell(r.attrs.get("stop_reasons")),
+            epochs_cell(r.attrs.get("n_iter"), r.attrs.get("n_iters")),
+            stop_cell(r.attrs.get("stop_reasons")),
             " ".join(f"{k}={_short(v)}" for k, v in r.params.items()),
         )
     console.print(table)
@@ -224,6 +231,15 @@ def _best_trials_table(console: Console, order: list[TrialRow], metric: str, top
             console.print(f"warning: trial {r.number}: {r.attrs['saturated']} (units stuck "
                           "at their limits pass almost no gradient back; scale the inputs or "
                           "lower the learning rate)")
+
+
+def epochs_cell(kept: float | None, run: list[int] | None) -> str:
+    """`17/28`: the epochs whose weights the folds kept / the epochs they trained (means)."""
+    if kept is None:
+        return ""
+    if not run:
+        return str(kept)
+    return f"{round(kept)}/{round(sum(run) / len(run))}"
 
 
 STOP_SHORT = {"converged": "conv", "max_iter": "max", "diverged": "div"}
@@ -251,17 +267,45 @@ def cv_run(run: CvRun) -> None:
 
     res = run.result
     table = Table(title=f"{len(res.scores)}-fold cross-validation ({run.seconds:.2f}s)")
-    for col in ("fold", run.metric, "epochs", "stopped"):
+    for col in ("fold", run.metric, "epochs kept/run", "stopped"):
         table.add_column(col, justify="right")
     reasons = res.stop_reasons or ["-"] * len(res.scores)
-    for f, (s, n, why) in enumerate(zip(res.scores, res.n_iters, reasons, strict=True)):
-        table.add_row(str(f), f"{s:.5f}", str(n), why)
-    n_iter = sum(res.n_iters) / len(res.n_iters)
-    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", f"{n_iter:.0f}",
+    folds = zip(res.scores, res.best_epochs, res.n_iters, reasons, strict=True)
+    for f, (s, kept, n, why) in enumerate(folds):
+        table.add_row(str(f), f"{s:.5f}", f"{kept}/{n}", why)
+    kept = sum(res.best_epochs) / len(res.best_epochs)
+    table.add_row("mean", f"{res.mean:.5f} ± {res.std:.5f}", epochs_cell(kept, res.n_iters),
                   stop_cell(res.stop_reasons))
     _rich().print(table)
     if run.run_id is not None:
         line(f"logged MLflow run {run.run_id} (out-of-fold predictions: oof.csv); `make ui`")
+
+
+# --- importance ----------------------------------------------------------------------------
+
+
+def importance(result: Importance, chosen_because: str = "") -> None:
+    """Columns by the drop in the metric when shuffled, with a bar; fits 80 columns (long
+    column names fold, the numbers never do)."""
+    from rich import box
+    from rich.table import Table
+
+    because = f" ({chosen_because})" if chosen_because else ""
+    line(f"trial {result.trial}{because}: {result.metric} {_score(result.baseline)} out of "
+         f"fold (study: {_score(result.cv_score)})")
+    table = Table(title=f"drop in {result.metric} when a column is shuffled "
+                        f"({result.repeats} times)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("column", overflow="fold", max_width=30)
+    table.add_column("drop", justify="right", no_wrap=True)
+    table.add_column("± sd", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    top = max((c.mean for c in result.columns), default=0.0)
+    for i, c in enumerate(result.columns, start=1):
+        bar = "█" * round(20 * c.mean / top) if top > 0 and c.mean > 0 else ""
+        table.add_row(str(i), c.column, f"{c.mean:.4f}", f"{c.std:.4f}", bar)
+    _rich().print(table)
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -295,9 +339,10 @@ def submission(result: SubmissionResult) -> None:
 def registered(reg: Registered) -> None:
     """Which registry version the submission became, and whether `champion` moved and why."""
     line(f"registered {reg.model_uri} in MLflow")
-    if reg.promoted:
-        was = f" (was version {reg.previous})" if reg.previous else ""
-        line(f"champion -> version {reg.version}{was}: {reg.reason}")
+    if reg.promoted and reg.previous is None:
+        line(f"champion: version {reg.version} (first registered)")
+    elif reg.promoted:
+        line(f"champion: version {reg.version} (was version {reg.previous}): {reg.reason}")
     else:
         line(f"champion stays version {reg.previous}: {reg.reason} "
              "(`pipeline submit --promote` moves it anyway)")
@@ -352,24 +397,28 @@ def _leaderboard_table(board: Board) -> None:
         console.print(f"no submissions yet for {board.experiment}; "
                       f"run `pipeline submit {board.experiment}`")
     if board.entries or board.oracle is not None:
-        console.print(_board_table(board, wide=console.width >= 120))
+        table, files = _board_table(board, wide=console.width >= 120)
+        console.print(table)
+        for ref, file in files:  # whole, one a line, never folded: they are copied from here
+            line(f"{ref} {file}")
 
 
 SCORE_WIDTH = len("-0.12345")  # a score column never narrower: scores are never elided
 
 
-def _board_table(board: Board, *, wide: bool = True) -> Any:
+def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[str, str]]]:
     """Scores first and whole; then trials, status, (time and message when wide: --csv has
-    them); the file name last, folded, as it is the longest and the least read."""
+    them); the file as a short reference `[n]` whose path is listed under the table."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text  # `[1]` as text, not rich markup
 
     title = f"{board.experiment}: {board.metric} ({board.direction})"
     scored = board.solution is not None
     if scored:
         title += f", Public / Private scored on {board.solution}"
     # no vertical rules and one space between columns when narrow: their width goes to the
-    # columns (at 80, a file name folds onto two lines, not seven)
+    # columns
     table = (Table(title=title, box=box.HEAVY_HEAD) if wide else
              Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False))
     table.add_column("#", justify="right", no_wrap=True)
@@ -378,18 +427,21 @@ def _board_table(board: Board, *, wide: bool = True) -> Any:
     if scored:
         table.add_column("Priv #", justify="right", no_wrap=True)
         table.add_column("Shake", justify="right", no_wrap=True)
-    table.add_column("Trials", overflow="fold")
+    table.add_column("Trial(s)", overflow="fold")
     table.add_column("Status", overflow="fold")
     if wide:
         table.add_column("Time", no_wrap=True)
         table.add_column("Message", overflow="fold")
-    table.add_column("File", overflow="fold")
+    table.add_column("File", no_wrap=True)
+    files: list[tuple[str, str]] = []
     if board.oracle is not None:
         o = board.oracle
+        files.append(("[o]", o.file))
         cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
         cells += ["oracle", "ceiling"] + (["", ""] if wide else [])
-        table.add_row(*cells, Path(o.file).name, style="bold yellow")
-    for e in board.entries:
+        table.add_row(*cells, Text("[o]"), style="bold yellow")
+    for n, e in enumerate(board.entries, start=1):
+        files.append((f"[{n}]", e.file))
         cells = [str(e.public_rank or "-"), _cell(e.cv)]
         if scored:
             cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
@@ -397,8 +449,8 @@ def _board_table(board: Board, *, wide: bool = True) -> Any:
         if wide:  # minutes are enough on screen; --csv has it all
             cells += [e.time[:16].replace("T", " "), e.message]
         style = None if e.status == "ok" else "red"
-        table.add_row(*cells, Path(e.file).name, style=style)
-    return table
+        table.add_row(*cells, Text(f"[{n}]"), style=style)
+    return table, files
 
 
 def _shake(e: Entry) -> str:

@@ -378,6 +378,9 @@ id = {_q(id_col)}
 target = {toml_value(target)}
 task = {_q(task)}
 metric = {_q(metric)}{_alternatives(task, metric, isinstance(target, list))}
+# The competition's slug (kaggle.com/c/<slug>) for the printed upload command: a guess from
+# the folder's name.
+kaggle = {_q(data_dir.resolve().name)}
 # Columns left out of the features.
 {drop_toml}
 # Numeric columns to one-hot encode instead of scaling (text columns always are).

@@ -34,7 +34,8 @@ LAYERS = [
     ["pipeline.tune", "pipeline.cv_run",
      "pipeline.show",  # `pipeline show`: a submitted model or a trial's fold, drawn
      "pipeline.blend",  # `pipeline blend`: submissions' OOF / test predictions, weighted
-     "pipeline.drift"],  # `pipeline drift`: adversarial validation of train vs test
+     "pipeline.drift",  # `pipeline drift`: adversarial validation of train vs test
+     "pipeline.importance"],  # `pipeline importance`: a trial's fold models, columns shuffled
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit

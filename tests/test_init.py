@@ -107,6 +107,18 @@ def test_name_option_and_absolute_data_dir(project):
         init_experiment(folder, name="../evil")
 
 
+def test_the_kaggle_slug_is_guessed_from_the_folder_and_used_for_the_upload(project):
+    """`--name` names the experiment; the upload line still needs the competition's slug."""
+    from pipeline.submit import kaggle_command
+
+    folder = make_competition(project, *toy_frames())
+    exp = experiment.load(init_experiment(folder, name="mine"))
+    assert exp.competition.kaggle == "comp"
+    assert "# The competition's slug (kaggle.com/c/<slug>)" in exp.path.read_text()
+    assert kaggle_command(exp, Path("s.csv"), "m").startswith(
+        "kaggle competitions submit -c comp -f s.csv")
+
+
 def test_bad_folders(project):
     with pytest.raises(PipelineError, match=r"nowhere: not a folder"):
         init_experiment(Path("nowhere"))

@@ -82,7 +82,7 @@ def test_champion_scores_raw_rows_like_the_submission(project, task, metric, arg
 
     exp = _tiny(project, task, metric)
     sub, output = _submitted(exp, *args)
-    assert "champion -> version 1: no champion yet" in output
+    assert "champion: version 1 (first registered)" in output
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
     model = mlflow.pyfunc.load_model(f"models:/{exp.name}@champion")
     _same(model.predict(_raw_test(exp)), sub, "id")
@@ -171,7 +171,7 @@ def test_champion_moves_only_when_it_should_and_promote_forces_it(project):
     assert "champion stays version 1" in output
     # (an identical CSV would write nothing: this one averages the fold models instead)
     _, output = _submitted(exp, "--trial", str(other.number), "--no-refit", "--promote")
-    assert "champion -> version 3 (was version 1): --promote" in output
+    assert "champion: version 3 (was version 1): --promote" in output
     client = MlflowClient("sqlite:///mlflow.db")
     version = client.get_model_version_by_alias("tiny", "champion")
     assert str(version.version) == "3"

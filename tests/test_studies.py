@@ -45,6 +45,7 @@ def _one_line_error(result, *expected: str) -> str:
 # --- 1. a study is tied to what it measured -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_study_records_what_it_measured_and_refuses_other_data(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2))
@@ -119,6 +120,19 @@ def test_a_new_fold_scheme_refuses_to_resume(project):
             tune.tune(load(path), track=False)
         assert f"folds stratified/2/seed7 -> {scheme}" in str(info.value)
     assert len(_study().trials) == 1  # nothing added
+
+
+def test_a_removed_choice_refuses_to_resume_in_one_line(project):
+    """Optuna keeps a categorical's choices for the whole study: without the check every
+    resumed trial failed with `CategoricalDistribution does not support dynamic value space`."""
+    path = tiny_project(project, trials=2)
+    tune.tune(load(path), track=False)
+    path.write_text(path.read_text().replace('activation = ["tanh", "relu"]',
+                                             'activation = ["tanh"]'))
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
+    _one_line_error(result, "[tune.space] activation changed from ['tanh', 'relu'] to ['tanh']",
+                    "--fresh", "--study tiny-2")
+    assert len(_study().trials) == 2  # nothing added
 
 
 def test_tune_and_submit_with_group_folds(project):
@@ -263,6 +277,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, mo
 # --- 3. re-running is idempotent -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_make_tune_three_times_is_one_study_one_file_one_ledger_row(project):
     from pipeline.submission import ledger
 
@@ -372,6 +387,7 @@ def _kill_all(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_pipeline_ui_stops_its_server_and_frees_the_port(project, sig):
     from pipeline.tracking.ui import free_port
@@ -403,6 +419,7 @@ def _signal_stops_the_server(proc: subprocess.Popen, port: int, sig: int, what: 
         stop(proc, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_sigterm_to_tune_with_jobs_stops_every_worker(project):
     fresh_mlflow_db(project)  # the schema is not what this is about: skip building it
     tiny_project(project, trials=200, max_iter=400, n=600)

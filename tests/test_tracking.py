@@ -245,3 +245,28 @@ def test_study_plots_are_drawn_by_forked_processes_or_reported(capfd):
     assert bad.result() is None  # the writer then draws them itself (and logs what fails)
     assert "study plots: RuntimeError: storage unreachable" in capfd.readouterr().err
     bad.cleanup()
+
+
+def test_ui_links_reach_the_registered_model(project, capsys):
+    """MLflow's sidebar does not list registered models: `pipeline ui` prints the link."""
+    from mlflow import MlflowClient
+
+    from pipeline import console
+    from pipeline.tracking.links import study_links
+
+    fresh_mlflow_db(project)
+    uri = f"sqlite:///{project / 'mlflow.db'}"  # absolute: MLflow caches engines by URI
+    client = MlflowClient(uri)
+    for name in ("with model", "without"):
+        eid = client.create_experiment(name)
+        run = client.create_run(eid, tags={"kind": "trial", "state": "complete"})
+        client.log_metric(run.info.run_id, "cv_roc_auc", 0.9)
+        client.set_terminated(run.info.run_id)
+    client.create_registered_model("with model")
+    links = {s.experiment: s for s in study_links("http://127.0.0.1:5000", uri)}
+    assert links["with model"].model == "http://127.0.0.1:5000/#/models/with%20model"
+    assert links["without"].model is None
+    console.ui_started("http://127.0.0.1:5000", links.values())
+    lines = capsys.readouterr().out.splitlines()
+    assert "http://127.0.0.1:5000/#/models/with%20model" in lines
+    assert sum("#/models/" in text for text in lines) == 1

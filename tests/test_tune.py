@@ -65,6 +65,7 @@ def _check_runs_match_study(study):
     return parents[0]
 
 
+@pytest.mark.slow
 def test_tune_in_a_fresh_project_creates_both_stores(project):
     """No mlflow.db yet (as on a fresh clone): the schema is created once, by the tune
     process, while its writer is already starting; a new process, so nothing is cached."""
@@ -83,6 +84,7 @@ def test_tune_in_a_fresh_project_creates_both_stores(project):
     assert "study/optimization_history.png" in plots
 
 
+@pytest.mark.slow
 def test_tune_budget_resume_and_mlflow(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2))
@@ -217,6 +219,7 @@ def test_pruned_trials_are_pruned_everywhere(project):
     _check_runs_match_study(study)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_the_budget(project):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=4))

@@ -1,5 +1,6 @@
 """`pipeline ui`'s links: each study opens on its trials sorted by the CV score (best first)
-and on the val_loss chart of every trial.
+and on the val_loss chart of every trial; its registered model (the submissions' versions and
+the champion alias), which MLflow's default sidebar does not reach.
 
 The sort fits in the URL (`orderByKey`); columns, "show all runs" and the chart filter do not,
 so the chart link names a shared view state: an experiment tag `mlflow.sharedViewState.<key>`
@@ -29,6 +30,7 @@ class StudyLinks:
     runs: str  # the runs table sorted by it (URL parameters only)
     chart: str  # the chart view: val_loss of all trials (shared view state)
     columns: str  # the table sorted, with score / std / state / parameters as columns (shared)
+    model: str | None = None  # the registered model of the same name, once `submit` made one
 
 
 def study_links(base_url: str, tracking_uri: str | None) -> list[StudyLinks]:
@@ -39,6 +41,7 @@ def study_links(base_url: str, tracking_uri: str | None) -> list[StudyLinks]:
     from mlflow import MlflowClient
 
     client = MlflowClient(resolve_uri(tracking_uri))
+    models = {m.name for m in client.search_registered_models()}
     out = []
     for experiment in client.search_experiments():
         found = sort_key(client, experiment.experiment_id)
@@ -52,8 +55,10 @@ def study_links(base_url: str, tracking_uri: str | None) -> list[StudyLinks]:
                  f"&orderByAsc={str(ascending).lower()}")
         page = f"{base_url}/#/experiments/{eid}/runs"
         shared = f"{page}?viewStateShareKey={SHARE_KEY}"
+        model = (f"{base_url}/#/models/{quote(experiment.name, safe='')}"
+                 if experiment.name in models else None)
         out.append(StudyLinks(experiment.name, metric, f"{page}?{query}",
-                              f"{shared}&compareRunsMode=CHART", shared))
+                              f"{shared}&compareRunsMode=CHART", shared, model))
     return out
 
 

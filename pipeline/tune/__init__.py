@@ -48,7 +48,7 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec
-from pipeline.tune.objective import WorkerArgs, baseline_trials
+from pipeline.tune.objective import WorkerArgs, baseline_trials, check_space
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
@@ -98,6 +98,7 @@ def tune(
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(study, study_identity(exp, prepared.fingerprint), url)
+        check_space(study, exp.tune.space, url)
     except BaseException:  # bad data, store or identity: the idle writer process ends too
         tracker.close()
         raise

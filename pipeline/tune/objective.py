@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
 
@@ -53,6 +54,46 @@ def suggest(trial: Any, space: dict) -> dict[str, Any]:
         else:
             values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log, step=dim.step)
     return values
+
+
+def check_space(study: Any, space: dict, url: str) -> None:
+    """Optuna fixes a parameter's kind (and a categorical's choices) at its first trial in a
+    study; a [tune.space] that changed them would fail every trial. One line says what changed."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+        check_distribution_compatibility,
+    )
+
+    from pipeline.experiment import Choice
+    from pipeline.tracking.store import redact_url
+
+    stored: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            stored.setdefault(name, dist)
+    for key, dim in space.items():
+        if key not in stored:
+            continue
+        if isinstance(dim, Choice):
+            new: Any = CategoricalDistribution([_choice_key(c) for c in dim.choices])
+        elif dim.integer:
+            new = IntDistribution(int(dim.low), int(dim.high), log=dim.log,
+                                  step=int(dim.step) if dim.step else 1)
+        else:
+            new = FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        try:
+            check_distribution_compatibility(stored[key], new)
+        except ValueError:
+            old = stored[key]
+            was = list(old.choices) if isinstance(old, CategoricalDistribution) else old
+            now = list(new.choices) if isinstance(new, CategoricalDistribution) else new
+            name = study.study_name
+            raise PipelineError(
+                f"[tune.space] {key} changed from {was} to {now}, and study {name!r} in "
+                f"{redact_url(url)} keeps a parameter's choices for good: put them back, start "
+                f"it again with --fresh, or tune a new study with --study {name}-2") from None
 
 
 def network_params(exp: Experiment, values: dict[str, Any], random_state: int) -> dict[str, Any]:
