@@ -90,9 +90,9 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
     task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>"),
-    with categorical embeddings ("categorical/<task>"), with dropout ("dropout/<task>"), several targets ("multilabel/binary": 3 sigmoid
-    outputs; "multioutput/regression": 3 linear outputs) and the Huber loss
-    ("huber/regression")."""
+    with categorical embeddings ("categorical/<task>"), with dropout ("dropout/<task>"),
+    several targets ("multilabel/binary": 3 sigmoid outputs; "multioutput/regression": 3
+    linear outputs) and the Huber loss ("huber/regression")."""
     variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
                 "categorical": {"categorical": True}, "dropout": {"dropout": 0.3}}
     return [
