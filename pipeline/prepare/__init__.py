@@ -31,8 +31,8 @@ from pipeline.prepare.cache import (
     write_cache,
 )
 from pipeline.prepare.features import (
-    MAX_CATEGORIES,
     PREP_VERSION,
+    embedded_columns,
     encode_features,
     require_columns,
     transform,
@@ -42,7 +42,6 @@ from pipeline.prepare.targets import encode_target, encode_targets, fold_column,
 # the stage's public names, where callers import them from
 __all__ = [
     "DATA_DIR",
-    "MAX_CATEGORIES",
     "PREP_VERSION",
     "Prepared",
     "cache_root",
@@ -68,6 +67,8 @@ class Prepared:
     path: Path
     groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
     order: np.ndarray | None = None  # [cv] kind = "time": each train row's time (float64)
+    # columns of X holding level codes (more than one_hot_max levels): the network embeds them
+    categorical: tuple[int, ...] = ()
 
 
 def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
@@ -106,6 +107,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
         path=out,
         groups=arrays.get("groups"),
         order=arrays.get("order"),
+        categorical=embedded_columns(spec),
     )
 
 

@@ -28,7 +28,8 @@ def cache_root(comp: Competition) -> Path:
 def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None) -> str:
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
     settings: dict[str, Any] = {
-        k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical", "dates")}
+        k: getattr(comp, k)
+        for k in ("id", "target", "task", "drop", "categorical", "dates", "one_hot_max")}
     if fold_column is not None:  # group / time folds add an array; other kinds change nothing
         settings["folds"] = fold_column
     h.update(json.dumps(settings, sort_keys=True).encode())
