@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 TWO_PI = 2.0 * math.pi
+INIT_SCALE = 0.01  # spread of the categorical levels' initial vectors
 
 
 class PeriodicEmbedding:
@@ -122,8 +123,12 @@ class CategoricalEmbedding:
         return {"table": coef.reshape(sum(self.sizes), self.d)}
 
     def init(self, rng: np.random.Generator, p: dict[str, np.ndarray]) -> None:
-        """N(0, 1) entries: each embedded unit starts on the scale of a standardised column."""
-        p["table"][...] = rng.standard_normal(p["table"].shape)
+        """N(0, 0.01^2) entries: every level starts near the others (the mean), and its own
+        rows move it; from N(0, 1), a level seen a few times keeps much of its random start.
+        Measured on benchmarks/bench_embeddings.py's data (5-fold AUC, init's [model],
+        min_count 5): N(0, 1) 0.732, N(0, 0.1^2) 0.777, N(0, 0.01^2) 0.777; with plain numeric
+        inputs and min_count 2: 0.809 (0.1) and 0.815 (0.01)."""
+        p["table"][...] = rng.normal(0.0, INIT_SCALE, p["table"].shape)
 
     def buffers(self, rows: int, dtype: np.dtype) -> dict[str, np.ndarray]:
         return {"rows": np.empty((rows, self.n), np.intp),  # table rows looked up

@@ -185,7 +185,7 @@ class CategoryIndex:
     like the rest from the rare levels' rows.
     """
 
-    def __init__(self, columns: tuple[int, ...], min_count: int = 5) -> None:
+    def __init__(self, columns: tuple[int, ...], min_count: int = 2) -> None:
         self.columns = tuple(columns)
         self.min_count = min_count
 

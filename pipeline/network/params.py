@@ -265,7 +265,7 @@ PARAMS: tuple[Param, ...] = (
           "embedded; prepare sets them for columns with more than one_hot_max levels",
           experiment=False),
     Param("categorical_dim", 8, _int(1), "categorical: units of each level's embedding"),
-    Param("categorical_min_count", 5, _int(1),
+    Param("categorical_min_count", 2, _int(1),
           "categorical: levels on fewer training rows share the learned 'other' vector"),
     Param("dropout", 0.0, _real(0, 1, "left"), "share of hidden units dropped per step"),
     Param("solver", "adam", Options(("sgd", "adam")), "optimiser: adam, or sgd with momentum"),
