@@ -49,6 +49,7 @@ sys.path.insert(0, str(HERE))
 import tabular_datasets as td  # noqa: E402
 
 ROWS, LEVELS = 24_000, 2_000
+SPREAD = [1.0]  # sigma of the levels' log-normal popularity (--spread)
 NAME = "cities"
 VARIANTS = {  # [competition] line -> its replacement
     "embed": {},
@@ -60,7 +61,7 @@ OVERRIDES: dict = {}  # --set: [model] values changed for every variant
 
 def _cities() -> tuple[pd.DataFrame, str]:
     rng = np.random.default_rng(0)
-    popularity = rng.lognormal(0.0, 1.0, LEVELS)
+    popularity = rng.lognormal(0.0, SPREAD[0], LEVELS)
     city = rng.choice(LEVELS, ROWS, p=popularity / popularity.sum())
     effect = rng.standard_normal(LEVELS)
     x = rng.standard_normal((ROWS, 4))
@@ -173,13 +174,17 @@ def main() -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="[model] values for every variant (TOML values)")
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="network variants to run")
+    ap.add_argument("--spread", type=float, default=SPREAD[0],
+                    help="sigma of the levels' log-normal popularity: larger, a longer tail")
     args = ap.parse_args()
+    SPREAD[0] = args.spread
     import tomllib
 
     for item in args.set:
         key, _, text = item.partition("=")
         OVERRIDES[key] = tomllib.loads(f"v = {text}")["v"]
-    print(f"{ROWS:,} rows ({ROWS * 2 // 3:,} train), city: {LEVELS:,} levels; binary, roc_auc; "
+    print(f"{ROWS:,} rows ({ROWS * 2 // 3:,} train), city: {LEVELS:,} levels (popularity "
+          f"spread {args.spread:g}); binary, roc_auc; "
           f"init's [model]{' + ' + ' '.join(args.set) if args.set else ''}")
     print(f"{'model':<34} {'columns':>7} {'OOF AUC':>8} {'private':>8} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:
