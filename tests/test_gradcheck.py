@@ -56,6 +56,8 @@ def test_gradcheck_of_categorical_embeddings_detects_a_lost_repeated_level(monke
     from pipeline.network.embeddings import CategoricalEmbedding
 
     assert check_case("relu", "binary", categorical=True, periodic=True) < THRESHOLD
+    assert check_case("sigmoid", "multiclass", categorical=True, hidden=()) < THRESHOLD
+    assert check_case("tanh", "regression", categorical=True, dropout=0.3) < THRESHOLD
 
     def overwritten(self, g, buf, D):
         m = D.shape[0]
