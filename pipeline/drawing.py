@@ -32,13 +32,18 @@ def column_of_unit(model: Any, feature_names: list[str] | None = None) -> list[s
         names = [f"x{j}" for j in range(n_in)]
     names = [n.split("=", 1)[0] for n in names]  # one-hot levels under their column
     encoder = getattr(model, "encoder_", None)
-    if encoder is None:
+    index = getattr(model, "categories_", None)  # categorical columns: embedded, last
+    if encoder is None and index is None:
         return names
-    groups = encoder.feature_groups()
+    numeric = range(n_in) if index is None else index.numeric_
+    groups = ([(int(numeric[j]), w) for j, w in encoder.feature_groups()]
+              if encoder is not None else [(int(j), 1) for j in numeric])
     embedding = getattr(model, "embedding_", None)
     if embedding is not None:  # the embedding's block: d units per continuous column
         n_c, d = embedding["b"].shape
         groups = [(j, d) for j, _ in groups[:n_c]] + groups[n_c:]
+    if index is not None:
+        groups += [(j, model.categorical_embedding_.shape[1]) for j in index.columns_]
     return [names[j] for j, width in groups for _ in range(width)]
 
 

@@ -72,6 +72,13 @@ def build_estimator(task: str, params: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in params.items() if k in known})
 
 
+def network_params(prepared: Prepared, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` for a network trained on `prepared`'s columns: which hold level codes
+    (`categorical_columns`), so it embeds them. Every fit on prepared arrays goes through
+    this."""
+    return {**params, "categorical_columns": prepared.categorical}
+
+
 def folds(prepared: Prepared, exp: Experiment) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, val_idx) per fold, as [cv] kind says: stratified (classification's
     default), kfold (regression's), group (a group's rows in one fold, stratified for
@@ -236,7 +243,7 @@ def cross_validate(
             if on_epoch is not None:
                 on_epoch(f, epoch, m)
 
-        est = build_estimator(task, {**params, "random_state": seed + f})
+        est = build_estimator(task, network_params(prepared, {**params, "random_state": seed + f}))
         with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report,

@@ -38,6 +38,8 @@ SPACE_EXTRAS: dict[str, Interval] = {
 }
 
 EXPERIMENTS_DIR = Path("experiments")
+ONE_HOT_MAX = 20  # [competition] one_hot_max's default
+MAX_LEVELS = 10_000  # most levels a categorical column may have to be kept (init), one-hot
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Competition:
     metric: str
     drop: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
+    # Text / categorical columns with more levels in train.csv than this are embedded by the
+    # network (a learned vector per level); up to this many are one-hot encoded.
+    one_hot_max: int = ONE_HOT_MAX
     kaggle: str | None = None
     # Date column -> strptime format, where the data cannot tell (01/02/2015) or to pin one.
     dates: dict[str, str] = field(default_factory=dict)
@@ -212,6 +217,7 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
         metric=_typed(comp, "metric", str, path, "competition"),
         drop=tuple(_str_list(comp, "drop", path, "competition")),
         categorical=tuple(_str_list(comp, "categorical", path, "competition")),
+        one_hot_max=_one_hot_max(comp, path),
         kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
         dates=_dates(comp, path),
         features=_features_file(comp, path),
@@ -537,6 +543,14 @@ def _features_file(raw: dict[str, Any], path: Path) -> Path | None:
             f'{path}: [competition] features must be the path of a .py file, e.g. '
             f'features = "experiments/{path.stem}_features.py", got {value!r}')
     return Path(value)
+
+
+def _one_hot_max(comp: dict[str, Any], path: Path) -> int:
+    value = comp.get("one_hot_max", ONE_HOT_MAX)
+    if not _is_type(value, int) or not 2 <= value <= MAX_LEVELS:
+        raise PipelineError(f"{path}: [competition] one_hot_max must be an integer in "
+                            f"[2, {MAX_LEVELS}], got {value!r}")
+    return value
 
 
 def _int(

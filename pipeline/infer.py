@@ -10,6 +10,8 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.experiment import (
     EXPERIMENTS_DIR,
+    MAX_LEVELS,
+    ONE_HOT_MAX,
     Experiment,
     metric_fit,
     model_lines,
@@ -75,9 +77,12 @@ def init_experiment(
     drop = _infer_drop(train, test, id_col, targets)
     dates = {str(c): found for c in train.columns if c not in (id_col, *targets, *drop)
              and (found := date_formats(train[c], test[c]))}
+    embedded = _embedded(train, (id_col, *targets, *drop, *dates))
+    notes += [f"{c}: {n} levels (> one_hot_max = {ONE_HOT_MAX}): the network learns a "
+              "vector per level" for c, n in embedded.items()]
 
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
-                   dates, folds, notes, name)
+                   dates, folds, notes, name, bool(embedded))
     # What we write must load, and its sample must fit test.csv and the classes: found now,
     # not after a whole study has been tuned for a submission that cannot be written.
     exp = parse(tomllib.loads(text), path)
@@ -223,19 +228,34 @@ def _infer_drop(train: Any, test: Any, id_col: str, targets: list[str]) -> dict[
             continue
         if date_formats(values, test[col]):
             continue  # dates (one format in train and test): prepare turns them into numbers
+        # Categorical columns are kept up to MAX_LEVELS (10,000) levels: more than one_hot_max
+        # are embedded. Nearly unique text (an id, free text) teaches an embedding nothing.
         n, rows = values.nunique(), len(values)
         if n >= 10 and n > 0.5 * rows:
-            drop[str(col)] = f"free text / high cardinality: {n} distinct values in {rows} rows"
+            drop[str(col)] = f"free text / an id: {n} distinct values in {rows} rows"
+        elif n > MAX_LEVELS:
+            drop[str(col)] = f"{n} levels, more than {MAX_LEVELS:,} (the most init keeps)"
         elif str(col).lower() in FREE_TEXT_NAMES and n > 50:
             drop[str(col)] = f"looks like free text: {n} distinct values"
     return drop
 
 
+def _embedded(train: Any, left_out: tuple[str, ...]) -> dict[str, int]:
+    """Kept text columns with more than one_hot_max levels -> levels: prepare embeds them."""
+    import pandas as pd
+
+    return {str(c): n for c in train.columns if c not in left_out
+            and not pd.api.types.is_numeric_dtype(train[c])
+            and (n := train[c].nunique(dropna=False)) > ONE_HOT_MAX}
+
+
 SMALL_DATA = 2_000  # rows: below this, small networks with strong regularisation
 
 
-def network_setup(n_rows: int, metric: str = "") -> tuple[dict[str, Any], str]:
-    """([model] defaults, [tune.space] lines) for a competition of this size and metric.
+def network_setup(n_rows: int, metric: str = "",
+                  embedded: bool = False) -> tuple[dict[str, Any], str]:
+    """([model] defaults, [tune.space] lines) for a competition of this size and metric
+    (`embedded`: it has categorical columns the network embeds).
 
     Measured on adult (benchmarks/bench_tabular.py; README "Measured"): ReLU MLPs with periodic
     embeddings of the continuous columns (initial frequency scale ~10 on standardised inputs)
@@ -259,6 +279,7 @@ def network_setup(n_rows: int, metric: str = "") -> tuple[dict[str, Any], str]:
         "validation_fraction": 0.15 if small else 0.1,
         "n_iter_no_change": 20 if small else (5 if big else 10),
         **metric_fit(metric),
+        **({"categorical_dim": 8} if embedded else {}),
     }
     r = _range
     space = [
@@ -277,6 +298,8 @@ def network_setup(n_rows: int, metric: str = "") -> tuple[dict[str, Any], str]:
     ]
     if small:
         space.insert(2, ("activation", '["relu", "sigmoid", "tanh"]', "hidden units"))
+    if embedded:
+        space.append(("categorical_dim", "[4, 8, 16]", "units per level of embedded columns"))
     width = max(len(f"{k} = {v}") for k, v, _ in space)
     lines = "".join(f"{f'{k} = {v}':<{width}}  # {why}\n" for k, v, why in space)
     return model, lines
@@ -361,8 +384,9 @@ def _render(
     folds: int,
     notes: list[str],
     name: str,
+    embedded: bool = False,
 ) -> str:
-    model, space = network_setup(n_rows, metric)
+    model, space = network_setup(n_rows, metric, embedded)
     seeds = 5 if n_rows < SMALL_DATA else 3
     reasons = "".join(f"#   {line}\n" for line in (*notes, *_date_notes(dates)))
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
@@ -383,8 +407,11 @@ metric = {_q(metric)}{_alternatives(task, metric, isinstance(target, list))}
 kaggle = {_q(data_dir.resolve().name)}
 # Columns left out of the features.
 {drop_toml}
-# Numeric columns to one-hot encode instead of scaling (text columns always are).
+# Numeric columns to treat as categories instead of scaling (text columns always are).
 categorical = []
+# Categorical columns with up to this many levels are one-hot encoded; with more, the network
+# learns a vector per level (README "Categorical columns"; at most {MAX_LEVELS:,}).
+one_hot_max = {ONE_HOT_MAX}
 {_dates_toml(dates)}# features = "experiments/{name}_features.py"  # see README: Feature code
 
 [model]

@@ -60,11 +60,12 @@ def trial_model(exp: Experiment, prepared: Any, trial: TrialSpec) -> tuple[Any, 
 
     from sklearn.exceptions import ConvergenceWarning
 
-    from pipeline.evaluate import build_estimator, folds
+    from pipeline.evaluate import build_estimator, folds, network_params
 
     tr, _ = folds(prepared, exp)[0]
     seed = int(trial.params.get("random_state") or 0)
-    est = build_estimator(exp.competition.task, {**trial.params, "random_state": seed})
+    est = build_estimator(exp.competition.task,
+                          network_params(prepared, {**trial.params, "random_state": seed}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(prepared.X_train[tr], prepared.y[tr])

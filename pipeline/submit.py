@@ -259,7 +259,9 @@ def _member(
         for s in range(seeds):
             seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
             if refit:
-                est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
+                est = evaluate.build_estimator(
+                    exp.competition.task,
+                    evaluate.network_params(prepared, refit_params(trial) | seed))
                 with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     est.fit(prepared.X_train, prepared.y)

@@ -215,6 +215,7 @@ def install_fake_stages(monkeypatch) -> types.SimpleNamespace:
     evaluate_mod.cross_validate = cross_validate
     evaluate_mod.folds = _folds
     evaluate_mod.check_target = lambda prepared, exp, params: None
+    evaluate_mod.network_params = lambda prepared, params: params  # no level-code columns
     evaluate_mod.predict = lambda model, X: model.predict_metric(X)
     for name, module in (("prepare", prepare_mod), ("evaluate", evaluate_mod)):
         monkeypatch.setitem(sys.modules, f"pipeline.{name}", module)

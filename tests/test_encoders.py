@@ -6,6 +6,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from pipeline.network import ModelFileError, SigmoidNetworkClassifier, load_model
 from pipeline.network.encoders import (
+    CategoryIndex,
     ContinuousFirst,
     PiecewiseLinearEncoder,
     continuous_columns,
@@ -95,3 +96,67 @@ def test_encoded_models_round_trip_and_bad_encoder_arrays_are_one_line(tmp_path,
     with pytest.raises(ModelFileError, match="encoder") as info:
         load_model(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- categorical level codes
+def test_levels_get_rows_rare_absent_and_unseen_levels_share_row_zero():
+    # column 1: level 0 x3, level 1 x1, level 3 x2 (level 2 absent from the training rows)
+    X = np.array([[0.5, 0], [0.1, 0], [0.2, 0], [0.3, 1], [0.4, 3], [0.6, 3]])
+    index = CategoryIndex((1,), min_count=2).fit(X)
+    assert index.sizes_ == [3] and list(index.numeric_) == [0]
+    codes = np.array([[9, 0], [9, 1], [9, 2], [9, 3], [9, -1], [9, 77]], dtype=float)
+    np.testing.assert_array_equal(index.transform(codes)[:, 0], [1, 0, 0, 2, 0, 0])
+    every = CategoryIndex((1,), min_count=1).fit(X)
+    np.testing.assert_array_equal(every.transform(codes)[:, 0], [1, 2, 0, 3, 0, 0])
+
+
+@pytest.mark.parametrize("bad", [0.5, np.inf, 2.0**24])
+def test_level_codes_must_be_integers(bad):
+    X = np.array([[0.0, 1.0], [1.0, bad]])
+    with pytest.raises(ValueError, match="categorical_columns: column 1"):
+        CategoryIndex((1,)).fit(X)
+    with pytest.raises(ValueError, match="out of range"):
+        CategoryIndex((2,)).fit(X)
+
+
+def test_rare_levels_are_counted_on_each_folds_training_rows_only():
+    """A level frequent in the held-out rows but rare in the fold's training rows is pooled:
+    its count never sees the rows it is scored on."""
+    codes = np.array([5] * 2 + [6] * 10 + [5] * 10, dtype=float)
+    X = np.column_stack([np.linspace(-1, 1, 22), codes])
+    y = np.arange(22) % 2
+    clf = SigmoidNetworkClassifier(categorical_columns=[1], categorical_min_count=3,
+                                   max_iter=2, random_state=0).fit(X[:12], y[:12])
+    assert clf.categories_.sizes_ == [2]  # level 6, and "other" holding level 5
+    assert clf.categorical_embedding_.shape == (2, 8)
+    full = SigmoidNetworkClassifier(categorical_columns=[1], categorical_min_count=3,
+                                    max_iter=2, random_state=0).fit(X, y)
+    assert full.categories_.sizes_ == [3]
+
+
+def test_categorical_models_round_trip_and_bad_level_arrays_are_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 40, 400)
+    X = np.column_stack([rng.standard_normal(400), codes, rng.standard_normal(400)])
+    y = (codes % 3 == 0).astype(int)
+    clf = SigmoidNetworkClassifier(categorical_columns=[1], numeric_encoding="periodic",
+                                   categorical_dim=3, max_iter=5, random_state=0).fit(X, y)
+    path = tmp_path / "m.npz"
+    clf.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.get_params() == {**clf.get_params(), "categorical_columns": (1,)}
+    unseen = X.copy()
+    unseen[:, 1] = [-1, 40, 1000, 10**6] * 100  # never seen: all read the "other" row
+    other = unseen.copy()
+    other[:, 1] = -1
+    np.testing.assert_array_equal(loaded.predict_proba(unseen), loaded.predict_proba(other))
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for key, value in (("cat_table", arrays["cat_table"][:-1]),
+                       ("cat_rows", arrays["cat_rows"] + 1),
+                       ("cat_columns", np.array([5]))):
+        np.savez(path, **{**arrays, key: value})
+        with pytest.raises(ModelFileError, match="categorical") as info:
+            load_model(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)

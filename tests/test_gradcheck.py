@@ -12,7 +12,7 @@ def test_run_gradcheck_covers_every_case_below_threshold():
     results = run_gradcheck()
     names = [name for name, _ in results]
     assert names == [f"{a}/{t}" for a in HIDDEN_ACTIVATIONS for t in TASKS] + [
-        f"{v}/{t}" for v in ("linear", "periodic", "dropout") for t in TASKS] + [
+        f"{v}/{t}" for v in ("linear", "periodic", "categorical", "dropout") for t in TASKS] + [
         "multilabel/binary", "multioutput/regression", "huber/regression"]
     for name, err in results:
         assert err < 1e-6, f"{name}: relative error {err:.2e}"
@@ -48,6 +48,24 @@ def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
 
     monkeypatch.setitem(activations.DERIVATIVE, "sigmoid", wrong)
     assert check_case("sigmoid", "binary") > 1e-3
+
+
+def test_gradcheck_of_categorical_embeddings_detects_a_lost_repeated_level(monkeypatch):
+    """A level looked up by several rows must get the sum of their gradients: a plain fancy
+    assignment (the last row wins) instead of the scatter-add fails the check."""
+    from pipeline.network.embeddings import CategoricalEmbedding
+
+    assert check_case("relu", "binary", categorical=True, periodic=True) < THRESHOLD
+    assert check_case("sigmoid", "multiclass", categorical=True, hidden=()) < THRESHOLD
+    assert check_case("tanh", "regression", categorical=True, dropout=0.3) < THRESHOLD
+
+    def overwritten(self, g, buf, D):
+        m = D.shape[0]
+        g["table"].fill(0.0)
+        g["table"][buf["rows"][:m]] = D.reshape(m, self.n, self.d)
+
+    monkeypatch.setattr(CategoricalEmbedding, "backward", overwritten)
+    assert check_case("relu", "binary", categorical=True) > 1e-3
 
 
 def test_main_prints_and_exits_zero(capsys):

@@ -81,10 +81,28 @@ def test_free_text_and_train_only_columns_are_dropped_with_a_reason(project):
     path, exp = _init(project, train, test)
     assert set(exp.competition.drop) == {"name", "leak"}
     text = path.read_text()
-    assert '"name",  # free text / high cardinality: 60 distinct values in 60 rows' in text
+    assert '"name",  # free text / an id: 60 distinct values in 60 rows' in text
     assert '"leak",  # not in test.csv' in text
     assert "colour" not in exp.competition.drop and "small_int" not in exp.competition.drop
     prepare(exp)
+
+
+def test_high_cardinality_text_is_kept_embedded_and_searched_up_to_the_cap(project):
+    """Up to 10,000 levels a text column is kept (more than one_hot_max: embedded, with
+    categorical_dim in [model] and [tune.space]); beyond the cap it is dropped."""
+    n = 22_000
+    train = pd.DataFrame({"id": np.arange(n), "x": np.arange(n) % 7,
+                          "city": [f"c{i % 500}" for i in range(n)],
+                          "user": [f"u{i % 10_001}" for i in range(n)], "y": np.arange(n) % 2})
+    test = train.drop(columns="y").head(50).assign(id=np.arange(n, n + 50))
+    path, exp = _init(project, train, test)
+    text = path.read_text()
+    assert exp.competition.drop == ("user",) and exp.competition.one_hot_max == 20
+    assert '"user",  # 10001 levels, more than 10,000 (the most init keeps)' in text
+    assert "city: 500 levels (> one_hot_max = 20): the network learns a vector per level" in text
+    assert exp.model.categorical_dim == 8 and "categorical_dim" in exp.tune.space
+    _, small = _init(project, *toy_frames(), name="small")  # colour: 4 levels, one-hot
+    assert "categorical_dim" not in small.tune.space
 
 
 def test_refuses_to_overwrite_without_force(project):
@@ -145,7 +163,9 @@ def test_adult_init_then_prepare(project):
     assert p.classes == (0, 1) and set(np.unique(p.y)) == {0, 1}
     assert not np.isnan(p.X_train).any() and not np.isnan(p.X_test).any()
     spec = load_preprocessor(p)
-    assert len(spec["categorical"]) == 8
+    # seven text columns one-hot; native_country's 42 levels (> one_hot_max) are embedded
+    assert len(spec["categorical"]) == 7
+    assert [c["name"] for c in spec["embedded"]] == ["native_country"]
     assert "workclass=<missing>" in p.feature_names  # '?' read as missing
     assert not any("?" in n for n in p.feature_names)
     assert prepare(exp).fingerprint == p.fingerprint  # warm cache

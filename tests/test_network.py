@@ -359,6 +359,29 @@ def test_single_class_is_rejected():
         SigmoidNetworkClassifier().fit(X, np.zeros(20))
 
 
+def test_categorical_embeddings_learn_what_each_level_means():
+    """The level carries the signal: as a number, its code teaches nothing; embedded, each
+    level's vector learns its effect."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n, levels = 3000, 200
+    effect = rng.standard_normal(levels) * 2
+    codes = rng.integers(0, levels, n)
+    x = rng.standard_normal(n)
+    y = (effect[codes] + x + 0.5 * rng.standard_normal(n) > 0).astype(int)
+    X = np.column_stack([x, codes]).astype(float)
+    scores = {}
+    for cats in ((), (1,)):
+        clf = SigmoidNetworkClassifier(hidden_layer_sizes=(16,), activation="relu", max_iter=20,
+                                       batch_size=64, random_state=0, categorical_columns=cats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X[:2000], y[:2000])
+        scores[cats] = roc_auc_score(y[2000:], clf.predict_proba(X[2000:])[:, 1])
+    assert scores[(1,)] > scores[()] + 0.1, scores
+
+
 # ---------------------------------------------------------------- save / load
 def test_save_load_round_trip_classifier(tmp_path):
     X, codes = blobs(n=120, k=3)

@@ -341,20 +341,46 @@ def test_bool_column_with_gaps_only_in_test(project):
     assert p.X_test[0, j] > p.X_test[1, j]  # True above False, the gap imputed
 
 
-def test_high_cardinality_categories_share_one_other_column(project):
-    from pipeline.prepare import MAX_CATEGORIES
-
-    train, test = toy_frames(n_train=400)
-    train["y"] = np.arange(400) % 2
-    train["city"] = [f"c{i % 300}" if i % 4 else "big" for i in range(400)]
+def _cities(n_train: int = 400):
+    train, test = toy_frames(n_train=n_train)
+    train["y"] = np.arange(n_train) % 2
+    train["city"] = [f"c{i % 300}" if i % 4 else "big" for i in range(n_train)]
     test["city"] = ["big", "c1", "never-seen"] * 10
-    p = _prepare(project, train, test)
+    return train, test
+
+
+def test_high_cardinality_columns_become_level_codes_for_the_network(project):
+    train, test = _cities()
+    p = _prepare(project, train, test)  # 227 levels > one_hot_max = 20: embedded
+    assert not any(n.startswith("city=") for n in p.feature_names)
+    assert p.feature_names[-1] == "city" and p.categorical == (len(p.feature_names) - 1,)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    levels = spec["embedded"][0]["levels"]
+    assert spec["embedded"][0]["name"] == "city" and levels == sorted(set(train["city"]))
+    np.testing.assert_array_equal(p.X_train[:, -1], [levels.index(c) for c in train["city"]])
+    assert list(p.X_test[:3, -1]) == [levels.index("big"), levels.index("c1"), -1]  # unseen
+    np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+    assert "colour=red" in p.feature_names  # 4 levels: still one-hot
+
+
+def test_one_hot_max_forces_one_hot_and_keys_the_cache(project):
+    train, test = _cities()
+    embedded = _prepare(project, train, test)
+    p = _prepare(project, train, test, extra="one_hot_max = 400")
+    assert p.fingerprint != embedded.fingerprint and p.categorical == ()
     city = [n for n in p.feature_names if n.startswith("city=")]
-    assert len(city) == MAX_CATEGORIES and city[-1] == "city=<other>" and "city=big" in city
+    assert len(city) == train["city"].nunique() and "city=big" in city
     onehot = p.X_test[:, [p.feature_names.index(n) for n in city]]
     assert onehot[0, city.index("city=big")] == 1 and onehot[2].sum() == 0
     spec = json.loads((p.path / "preprocessor.json").read_text())
     np.testing.assert_allclose(transform(spec, test), p.X_test, atol=1e-12)
+
+
+def test_an_embedded_column_may_be_the_only_feature(project):
+    train, test = _cities(100)
+    p = _prepare(project, train[["id", "city", "y"]], test[["id", "city"]])
+    assert p.feature_names == ("city",) and p.categorical == (0,)
+    assert p.X_test[2, 0] == -1
 
 
 def test_a_column_empty_in_train_is_left_out_whatever_test_holds(project):

@@ -199,6 +199,36 @@ def test_pipeline_predict_writes_the_submission_format(project):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_embedded_levels_survive_submit_and_predict_with_unseen_levels(project):
+    """A 30-level text column is embedded: submit's models read its codes, the registered
+    model maps raw rows through the preprocessor's vocabulary, and a level no training row
+    had (the 'other' row) scores the same as another one."""
+    exp = _tiny(project)
+    folder = exp.competition.data_dir
+    train, test = pd.read_csv(folder / "train.csv"), pd.read_csv(folder / "test.csv")
+    train["city"] = [f"c{i % 30}" for i in range(len(train))]  # 8 rows each
+    test["city"] = [f"c{i % 30}" if i % 3 else f"new{i}" for i in range(len(test))]
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    sub, _ = _submitted(exp)
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "tiny", str(folder / "test.csv"), "-o", "p.csv"])
+    assert result.exit_code == 0, result.output
+    _same(pd.read_csv("p.csv", dtype={"id": str}), sub, "id")
+    other = test.assign(city=[f"unknown{i}" for i in range(len(test))])
+    other.to_csv("other.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "other.csv", "-o", "q.csv"])
+    assert result.exit_code == 0, result.output
+    unseen = pd.read_csv("q.csv", dtype={"id": str}).set_index("id").loc[sub["id"], "y"]
+    new = np.array([i % 3 == 0 for i in range(len(test))])  # rows whose level was new anyway
+    np.testing.assert_allclose(unseen.to_numpy()[new], sub["y"].to_numpy()[new], atol=1e-9)
+    assert not np.allclose(unseen.to_numpy()[~new], sub["y"].to_numpy()[~new])
+    models = list(Path("submissions", "tiny").rglob("*.npz"))
+    from pipeline.network import load_model
+
+    assert models and all(load_model(m).categories_ is not None for m in models)
+
+
 def _mlflow_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", *args]
 

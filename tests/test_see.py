@@ -168,6 +168,21 @@ def test_inputs_are_grouped_by_column_for_ple_periodic_and_one_hot():
     assert [m.shape for m in matrices] == [(3, 3), (3, 1)] and biases[0] is None
 
 
+def test_embedded_categorical_columns_are_drawn_under_their_name():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=300), rng.integers(0, 30, 300),
+                         rng.normal(size=300)]).astype(float)
+    y = (X[:, 0] > 0).astype(int)
+    names = ["height", "city", "squishiness"]
+    for encoding in ("none", "periodic"):
+        model = fit(X, y, hidden_layer_sizes=(3,), numeric_encoding=encoding, embedding_dim=2,
+                    categorical_columns=[1], categorical_dim=4, max_iter=2)
+        units = drawing.column_of_unit(model, names)
+        assert len(units) == model.coefs_[0].shape[0] and units[-4:] == ["city"] * 4
+        assert units[:-4] == (["height", "squishiness"] if encoding == "none"
+                              else ["height"] * 2 + ["squishiness"] * 2)
+
+
 def test_many_inputs_are_summarised_and_no_hidden_layer_is_inputs_to_output(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 40))

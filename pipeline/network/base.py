@@ -27,12 +27,12 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .core import FLOATS, Network
 from .diagnostics import LayerHealth, stop_reason
-from .embeddings import PeriodicEmbedding
-from .encoders import ContinuousFirst, PiecewiseLinearEncoder
+from .embeddings import CategoricalEmbedding, PeriodicEmbedding
+from .encoders import CategoryIndex, ContinuousFirst, PiecewiseLinearEncoder
 from .errors import ModelFileError
 from .losses import OUT_ACTIVATION, data_loss, output_
 from .params import DEFAULTS, TRAINING_PARAMS, validate, validate_all
-from .saved import SavedModel, embedding_of
+from .saved import SavedModel, categorical_of, embedding_of
 from .training import EpochCallback, History, TrainConfig, fit_loop, validation_split
 
 
@@ -147,13 +147,16 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
             train_idx, val_idx = validation_split(codes, X.shape[0], p["validation_fraction"],
                                                   rng)
         Xd = self._fit_encoder(p, X, Y if codes is None else codes, train_idx, dt)
-        embedding = None
+        embedding = categorical = None
         if p["numeric_encoding"] == "periodic" and len(self.encoder_.columns_):
             embedding = PeriodicEmbedding(len(self.encoder_.columns_), p["periodic_frequencies"],
                                           p["embedding_dim"], p["periodic_scale"])
-        width = Xd.shape[1] if embedding is None else Xd.shape[1] - embedding.n + embedding.width
+        if self.categories_ is not None:
+            categorical = CategoricalEmbedding(self.categories_.sizes_, p["categorical_dim"])
+        width = Xd.shape[1] + sum(e.width - e.n for e in (embedding, categorical) if e is not None)
         net = Network([width, *p["hidden_layer_sizes"], Y.shape[1]], p["activation"],
-                      self._task, dt, p["dropout"], embedding, loss=p.get("loss", "squared"))
+                      self._task, dt, p["dropout"], embedding, loss=p.get("loss", "squared"),
+                      categorical=categorical)
         net.init(rng)
         val_score = None if val_idx is None else self._val_score(
             net, Xd[val_idx], Y[val_idx], p["early_stopping_metric"])
@@ -186,21 +189,32 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
     def _fit_encoder(self, p: dict[str, Any], X: np.ndarray, y: np.ndarray,
                      rows: np.ndarray | None, dt: np.dtype) -> np.ndarray:
         """The network's input: X, or its numeric encoding fitted on the training rows only
-        (not the early-stopping split: tree bins read labels)."""
+        (not the early-stopping split: tree bins read labels). With ``categorical_columns``,
+        the encoding is of the other columns, and the categorical columns' table rows
+        (``CategoryIndex``, rare levels counted on the same training rows) come last."""
         kind = p["numeric_encoding"]
-        self.encoder_ = None
-        if kind == "none":
-            return np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (-> float32)
-        encoder = (PiecewiseLinearEncoder(p["n_bins"], p["binning"]) if kind == "ple"
-                   else ContinuousFirst())
+        self.encoder_ = self.categories_ = None
         fit_rows = slice(None) if rows is None else rows
-        self.encoder_ = encoder.fit(X[fit_rows], y[fit_rows],
-                                    classification=self._task != "regression")
-        return encoder.transform(X, dt)
+        if p["categorical_columns"]:
+            self.categories_ = CategoryIndex(p["categorical_columns"],
+                                             p["categorical_min_count"]).fit(X[fit_rows])
+        if kind != "none":
+            encoder = (PiecewiseLinearEncoder(p["n_bins"], p["binning"]) if kind == "ple"
+                       else ContinuousFirst())
+            numeric = X if self.categories_ is None else X[:, self.categories_.numeric_]
+            self.encoder_ = encoder.fit(numeric[fit_rows], y[fit_rows],
+                                        classification=self._task != "regression")
+        return self._encoded(X, dt)
 
     def _encoded(self, X: np.ndarray, dt: Any) -> np.ndarray:
+        """The network's input from X: the fitted encodings (``_fit_encoder``)."""
+        if self.categories_ is not None:
+            numeric = X[:, self.categories_.numeric_]
+            numeric = (numeric.astype(dt) if self.encoder_ is None
+                       else self.encoder_.transform(numeric, dt))
+            return np.hstack([numeric, self.categories_.transform(X, dt)])
         if self.encoder_ is None:
-            return np.ascontiguousarray(X, dtype=dt)
+            return np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (-> float32)
         return self.encoder_.transform(X, dt)
 
     def _val_score(self, net: Network, Xv: np.ndarray, Yv: np.ndarray,
@@ -244,7 +258,9 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         self.coefs_ = [W.copy() for W in net.W]
         self.intercepts_ = [b.copy() for b in net.b]
         # the periodic embedding's frequencies "c", weights "W" (n_c, 2k, d) and biases "b"
-        self.embedding_ = {k: v.copy() for k, v in net.E.items()} or None
+        self.embedding_ = {k: v.copy() for k, v in net.E.items() if k != "table"} or None
+        # the categorical levels' vectors, (table rows of every column, categorical_dim)
+        self.categorical_embedding_ = net.E["table"].copy() if "table" in net.E else None
         self.loss_curve_ = list(h.loss_curve)
         self.loss_ = h.loss_curve[-1] if h.loss_curve else None
         scores = h.validation_scores
@@ -262,8 +278,11 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         check_is_fitted(self)
         sizes = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
         net = Network(sizes, validate("activation", self.activation), self._task, dtype,
-                      embedding=embedding_of(self.embedding_))
-        net.set_params(self.coefs_, self.intercepts_, self.embedding_)
+                      embedding=embedding_of(self.embedding_),
+                      categorical=categorical_of(self.categories_, self.categorical_embedding_))
+        table = self.categorical_embedding_
+        net.set_params(self.coefs_, self.intercepts_,
+                       {**(self.embedding_ or {}), **({} if table is None else {"table": table})})
         return net
 
     def _outputs(self, X: Any) -> np.ndarray:

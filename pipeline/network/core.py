@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import ACTIVATE, DERIVATIVE, init_layer
-from .embeddings import PeriodicEmbedding
+from .embeddings import CategoricalEmbedding, PeriodicEmbedding
 from .losses import TASKS, loss_delta, output_
 
 FLOATS = (np.float64, np.float32)  # the dtypes a network trains and predicts in
@@ -32,12 +32,15 @@ class Network:
 
     With ``sizes = [n_in, n_out]`` (no hidden layer) it is a linear model: logistic, softmax or
     linear regression, trained by the same code. With an ``embedding``, the first
-    ``embedding.n`` input columns go through it first and ``sizes[0]`` counts its outputs.
+    ``embedding.n`` input columns go through it first; with ``categorical``, the last
+    ``categorical.n`` columns (table rows of categorical levels) are looked up in its tables.
+    ``sizes[0]`` counts the MLP's input: [periodic outputs, other columns, category vectors].
     """
 
     def __init__(self, sizes: Sequence[int], activation: str, task: str,
                  dtype: np.dtype | str = np.float32, dropout: float = 0.0,
-                 embedding: PeriodicEmbedding | None = None, loss: str = "squared") -> None:
+                 embedding: PeriodicEmbedding | None = None, loss: str = "squared",
+                 categorical: CategoricalEmbedding | None = None) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}; got {task!r}")
         self.loss_kind = loss  # regression only: "squared" | "huber"
@@ -47,13 +50,14 @@ class Network:
         self.task = task
         self.dropout = float(dropout)  # share of hidden units zeroed per training step
         self.embedding = embedding
+        self.categorical = categorical
+        self.blocks = [e for e in (embedding, categorical) if e is not None]
         self.dtype = np.dtype(dtype)
         self.n_layers = len(self.sizes) - 1  # number of weight matrices
         self.shapes = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        emb_coef, emb_other = (0, 0) if embedding is None else (embedding.n_coef,
-                                                                  embedding.n_other)
-        self.n_inputs = self.sizes[0] - (0 if embedding is None else
-                                         embedding.width - embedding.n)
+        emb_coef = sum(e.n_coef for e in self.blocks)
+        emb_other = sum(e.n_other for e in self.blocks)
+        self.n_inputs = self.sizes[0] - sum(e.width - e.n for e in self.blocks)
         self.n_coef = sum(i * o for i, o in self.shapes) + emb_coef
         self.theta = np.zeros(self.n_coef + sum(self.sizes[1:]) + emb_other, self.dtype)
         self.grad = np.zeros_like(self.theta)
@@ -62,8 +66,9 @@ class Network:
 
     def views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
         """Per-layer (W, b) views into a flat vector laid out like ``theta``, and the
-        embedding's ({} without one). Layout: [W_0 .. W_{L-1}, embedding W | b_0 .. b_{L-1},
-        embedding b and frequencies]: every coefficient first, for L2 and weight decay."""
+        embeddings' ({} without one). Layout: [W_0 .. W_{L-1}, periodic W, category tables |
+        b_0 .. b_{L-1}, periodic b and frequencies]: every coefficient first, for L2 and
+        weight decay."""
         W, b, start = [], [], 0
         for fan_in, fan_out in self.shapes:
             W.append(flat[start:start + fan_in * fan_out].reshape(fan_in, fan_out))
@@ -73,9 +78,14 @@ class Network:
         for _, fan_out in self.shapes:
             b.append(flat[start:start + fan_out])
             start += fan_out
-        if self.embedding is None:
-            return W, b, {}
-        return W, b, self.embedding.views(emb_coef, flat[start:])
+        E: dict[str, np.ndarray] = {}
+        if self.embedding is not None:
+            n = self.embedding.n_coef
+            E |= self.embedding.views(emb_coef[:n], flat[start:])
+            emb_coef = emb_coef[n:]
+        if self.categorical is not None:
+            E |= self.categorical.views(emb_coef)
+        return W, b, E
 
     def init(self, rng: np.random.Generator) -> None:
         """Draw initial weights (in float64, then cast: same values whatever the dtype)."""
@@ -83,9 +93,10 @@ class Network:
             W, b = init_layer(rng, fan_in, fan_out, self.activation)
             self.W[i][...] = W
             self.b[i][...] = b
-        if self.embedding is not None:
+        if self.blocks:
             values = {k: np.empty(v.shape) for k, v in self.E.items()}
-            self.embedding.init(rng, values)
+            for block in self.blocks:
+                block.init(rng, values)
             for k, v in values.items():
                 self.E[k][...] = v
 
@@ -106,10 +117,8 @@ class Network:
         """
         A, (AM, M) = ws.views(m)[0], ws.dropout_views(m)
         act, last = ACTIVATE[self.activation], self.n_layers - 1
-        if self.embedding is not None:  # A[0] = [embedded continuous columns, the others]
-            X, n_c, width = ws.X[:m], self.embedding.n, self.embedding.width
-            A[0][:, :width] = self.embedding.forward(self.E, ws.E, X[:, :n_c])
-            A[0][:, width:] = X[:, n_c:]
+        if self.blocks:  # A[0] = [embedded continuous columns, the others, level vectors]
+            self._first_block(ws, A[0], m)
         for i in range(self.n_layers):
             inputs = A[i]
             if training and i > 0 and AM[i] is not None:
@@ -137,9 +146,24 @@ class Network:
                 if dropped:
                     D[i] *= M[i]
                 act_grad(D[i], A[i], T[i])
-        if self.embedding is not None:  # on into the embedding: d loss / d A[0], its block
+        if self.blocks:  # on into the embeddings: d loss / d A[0], their blocks
             _times_transpose(D[1], self.W[0], out=D[0])
-            self.embedding.backward(self.E, self.gE, ws.E, D[0][:, :self.embedding.width])
+            if self.embedding is not None:
+                self.embedding.backward(self.E, self.gE, ws.E, D[0][:, :self.embedding.width])
+            if self.categorical is not None:
+                self.categorical.backward(self.gE, ws.C, D[0][:, -self.categorical.width:])
+
+    def _first_block(self, ws: Workspace, A0: np.ndarray, m: int) -> None:
+        """A[0] from the batch ws.X: [periodic outputs | other columns | category vectors]."""
+        X, start, stop = ws.X[:m], 0, self.n_inputs
+        left, right = 0, self.sizes[0]
+        if self.embedding is not None:
+            start, left = self.embedding.n, self.embedding.width
+            A0[:, :left] = self.embedding.forward(self.E, ws.E, X[:, :start])
+        if self.categorical is not None:
+            stop, right = stop - self.categorical.n, right - self.categorical.width
+            A0[:, right:] = self.categorical.forward(self.E, ws.C, X[:, stop:])
+        A0[:, left:right] = X[:, start:stop]
 
     def loss_and_grad(self, ws: Workspace, m: int, alpha: float) -> float:
         """Forward, loss, backward on the first m rows held in the workspace (ws.X, ws.Y),
@@ -219,9 +243,11 @@ class Workspace:
                  inference: bool = False) -> None:
         dt, B = net.dtype, max(1, batch_size)
         self.X = np.empty((B, net.n_inputs), dt)  # the gathered input batch
-        emb = net.embedding  # with one, the MLP's input A[0] is a buffer of its own
-        A0 = self.X if emb is None else np.empty((B, net.sizes[0]), dt)
+        emb, cat = net.embedding, net.categorical
+        # with an embedding, the MLP's input A[0] is a buffer of its own
+        A0 = np.empty((B, net.sizes[0]), dt) if net.blocks else self.X
         self.E = {} if emb is None else emb.buffers(B, dt)
+        self.C = {} if cat is None else cat.buffers(B, dt)
         self.A = [A0] + [np.empty((B, n), dt) for n in net.sizes[1:]]
         # dropout: per hidden layer a mask M and the masked outputs AM (None: no dropout)
         drop = net.dropout > 0 and not inference
@@ -233,7 +259,7 @@ class Workspace:
             self.D = self.T = [None] * len(self.A)
         else:
             self.Y = np.empty((B, n_targets), dt)
-            D0 = None if emb is None else np.empty((B, net.sizes[0]), dt)
+            D0 = np.empty((B, net.sizes[0]), dt) if net.blocks else None
             self.D = [D0] + [np.empty((B, n), dt) for n in net.sizes[1:]]
             self.T = [None] + [np.empty((B, n), dt) for n in net.sizes[1:]]
             self.ones = np.ones(B, dt)

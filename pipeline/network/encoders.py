@@ -15,6 +15,9 @@ fitted on the training labels (each split threshold is an edge). Columns with at
 ``ContinuousFirst`` only moves the continuous columns to the front, for the periodic embedding
 (``embeddings.py``), which encodes them inside the network.
 
+``CategoryIndex`` maps the level codes of high-cardinality categorical columns to rows of their
+embedding tables (``embeddings.CategoricalEmbedding``), pooling rare levels into one row.
+
 Because tree edges use labels, the encoder is fitted inside the estimator's ``fit``: in
 cross-validation that is each fold's training rows and nothing else. The fitted edges are plain
 arrays (``state`` / ``from_state``), saved in the model file without pickle.
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 BINNINGS = ("quantile", "tree")
+MAX_CODE = 2**24  # level codes stay exact in float32 below this
 
 
 def continuous_columns(X: np.ndarray) -> np.ndarray:
@@ -169,3 +173,86 @@ class PiecewiseLinearEncoder:
 
 
 ENCODERS = {"ple": PiecewiseLinearEncoder, "periodic": ContinuousFirst}
+
+
+class CategoryIndex:
+    """Level codes of the categorical columns -> rows of their embedding tables.
+
+    Fitted on the training rows only (in cross-validation: each fold's), so rare-level counts
+    never see held-out rows: a level seen on at least ``min_count`` of them gets a row of its
+    own (1, 2, ... in code order); every other code (rare, absent from the training rows, or
+    negative: a level prepare never saw) reads row 0, the shared "other" row, which is learned
+    like the rest from the rare levels' rows.
+    """
+
+    def __init__(self, columns: tuple[int, ...], min_count: int = 2) -> None:
+        self.columns = tuple(columns)
+        self.min_count = min_count
+
+    def fit(self, X: np.ndarray) -> CategoryIndex:
+        X = np.asarray(X)
+        self.n_features_in_ = X.shape[1]
+        for j in self.columns:
+            if j >= X.shape[1]:
+                raise ValueError(f"categorical_columns: column {j} is out of range for X with "
+                                 f"{X.shape[1]} columns")
+        self.columns_ = np.asarray(self.columns, dtype=np.intp)
+        self.numeric_ = np.setdiff1d(np.arange(X.shape[1]), self.columns_)
+        self.level_rows_ = []
+        for j in self.columns_:
+            codes = _codes(X[:, j], j)
+            counts = np.bincount(codes[codes >= 0])
+            kept = counts >= self.min_count
+            rows = np.zeros(len(counts), np.int64)
+            rows[kept] = np.arange(1, kept.sum() + 1)
+            self.level_rows_.append(rows)
+        return self
+
+    @property
+    def sizes_(self) -> list[int]:
+        """Table rows per column: the kept levels and the "other" row."""
+        return [int(rows.max(initial=0)) + 1 for rows in self.level_rows_]
+
+    def transform(self, X: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+        """(n, n_categorical) table rows, as ``dtype`` (the network's input is one array)."""
+        X = np.asarray(X)
+        out = np.zeros((X.shape[0], len(self.columns_)), dtype)
+        for i, (j, rows) in enumerate(zip(self.columns_, self.level_rows_, strict=True)):
+            codes = _codes(X[:, j], j)
+            known = (codes >= 0) & (codes < len(rows))
+            out[known, i] = rows[codes[known]]
+        return out
+
+    # ---------------------------------------------------------------- saved state
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        header = {"min_count": int(self.min_count), "n_features_in": int(self.n_features_in_)}
+        rows = np.concatenate(self.level_rows_) if self.level_rows_ else np.empty(0, np.int64)
+        return header, {"columns": self.columns_.astype(np.int64), "rows": rows,
+                        "row_counts": np.array([len(r) for r in self.level_rows_], np.int64)}
+
+    @classmethod
+    def from_state(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> CategoryIndex:
+        columns, rows, counts = arrays["columns"], arrays["rows"], arrays["row_counts"]
+        n_in = int(header["n_features_in"])
+        if (columns.ndim != 1 or not columns.size or counts.shape != columns.shape
+                or counts.sum() != rows.size or columns.min() < 0 or columns.max() >= n_in
+                or len(np.unique(columns)) != columns.size or rows.dtype.kind not in "iu"):
+            raise ValueError("categorical level arrays are inconsistent")
+        index = cls(tuple(int(j) for j in columns), int(header["min_count"]))
+        index.n_features_in_ = n_in
+        index.columns_ = columns.astype(np.intp)
+        index.numeric_ = np.setdiff1d(np.arange(n_in), index.columns_)
+        index.level_rows_ = np.split(rows.astype(np.int64), np.cumsum(counts)[:-1])
+        for r in index.level_rows_:  # rows 1..k, each once; 0 is "other"
+            kept = np.sort(r[r != 0])
+            if (r < 0).any() or not np.array_equal(kept, np.arange(1, kept.size + 1)):
+                raise ValueError("categorical level rows must number the kept levels 1..k")
+        return index
+
+
+def _codes(x: np.ndarray, j: int) -> np.ndarray:
+    """A column of level codes as int64; ValueError when it holds anything but integers."""
+    if not np.isfinite(x).all() or (x != np.round(x)).any() or (x >= MAX_CODE).any():
+        raise ValueError(f"categorical_columns: column {j} of X holds values that are not "
+                         f"integer level codes below {MAX_CODE}")
+    return x.astype(np.int64)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .activations import HIDDEN_ACTIVATIONS
 from .core import Network, Workspace
-from .embeddings import PeriodicEmbedding
+from .embeddings import CategoricalEmbedding, PeriodicEmbedding
 from .losses import TASKS
 
 THRESHOLD = 1e-6
@@ -35,10 +35,12 @@ def _targets(task: str, rng: np.random.Generator, m: int, k: int) -> np.ndarray:
 def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
                alpha: float = 0.1, hidden: tuple[int, ...] = (6, 5), periodic: bool = False,
                dropout: float = 0.0, n_outputs: int | None = None,
-               loss: str = "squared") -> float:
+               loss: str = "squared", categorical: bool = False) -> float:
     """Worst relative error between backprop and central differences for one case.
 
-    periodic: the first 2 of the 4 inputs go through a periodic embedding; dropout: one set of
+    periodic: the first 2 of the 4 inputs go through a periodic embedding; categorical: the
+    last 2 are levels (of 4 and 3) looked up in 3-d embedding tables, and every level of the
+    first occurs twice or more in the batch (the scatter-add sums rows); dropout: one set of
     masks, drawn once, is used by every evaluation. n_outputs: the task's usual count
     unless given (binary with 3: a multilabel network, the summed log-loss of 3 sigmoids);
     loss: the regression loss ("huber").
@@ -46,15 +48,19 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
     rng = np.random.default_rng(seed)
     m, n_in = 9, 4
     embedding = PeriodicEmbedding(2, 3, 4, sigma=0.5) if periodic else None
-    first = n_in if embedding is None else embedding.width + n_in - embedding.n
+    levels = CategoricalEmbedding((4, 3), 3) if categorical else None
+    first = n_in + sum(e.width - e.n for e in (embedding, levels) if e is not None)
     k = N_OUTPUTS[task] if n_outputs is None else n_outputs
     sizes = [first, *hidden, k]
     net = Network(sizes, activation, task, np.float64, dropout=dropout, embedding=embedding,
-                  loss=loss)
+                  loss=loss, categorical=levels)
     net.init(rng)
     net.theta += 0.1 * rng.standard_normal(net.theta.size)  # non-zero biases, off relu's kink
     ws = Workspace(net, m, sizes[-1])
     ws.X[...] = rng.standard_normal((m, n_in))
+    if levels is not None:  # table rows: all 4 levels of the first column, 3 of the second
+        ws.X[:, -2] = rng.permutation(np.arange(m) % 4)
+        ws.X[:, -1] = rng.integers(0, 3, m)
     ws.Y[...] = _targets(task, rng, m, k) * (2.0 if loss == "huber" else 1.0)  # |r| both sides
     ws.draw_masks(rng, m)
 
@@ -83,12 +89,12 @@ def check_case(activation: str, task: str, *, seed: int = 0, h: float = 1e-6,
 
 def run_gradcheck(seed: int = 0) -> list[tuple[str, float]]:
     """[(case_name, worst_rel_error)] for every hidden activation x every task, then every
-    task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>")
-    with dropout ("dropout/<task>"), several targets ("multilabel/binary": 3 sigmoid
-    outputs; "multioutput/regression": 3 linear outputs) and the Huber loss
-    ("huber/regression")."""
+    task with no hidden layer ("linear/<task>"), with periodic embeddings ("periodic/<task>"),
+    with categorical embeddings ("categorical/<task>"), with dropout ("dropout/<task>"),
+    several targets ("multilabel/binary": 3 sigmoid outputs; "multioutput/regression": 3
+    linear outputs) and the Huber loss ("huber/regression")."""
     variants = {"linear": {"hidden": ()}, "periodic": {"periodic": True},
-                "dropout": {"dropout": 0.3}}
+                "categorical": {"categorical": True}, "dropout": {"dropout": 0.3}}
     return [
         (f"{activation}/{task}", check_case(activation, task, seed=seed))
         for activation in HIDDEN_ACTIVATIONS

@@ -165,6 +165,26 @@ class Layers(Constraint):
 
 
 @dataclass(frozen=True)
+class Columns(Constraint):
+    """Distinct column indices (ints >= 0), in any order; empty means none."""
+
+    def accepts(self, v: Any) -> bool:
+        if isinstance(v, str | bytes | dict) or not isinstance(v, Iterable):
+            return False
+        v = list(v)
+        return all(_is_int(u) and u >= 0 for u in v) and len(set(v)) == len(v)
+
+    def describe(self) -> str:
+        return "a list of distinct column indices >= 0"
+
+    def canonical(self, v: Any) -> Any:
+        return tuple(int(u) for u in v)
+
+    def examples(self) -> tuple[list[Any], list[Any]]:
+        return [[], ()], [[-1], [0, 0], "0", [1.5], 3, None]
+
+
+@dataclass(frozen=True)
 class Either(Constraint):
     """Any of several constraints (batch_size: 'auto' or an int >= 1)."""
 
@@ -240,6 +260,13 @@ PARAMS: tuple[Param, ...] = (
     Param("periodic_scale", 0.1, _real(0, closed="neither"),
           "periodic: spread of the initial frequencies"),
     Param("embedding_dim", 16, _int(1), "periodic: units each column's embedding outputs"),
+    Param("categorical_columns", (), Columns(),
+          "columns of X holding level codes (ints >= 0; others are unseen levels), each "
+          "embedded; prepare sets them for columns with more than one_hot_max levels",
+          experiment=False),
+    Param("categorical_dim", 8, _int(1), "categorical: units of each level's embedding"),
+    Param("categorical_min_count", 2, _int(1),
+          "categorical: levels on fewer training rows share the learned 'other' vector"),
     Param("dropout", 0.0, _real(0, 1, "left"), "share of hidden units dropped per step"),
     Param("solver", "adam", Options(("sgd", "adam")), "optimiser: adam, or sgd with momentum"),
     Param("alpha", 1e-4, _real(0), "L2 penalty on the weights"),

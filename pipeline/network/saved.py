@@ -1,6 +1,7 @@
 """A fitted estimator's model file: what ``save`` writes (header + arrays) and what a file must
 hold to be read back (``_from_state``): weights checked against the header's layer sizes, the
-periodic embedding, the numeric encoder, JSON-safe parameters.
+periodic embedding, the numeric encoder, the categorical levels' rows and vectors, JSON-safe
+parameters.
 
 ``SavedModel`` gives the estimators their ``save`` / ``_from_state``; each task adds its own
 fields through the ``_task_state`` / ``_restore_task_state`` hooks. `io` only reads and writes
@@ -17,8 +18,8 @@ import numpy as np
 
 from . import io
 from .core import FLOATS, Network
-from .embeddings import PeriodicEmbedding
-from .encoders import ENCODERS
+from .embeddings import CategoricalEmbedding, PeriodicEmbedding
+from .encoders import ENCODERS, CategoryIndex
 from .errors import ModelFileError
 from .losses import OUT_ACTIVATION, TASKS
 from .params import BY_NAME, validate
@@ -52,6 +53,35 @@ def embedding_arrays(arrays: dict[str, np.ndarray], width: int,
     return {"c": c, "W": W, "b": b}
 
 
+def categorical_of(index: CategoryIndex | None,
+                   table: np.ndarray | None) -> CategoricalEmbedding | None:
+    """The categorical embedding block of a fitted level index and its (rows, d) vectors."""
+    if index is None or table is None:
+        return None
+    return CategoricalEmbedding(index.sizes_, table.shape[1])
+
+
+def categories_from_state(h: dict[str, Any], arrays: dict[str, np.ndarray],
+                          bad: Callable[[str], ModelFileError]
+                          ) -> tuple[CategoryIndex | None, np.ndarray | None]:
+    """The level -> row index and the level vectors of a file (None, None: no categorical
+    columns), checked against each other."""
+    spec = h.get("categories")
+    if spec is None:
+        return None, None
+    found = {k.removeprefix("cat_"): v for k, v in arrays.items() if k.startswith("cat_")}
+    try:
+        index = CategoryIndex.from_state(spec, found)
+        table = found["table"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"categorical levels are invalid ({type(e).__name__}: {e})") from None
+    if (table.ndim != 2 or table.shape[0] != sum(index.sizes_) or not table.shape[1]
+            or table.dtype.kind != "f" or not np.isfinite(table).all()):
+        raise bad(f"categorical embedding table has shape {table.shape} / dtype {table.dtype}; "
+                  f"the levels need {sum(index.sizes_)} finite rows")
+    return index, table
+
+
 def encoder_from_state(h: dict[str, Any], arrays: dict[str, np.ndarray], n_inputs: int,
                         bad: Callable[[str], ModelFileError]) -> Any:
     spec = h.get("encoder")
@@ -66,7 +96,7 @@ def encoder_from_state(h: dict[str, Any], arrays: dict[str, np.ndarray], n_input
         raise bad(f"numeric encoder is invalid ({type(e).__name__}: {e})") from None
     if encoder.n_features_out_ != n_inputs:
         raise bad(f"numeric encoder outputs {encoder.n_features_out_} columns, the network "
-                  f"takes {n_inputs}")
+                  f"takes {n_inputs} numeric inputs")
     return encoder
 
 
@@ -108,6 +138,18 @@ def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_columns(est: Any, n_numeric: int, bad: Callable[[str], ModelFileError]) -> None:
+    """With categorical columns, the level index splits X as the encoder and network read it."""
+    index = est.categories_
+    if index is None:
+        return
+    takes = n_numeric if est.encoder_ is None else est.encoder_.n_features_in_
+    if index.n_features_in_ != est.n_features_in_ or len(index.numeric_) != takes:
+        raise bad(f"categorical columns {index.columns} leave {len(index.numeric_)} of "
+                  f"{index.n_features_in_} columns; the model reads {takes} of "
+                  f"{est.n_features_in_}")
+
+
 class SavedModel:
     """``save`` and ``_from_state`` for an estimator that has the fitted state ``_publish``
     sets and the hooks ``_task_state`` / ``_restore_task_state``."""
@@ -128,6 +170,11 @@ class SavedModel:
             task_arrays.update({f"enc_{k}": v for k, v in enc_arrays.items()})
         for k, v in (self.embedding_ or {}).items():
             task_arrays[f"emb_{k}"] = np.asarray(v)
+        if getattr(self, "categories_", None) is not None:
+            cat_header, cat_arrays = self.categories_.state()
+            task_header["categories"] = cat_header
+            cat_arrays["table"] = np.asarray(self.categorical_embedding_)
+            task_arrays.update({f"cat_{k}": v for k, v in cat_arrays.items()})
         names = getattr(self, "feature_names_in_", None)
         header = {
             "estimator": type(self).__name__,
@@ -177,18 +224,31 @@ class SavedModel:
         except TypeError as e:
             raise bad(f"invalid params in header ({e})") from None
         est.hidden_layer_sizes, est.activation = tuple(sizes[1:-1]), activation
+        try:  # JSON keeps a list
+            est.categorical_columns = validate("categorical_columns", est.categorical_columns)
+        except ValueError as e:
+            raise bad(f"invalid params in header ({e})") from None
         est.dtype = str(dtype)
         est._task = task
         est._restore_task_state(h, arrays, sizes, bad)
         emb_params = embedding_arrays(arrays, sizes[0], bad)
-        net = Network(sizes, activation, task, dtype, embedding=embedding_of(emb_params))
-        net.set_params(*weights_from(arrays, sizes, bad), emb_params)
-        est.encoder_ = encoder_from_state(h, arrays, net.n_inputs, bad)
+        est.categories_, table = categories_from_state(h, arrays, bad)
+        categorical = categorical_of(est.categories_, table)
+        if categorical is not None and categorical.width > sizes[0]:
+            raise bad(f"categorical embeddings output {categorical.width} columns, the "
+                      f"network takes {sizes[0]}")
+        net = Network(sizes, activation, task, dtype, embedding=embedding_of(emb_params),
+                      categorical=categorical)
+        net.set_params(*weights_from(arrays, sizes, bad),
+                       {**(emb_params or {}), **({} if table is None else {"table": table})})
+        n_categorical = 0 if categorical is None else categorical.n
+        est.encoder_ = encoder_from_state(h, arrays, net.n_inputs - n_categorical, bad)
         scores = h.get("validation_scores")
         est._publish(net, History(loss_curve, scores, h.get("best_loss"),
                                   max(scores) if scores else None, n_iter,
                                   int(h.get("best_epoch") or n_iter)))
         est.n_features_in_ = int(h.get("n_features_in") or sizes[0])
+        _check_columns(est, net.n_inputs - n_categorical, bad)
         if h.get("feature_names_in"):
             est.feature_names_in_ = np.asarray(h["feature_names_in"], dtype=object)
         est.metadata_ = h.get("metadata") or {}

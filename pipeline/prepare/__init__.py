@@ -32,8 +32,8 @@ from pipeline.prepare.cache import (
     write_cache,
 )
 from pipeline.prepare.features import (
-    MAX_CATEGORIES,
     PREP_VERSION,
+    embedded_columns,
     encode_features,
     require_columns,
     transform,
@@ -51,7 +51,6 @@ from pipeline.prepare.user_features import (
 # the stage's public names, where callers import them from
 __all__ = [
     "DATA_DIR",
-    "MAX_CATEGORIES",
     "PREP_VERSION",
     "SOURCE_FILE",
     "Prepared",
@@ -80,6 +79,8 @@ class Prepared:
     path: Path
     groups: np.ndarray | None = None  # [cv] kind = "group": each train row's group ('U')
     order: np.ndarray | None = None  # [cv] kind = "time": each train row's time (float64)
+    # columns of X holding level codes (more than one_hot_max levels): the network embeds them
+    categorical: tuple[int, ...] = ()
 
 
 def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
@@ -121,6 +122,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
         path=out,
         groups=arrays.get("groups"),
         order=arrays.get("order"),
+        categorical=embedded_columns(spec),
     )
 
 

@@ -31,7 +31,8 @@ def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: st
     any change re-prepares, and a study tied to the old fingerprint refuses to resume."""
     h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
     settings: dict[str, Any] = {
-        k: getattr(comp, k) for k in ("id", "target", "task", "drop", "categorical", "dates")}
+        k: getattr(comp, k)
+        for k in ("id", "target", "task", "drop", "categorical", "dates", "one_hot_max")}
     if fold_column is not None:  # group / time folds add an array; other kinds change nothing
         settings["folds"] = fold_column
     if feature_code is not None:  # absent otherwise: fingerprints from before stay valid

@@ -1,7 +1,9 @@
 """The feature transform: which columns are features, numbers / categories / dates, the fitted
-ColumnTransformer (median imputation + missing indicators, one-hot encoding, standardisation)
-and its JSON form, and `transform`, which replays that JSON on raw rows without sklearn (the
-MLflow model does, in pipeline.tracking.scoring). sklearn is imported only when fitting.
+ColumnTransformer (median imputation + missing indicators, one-hot encoding, standardisation),
+the level codes of high-cardinality columns (more than `[competition] one_hot_max` levels:
+the network embeds them) and its JSON form, and `transform`, which replays that JSON on raw
+rows without sklearn (the MLflow model does, in pipeline.tracking.scoring). sklearn is imported
+only when fitting.
 """
 
 from __future__ import annotations
@@ -17,12 +19,9 @@ from pipeline.experiment import Competition, Experiment
 from pipeline.files import DATE_PARTS, ISO, date_format, one_line, parse_dates
 
 # Bump when the transform changes, so old caches are not reused.
-PREP_VERSION = 3
+PREP_VERSION = 4
 MISSING = "<missing>"  # a missing categorical value is a category of its own
-# One-hot columns per categorical column, the last one shared by all rarer levels: a zip code
-# or user id with thousands of levels would otherwise make X dense gigabytes.
-MAX_CATEGORIES = 50
-OTHER = "<other>"  # the feature-name label of that shared column
+UNSEEN = -1  # the level code of a value train.csv never had (the network's "other" row)
 
 if TYPE_CHECKING:  # sklearn costs ~1 s to import; only a cache miss needs it
     from sklearn.compose import ColumnTransformer
@@ -47,13 +46,39 @@ def encode_features(
     train, test = _with_dates(train, dates), _with_dates(test, dates)
     X_train_df = _frame(train, numeric, categorical, train_file)
     X_test_df = _frame(test, numeric, categorical, test_file, numeric_in=train_file)
+    # The vocabulary needs no labels: every train.csv row's level; the network counts which
+    # are rare on its own training rows (each fold's), so none of that sees held-out rows.
+    embedded = {c: sorted(X_train_df[c].unique()) for c in categorical
+                if X_train_df[c].nunique() > comp.one_hot_max}
+    one_hot = [c for c in categorical if c not in embedded]
 
-    ct = _transformer(numeric, categorical).fit(X_train_df)
-    X_train = np.asarray(ct.transform(X_train_df), dtype=np.float64)
-    X_test = np.asarray(ct.transform(X_test_df), dtype=np.float64)
-    spec = _describe(ct, numeric, categorical, comp, target_spec)
+    ct = _transformer(numeric, one_hot).fit(X_train_df)
+    X_train = _with_codes(ct.transform(X_train_df), X_train_df, embedded)
+    X_test = _with_codes(ct.transform(X_test_df), X_test_df, embedded)
+    spec = _describe(ct, numeric, one_hot, comp, target_spec)
+    spec["embedded"] = [{"name": c, "levels": levels} for c, levels in embedded.items()]
+    spec["feature_names"] += list(embedded)
     spec["dates"] = dates
     return X_train, X_test, spec
+
+
+def embedded_columns(spec: dict[str, Any]) -> tuple[int, ...]:
+    """The prepared columns holding level codes (the last ones), for the network's
+    ``categorical_columns``."""
+    n, k = len(spec["feature_names"]), len(spec.get("embedded", ()))
+    return tuple(range(n - k, n))
+
+
+def level_codes(labels: Any, levels: list[str]) -> np.ndarray:
+    """Each label's index in `levels` (train.csv's sorted levels), UNSEEN for the others."""
+    codes = pd.Index(levels).get_indexer(pd.Index(labels))
+    codes[codes < 0] = UNSEEN
+    return codes.astype(np.float64)
+
+
+def _with_codes(X: Any, df: pd.DataFrame, embedded: dict[str, list[str]]) -> np.ndarray:
+    codes = [level_codes(df[c].to_numpy(), levels)[:, None] for c, levels in embedded.items()]
+    return np.hstack([np.asarray(X, dtype=np.float64), *codes])
 
 
 def require_columns(
@@ -221,8 +246,7 @@ def _transformer(numeric: list[str], categorical: list[str]) -> ColumnTransforme
                       numeric))
     if categorical:
         parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False,
-                                           max_categories=MAX_CATEGORIES, dtype=np.float64),
-                      categorical))
+                                           dtype=np.float64), categorical))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
@@ -259,12 +283,10 @@ def _describe(
         names += [f"{c}[missing]" for c in flagged]
     if categorical:
         enc = ct.named_transformers_["cat"]
-        rare = enc.infrequent_categories_
-        for c, cats, other in zip(categorical, enc.categories_, rare, strict=True):
-            other = [] if other is None else [str(v) for v in other]
-            kept = [str(v) for v in cats if str(v) not in set(other)]
-            spec["categorical"].append({"name": c, "categories": kept, "other": other})
-            names += [f"{c}={v}" for v in kept] + ([f"{c}={OTHER}"] if other else [])
+        for c, cats in zip(categorical, enc.categories_, strict=True):
+            kept = [str(v) for v in cats]
+            spec["categorical"].append({"name": c, "categories": kept})
+            names += [f"{c}={v}" for v in kept]
     spec["feature_names"] = names
     return spec
 
@@ -281,6 +303,8 @@ def transform(spec: dict[str, Any], df: pd.DataFrame) -> np.ndarray:
     for col in spec["categorical"]:
         labels = category_labels(df[col["name"]]).to_numpy()
         blocks += [(labels == v).astype(np.float64) for v in col["categories"]]
-        if col.get("other"):
+        if col.get("other"):  # a PREP_VERSION 3 preprocessor's column of rare levels
             blocks.append(np.isin(labels, col["other"]).astype(np.float64))
+    for col in spec.get("embedded", []):  # level codes; a level train.csv never had: UNSEEN
+        blocks.append(level_codes(category_labels(df[col["name"]]).to_numpy(), col["levels"]))
     return np.column_stack(blocks) if blocks else np.empty((len(df), 0))
