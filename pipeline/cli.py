@@ -447,10 +447,14 @@ def submit_best(
     """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
     parent run."""
     from pipeline.submit import submit as write_submission
+    from pipeline.tracking.artifacts import trial_fetcher
     from pipeline.tune import best_trials, study_run_id
 
     chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
-    result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message)
+    result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message,
+                              fetch=trial_fetcher(tracking_uri))
+    for note in result.notes:
+        console.warning(note)
     console.submission(result)
     parent = study_run_id(exp, storage=storage, study_name=study)
     if parent and not result.existing:  # an identical earlier submission is logged already

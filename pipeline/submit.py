@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.decision import Decision, choose_if_better, fold_scores
+from pipeline.decision import Decision, decide, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
@@ -56,7 +56,7 @@ from pipeline.submission.format import (
     to_csv_text,
     to_frame,
 )
-from pipeline.trials import TrialSpec
+from pipeline.trials import Fetch, StoredTrial, TrialKey, TrialSpec, load
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class SubmissionResult:
     prediction_paths: list[Path] = field(default_factory=list)  # OOF and test predictions
     existing: bool = False  # an identical CSV was already submitted: nothing was written
     decision: Decision = field(default_factory=Decision)  # chosen on OOF, applied to the test
+    notes: list[str] = field(default_factory=list)  # e.g. a trial whose folds trained again
 
 
 @dataclass
@@ -91,6 +92,7 @@ class _Member:
     folds: bool  # models are fold models (else one refit model)
     test_pred: np.ndarray  # metric form, test.csv order
     oof: np.ndarray  # metric form, train order: the mean over its seeds
+    stored: StoredTrial | None = None  # its oof is exactly the stored trial's (one seed)
 
 
 # --- public entry points -------------------------------------------------------------------
@@ -106,9 +108,11 @@ SEED_STRIDE = 7919  # bagging seed s trains with the trial's random_state + s * 
 
 def submit(
     exp: Experiment, trials: list[TrialSpec], *, refit: bool | None = None,
-    seeds: int | None = None, message: str = "",
+    seeds: int | None = None, message: str = "", fetch: Fetch | None = None,
 ) -> SubmissionResult:
-    """None for refit / seeds: the experiment's [submit] settings."""
+    """None for refit / seeds: the experiment's [submit] settings. Each trial's stored result
+    (`pipeline.trials`; `fetch` gets it from its MLflow run when this machine lacks it) is
+    reused: only what it does not hold trains."""
     refit = exp.submit.refit if refit is None else refit
     seeds = exp.submit.seeds if seeds is None else seeds
     if not trials:
@@ -123,18 +127,18 @@ def submit(
 
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
-    members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds) for t in trials]
+    notes: list[str] = []
+    members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds, fetch=fetch,
+                       notes=notes) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
     oof = np.mean([m.oof for m in members], axis=0)
     scored = _ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
-    cv_score = trials[0].score  # a single refit: the trial's own score
+    cv_score, decision = _scored(evaluate, prepared, exp, members, oof)
     if scored is not None:
         cv_score = scored.score
-    elif seeds > 1 or not refit:  # what was submitted is the bag: its own out-of-fold score
-        cv_score = _oof_score(evaluate, prepared, exp, oof)
+    elif refit and seeds == 1:  # a single refit: the trial's own score
+        cv_score = trials[0].score
 
-    decision = choose_if_better(exp.competition.metric, exp.competition.task, prepared.y, oof,
-                                [val for _, val in evaluate.folds(prepared, exp)])
     written_pred = decided(fmt.kind, decision, pred)
     text = to_csv_text(to_frame(fmt, written_pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
@@ -171,7 +175,7 @@ def submit(
         path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
-        prediction_paths=kept, decision=decision,
+        prediction_paths=kept, decision=decision, notes=notes,
     )
 
 
@@ -246,24 +250,29 @@ def refit_params(trial: TrialSpec) -> dict[str, Any]:
 
 
 def _member(
-    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, seeds: int
+    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, seeds: int,
+    fetch: Fetch | None, notes: list[str],
 ) -> _Member:
     """The trial's model(s), `seeds` times: test predictions and out-of-fold predictions, each
-    the mean over the seeds (seed 0 is the trial's own random_state)."""
+    the mean over the seeds (seed 0 is the trial's own random_state). Seed 0's fold models,
+    test and out-of-fold predictions come from the trials store when it holds them: only the
+    other seeds and a refit train."""
     models: list = []
     tests, oofs = [], []
     base = int(trial.params.get("random_state") or 0)
     evaluate.check_target(prepared, exp, _params(trial))  # before a refit's fit, too
+    stored = stored_trial(exp, prepared, trial, fetch, notes, need_models=not refit)
     try:
         for s in range(seeds):
             seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
             if refit:
-                est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
-                with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    est.fit(prepared.X_train, prepared.y)
-                models.append(est)
-                tests.append(evaluate.predict(est, prepared.X_test))
+                models.append(_refit(evaluate, prepared, exp, trial, seed))
+                tests.append(evaluate.predict(models[-1], prepared.X_test))
+            if s == 0 and stored is not None:
+                models += [] if refit else stored.models()
+                tests += [] if refit else [stored.test]
+                oofs.append(stored.oof)
+            elif refit:
                 oofs.append(evaluate.cross_validate(prepared, exp, _params(trial) | seed).oof)
             else:
                 cv = evaluate.cross_validate(prepared, exp, _params(trial) | seed,
@@ -277,7 +286,40 @@ def _member(
         raise PipelineError(
             f"trial {trial.number} diverged while {doing} ({e}); try {other} or another --trial"
         ) from None
-    return _Member(trial, models, not refit, np.mean(tests, axis=0), np.mean(oofs, axis=0))
+    reuse = stored if stored is not None and seeds == 1 else None  # what it measured is ours
+    return _Member(trial, models, not refit, np.mean(tests, axis=0), np.mean(oofs, axis=0),
+                   reuse)
+
+
+def _refit(evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec,
+           seed: dict[str, int]) -> Any:
+    est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
+    with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(prepared.X_train, prepared.y)
+    return est
+
+
+def stored_trial(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch | None,
+                 notes: list[str], *, need_models: bool) -> StoredTrial | None:
+    """The trial's stored result when it was measured on these data with these parameters
+    (and, for `need_models`, still has its fold models); else None and one line in `notes`
+    saying why its folds train again."""
+    stored = load(TrialKey(exp.name, trial.study or exp.name, trial.number),
+                  run_id=trial.run_id, fetch=fetch)
+    where = TrialKey(exp.name, trial.study or exp.name, trial.number).folder
+    if stored is None:
+        why = f"no stored result in {where}/"
+    elif stored.info.get("fingerprint") != prepared.fingerprint:
+        why = f"{where}/ was measured on other data (fingerprint {stored.info.get('fingerprint')})"
+    elif _json_safe(stored.info.get("params")) != _json_safe(trial.params):
+        why = f"{where}/ holds other parameters (a study of the same name started again?)"
+    elif need_models and not stored.model_paths:
+        why = f"its fold models are not kept in {where}/ ([tune] keep, or deleted)"
+    else:
+        return stored
+    notes.append(f"trial {trial.number}: {why}; training its folds again")
+    return None
 
 
 def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
@@ -287,6 +329,17 @@ def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -
     comp = exp.competition
     rows = [val for _, val in evaluate.folds(prepared, exp)]
     return float(np.mean(fold_scores(comp.metric, comp.task, prepared.y, oof, rows)))
+
+
+def _scored(evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member],
+            oof: np.ndarray) -> tuple[float, Decision]:
+    """(out-of-fold score, decision) of what is submitted; a single stored trial's own."""
+    if len(members) == 1 and (stored := members[0].stored) is not None:
+        return float(stored.info["score"]), Decision.from_dict(stored.info.get("decision"))
+    comp = exp.competition
+    rows = [val for _, val in evaluate.folds(prepared, exp)]
+    scores, decision = decide(comp.metric, comp.task, prepared.y, oof, rows)
+    return float(np.mean(scores)), decision
 
 
 def _ensemble_score(

@@ -36,6 +36,7 @@ LAYERS = [
     ["pipeline.tracking"],
     ["pipeline.submit", "pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
+    ["pipeline.trials"],  # each complete trial's stored result: written by tune, read above
     ["pipeline.prepare", "pipeline.infer"],
     ["pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],
@@ -44,7 +45,7 @@ LAYERS = [
     ["pipeline.metrics"],
     ["pipeline.network"],
     ["pipeline.competitions"],
-    ["pipeline.trials", "pipeline.curves", "pipeline.provenance", "pipeline.files",
+    ["pipeline.curves", "pipeline.provenance", "pipeline.files",
      "pipeline.errors", "pipeline.processes"],
 ]
 

@@ -47,8 +47,8 @@ from pipeline.metrics import METRICS, Metric
 from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
-from pipeline.trials import TrialSpec
-from pipeline.tune.objective import WorkerArgs, baseline_trials
+from pipeline.trials import TrialSpec, remove_study
+from pipeline.tune.objective import WorkerArgs, baseline_trials, study_identity
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
@@ -105,6 +105,7 @@ def tune(
         tracker.close()
         return done
     if created:  # every study measures the linear model and [model]'s defaults first
+        remove_study(exp.name, name)  # stored results of a deleted study of the same name
         for params in baseline_trials(exp):
             study.enqueue_trial(params, user_attrs={"baseline": True})
     parent = _parent_run(study, created, tracker, exp, name, url, prepared.fingerprint)
@@ -162,13 +163,6 @@ def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
     best = exp.path.parent / f"{exp.name}.best.json"
     return TuneResult(trial_rows, budget, metric.name, metric.direction,
                       best if best.is_file() else None, [note])
-
-
-def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
-    """What a study's trials were measured on (see `check_identity`); `folds` is the scheme
-    evaluate.folds builds (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
-    return {"data_fingerprint": fingerprint, "folds": exp.fold_scheme(),
-            "metric": exp.competition.metric, "task": exp.competition.task}
 
 
 def _sampler_seeds(exp: Experiment, study: Any, jobs: int) -> list[int]:
@@ -300,7 +294,8 @@ def best_trials(
         chosen = sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
         chosen = chosen[:top_k]
     return [TrialSpec(number=t.number, params=dict(t.user_attrs["params"]), score=t.value,
-                      n_iter=int(t.user_attrs.get("n_iter", 1))) for t in chosen]
+                      n_iter=int(t.user_attrs.get("n_iter", 1)), study=study.study_name,
+                      run_id=t.user_attrs.get("mlflow_run_id")) for t in chosen]
 
 
 def study_run_id(

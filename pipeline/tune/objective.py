@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.metrics import METRICS
+from pipeline.trials.store import ARTIFACT_PATH
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
 
 if TYPE_CHECKING:
-    from pipeline.evaluate import FoldEpochCallback
+    from pipeline.evaluate import CVResult, FoldEpochCallback
     from pipeline.experiment import Experiment
     from pipeline.tracking import RunLog, Tracker
 
@@ -116,6 +117,13 @@ def _epoch_stride(exp: Experiment) -> int:
     return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
 
 
+def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
+    """What a study's trials were measured on (see `check_identity`); `folds` is the scheme
+    evaluate.folds builds (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
+    return {"data_fingerprint": fingerprint, "folds": exp.fold_scheme(),
+            "metric": exp.competition.metric, "task": exp.competition.task}
+
+
 def trial_config(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
     """The child run's config.json: the experiment with [model] = what this trial trained."""
     config = exp.as_dict()
@@ -188,8 +196,7 @@ class Objective:
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
         try:
             res = cross_validate(self.prepared, self.exp, params, diagnostics=True,
-                                 keep_models=self.tracker.enabled,
-                                 on_epoch=self._epoch_reporter(trial, run, where))
+                                 keep_models=True, on_epoch=self._epoch_reporter(trial, run, where))
             # a refit trains this long: the epochs whose weights the folds kept
             n_iter = round(sum(res.best_epochs) / len(res.best_epochs))
             for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
@@ -213,9 +220,30 @@ class Objective:
                      **{f"fold{f}/{self.metric.key}": s for f, s in enumerate(res.scores)}},
             config=config, tags=run_tags(res.stop_reasons, trial.user_attrs),
         )
-        if res.models and self._best_so_far(trial, res.mean):
+        self._store(trial, res, run.run_id, n_iter)
+        if self.tracker.enabled and self._best_so_far(trial, res.mean):
             self._log_network(trial, run.run_id, res.models[0], res.mean)
         return res.mean
+
+    def _store(self, trial: Any, res: CVResult, run_id: str, n_iter: int) -> None:
+        """The trial's result, once, in the trials store (and on its run, tracking on): the
+        later stages reuse it instead of training again. Only the best `[tune] keep` trials
+        keep their fold models."""
+        import numpy as np
+
+        from pipeline.evaluate import predict
+        from pipeline.trials import TrialKey, prune, save
+
+        key = TrialKey(self.exp.name, self.args.study, trial.number)
+        test = np.mean([predict(m, self.prepared.X_test) for m in res.models], axis=0)
+        info = {"score": res.mean, "params": trial.user_attrs["params"], "n_iter": n_iter,
+                "decision": res.decision.as_dict(), "stop_reasons": res.stop_reasons,
+                "fingerprint": self.prepared.fingerprint, "run_id": run_id,
+                "identity": study_identity(self.exp, self.prepared.fingerprint)}
+        paths = save(key, models=res.models, oof=res.oof, test=test, info=info)
+        prune(self.exp.name, self.args.study, self.exp.tune.keep, self.metric.direction)
+        if self.tracker.enabled:  # the pruned models are gone already: only kept ones go up
+            self.tracker.log_files(run_id, [p for p in paths if p.exists()], ARTIFACT_PATH)
 
     def _best_so_far(self, trial: Any, score: float) -> bool:
         """Better than every complete trial: the best trial always gets its drawing, and
