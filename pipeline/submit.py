@@ -26,18 +26,15 @@ that will be written, before anything touches the disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.decision import Decision, decide, fold_scores
+from pipeline.decision import Decision
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
@@ -56,14 +53,20 @@ from pipeline.submission.format import (
     to_csv_text,
     to_frame,
 )
-from pipeline.trials import Fetch, StoredTrial, TrialKey, TrialSpec, load
+from pipeline.submission.members import (
+    SEED_STRIDE,
+    EnsembleScore,
+    Member,
+    bag_score,
+    ensemble_score,
+    json_safe,
+    member,
+    refit_params,
+)
+from pipeline.trials import Fetch, TrialSpec
 
-
-@dataclass(frozen=True)
-class EnsembleScore:
-    members: int
-    score: float  # OOF score of the members' mean prediction, over the same folds
-    best_member: float  # the best single member's OOF score
+__all__ = ["SEED_STRIDE", "SubmissionResult", "Submitted", "refit_params", "submit",
+           "submit_best", "validate_file"]
 
 
 @dataclass(frozen=True)
@@ -83,16 +86,7 @@ class SubmissionResult:
     existing: bool = False  # an identical CSV was already submitted: nothing was written
     decision: Decision = field(default_factory=Decision)  # chosen on OOF, applied to the test
     notes: list[str] = field(default_factory=list)  # e.g. a trial whose folds trained again
-
-
-@dataclass
-class _Member:
-    trial: TrialSpec
-    models: list  # fitted estimators whose test predictions were averaged
-    folds: bool  # models are fold models (else one refit model)
-    test_pred: np.ndarray  # metric form, test.csv order
-    oof: np.ndarray  # metric form, train order: the mean over its seeds
-    stored: StoredTrial | None = None  # its oof is exactly the stored trial's (one seed)
+    feature_names: tuple[str, ...] = ()  # the models' inputs (to draw them)
 
 
 # --- public entry points -------------------------------------------------------------------
@@ -101,9 +95,6 @@ class _Member:
 def validate_file(exp: Experiment, file: Path) -> None:
     """Check any CSV against the competition's submission rules; PipelineError if it fails."""
     check_file(load_format(exp), Path(file))
-
-
-SEED_STRIDE = 7919  # bagging seed s trains with the trial's random_state + s * SEED_STRIDE
 
 
 def submit(
@@ -128,12 +119,12 @@ def submit(
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
     notes: list[str] = []
-    members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds, fetch=fetch,
+    members = [member(evaluate, prepared, exp, t, refit=refit, seeds=seeds, fetch=fetch,
                        notes=notes) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
     oof = np.mean([m.oof for m in members], axis=0)
-    scored = _ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
-    cv_score, decision = _scored(evaluate, prepared, exp, members, oof)
+    scored = ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
+    cv_score, decision = bag_score(evaluate, prepared, exp, members, oof)
     if scored is not None:
         cv_score = scored.score
     elif refit and seeds == 1:  # a single refit: the trial's own score
@@ -176,6 +167,7 @@ def submit(
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
         prediction_paths=kept, decision=decision, notes=notes,
+        feature_names=tuple(prepared.feature_names),
     )
 
 
@@ -190,6 +182,60 @@ def already_submitted(
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         existing=True,
     )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """`pipeline submit`'s answer: the submission, its registry version, and what went wrong
+    on the MLflow side (the submission stands regardless)."""
+
+    result: SubmissionResult
+    registered: Any = None  # tracking.registry.Registered, when the model was registered
+    warnings: list[str] = field(default_factory=list)
+
+
+def submit_best(
+    exp: Experiment, *, trial: int | None = None, top_k: int = 1, refit: bool | None = None,
+    seeds: int | None = None, message: str = "", storage: str | None = None,
+    study: str | None = None, tracking_uri: str | None = None, promote: bool = False,
+) -> Submitted:
+    """The `submit` stage: the study's best trial(s) (or `trial`) -> `submit`; the files, the
+    model drawn and the registered model go on the study's MLflow parent run."""
+    from pipeline.tracking.artifacts import trial_fetcher
+    from pipeline.tune import best_trials, study_run_id
+
+    chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
+    result = submit(exp, chosen, refit=refit, seeds=seeds, message=message,
+                    fetch=trial_fetcher(tracking_uri))
+    parent = study_run_id(exp, storage=storage, study_name=study)
+    if not parent or result.existing:  # an identical earlier submission is logged already
+        return Submitted(result)
+    return log_submission(exp, result, parent, tracking_uri, promote)
+
+
+def log_submission(exp: Experiment, result: SubmissionResult, parent: str,
+                   tracking_uri: str | None, promote: bool) -> Submitted:
+    """The submission's files and drawing on the parent run, then the registry."""
+    from pipeline.network import load_model
+    from pipeline.tracking import make_tracker
+    from pipeline.tracking.registry import log_and_register
+
+    try:
+        tracker = make_tracker(tracking_uri)
+        tracker.log_files(parent, [result.path, *result.model_paths], "submission")
+        tracker.log_files(parent, result.prediction_paths, "predictions")
+        first = result.model_paths[0]
+        many = f", first of {len(result.model_paths)} models" if len(result.model_paths) > 1 else ""
+        tracker.log_network(parent, load_model(first), result.feature_names,
+                            f"{exp.name}: submitted model {first.name}{many}", "submission")
+    except Exception as e:  # the submission is written; a tracking hiccup must not undo it
+        return Submitted(result, None, [f"could not log the submission to MLflow ({e})"])
+    try:
+        registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
+                                      promote=promote)
+    except Exception as e:  # the submission is written; a registry hiccup must not undo it
+        return Submitted(result, None, [f"could not register the model in MLflow ({e})"])
+    return Submitted(result, registered)
 
 
 # --- checks on the inputs ------------------------------------------------------------------
@@ -232,134 +278,9 @@ def _check_prepared(prepared: Any, fmt: Format) -> None:
 # --- models --------------------------------------------------------------------------------
 
 
-def _params(trial: TrialSpec) -> dict[str, Any]:
-    params = dict(trial.params)
-    if isinstance(params.get("hidden_layer_sizes"), list):  # JSON round trips make lists
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    return params
-
-
-def refit_params(trial: TrialSpec) -> dict[str, Any]:
-    """Train exactly the folds' mean epochs: no early stopping and no loss-plateau stop."""
-    epochs = max(1, int(round(trial.n_iter)))
-    return _params(trial) | {
-        "max_iter": epochs,
-        "early_stopping": False,
-        "n_iter_no_change": epochs + 1,
-    }
-
-
-def _member(
-    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, seeds: int,
-    fetch: Fetch | None, notes: list[str],
-) -> _Member:
-    """The trial's model(s), `seeds` times: test predictions and out-of-fold predictions, each
-    the mean over the seeds (seed 0 is the trial's own random_state). Seed 0's fold models,
-    test and out-of-fold predictions come from the trials store when it holds them: only the
-    other seeds and a refit train."""
-    models: list = []
-    tests, oofs = [], []
-    base = int(trial.params.get("random_state") or 0)
-    evaluate.check_target(prepared, exp, _params(trial))  # before a refit's fit, too
-    stored = stored_trial(exp, prepared, trial, fetch, notes, need_models=not refit)
-    try:
-        for s in range(seeds):
-            seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
-            if refit:
-                models.append(_refit(evaluate, prepared, exp, trial, seed))
-                tests.append(evaluate.predict(models[-1], prepared.X_test))
-            if s == 0 and stored is not None:
-                models += [] if refit else stored.models()
-                tests += [] if refit else [stored.test]
-                oofs.append(stored.oof)
-            elif refit:
-                oofs.append(evaluate.cross_validate(prepared, exp, _params(trial) | seed).oof)
-            else:
-                cv = evaluate.cross_validate(prepared, exp, _params(trial) | seed,
-                                             keep_models=True)
-                models += cv.models
-                tests.append(np.mean([evaluate.predict(m, prepared.X_test) for m in cv.models],
-                                     axis=0))
-                oofs.append(cv.oof)
-    except FloatingPointError as e:  # the network's DivergenceError
-        doing, other = ("refitting", "--no-refit") if refit else ("rebuilding its folds", "--refit")
-        raise PipelineError(
-            f"trial {trial.number} diverged while {doing} ({e}); try {other} or another --trial"
-        ) from None
-    reuse = stored if stored is not None and seeds == 1 else None  # what it measured is ours
-    return _Member(trial, models, not refit, np.mean(tests, axis=0), np.mean(oofs, axis=0),
-                   reuse)
-
-
-def _refit(evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec,
-           seed: dict[str, int]) -> Any:
-    est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
-    with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(prepared.X_train, prepared.y)
-    return est
-
-
-def stored_trial(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch | None,
-                 notes: list[str], *, need_models: bool) -> StoredTrial | None:
-    """The trial's stored result when it was measured on these data with these parameters
-    (and, for `need_models`, still has its fold models); else None and one line in `notes`
-    saying why its folds train again."""
-    stored = load(TrialKey(exp.name, trial.study or exp.name, trial.number),
-                  run_id=trial.run_id, fetch=fetch)
-    where = TrialKey(exp.name, trial.study or exp.name, trial.number).folder
-    if stored is None:
-        why = f"no stored result in {where}/"
-    elif stored.info.get("fingerprint") != prepared.fingerprint:
-        why = f"{where}/ was measured on other data (fingerprint {stored.info.get('fingerprint')})"
-    elif _json_safe(stored.info.get("params")) != _json_safe(trial.params):
-        why = f"{where}/ holds other parameters (a study of the same name started again?)"
-    elif need_models and not stored.model_paths:
-        why = f"its fold models are not kept in {where}/ ([tune] keep, or deleted)"
-    else:
-        return stored
-    notes.append(f"trial {trial.number}: {why}; training its folds again")
-    return None
-
-
-def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
-    """A CV score computed like the trials' own: the metric per fold (a label metric's with
-    the decision chosen on the other folds), then the mean. Only the folds' validation rows
-    are read: rows no fold validates (time folds) hold NaN."""
-    comp = exp.competition
-    rows = [val for _, val in evaluate.folds(prepared, exp)]
-    return float(np.mean(fold_scores(comp.metric, comp.task, prepared.y, oof, rows)))
-
-
-def _scored(evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member],
-            oof: np.ndarray) -> tuple[float, Decision]:
-    """(out-of-fold score, decision) of what is submitted; a single stored trial's own."""
-    if len(members) == 1 and (stored := members[0].stored) is not None:
-        return float(stored.info["score"]), Decision.from_dict(stored.info.get("decision"))
-    comp = exp.competition
-    rows = [val for _, val in evaluate.folds(prepared, exp)]
-    scores, decision = decide(comp.metric, comp.task, prepared.y, oof, rows)
-    return float(np.mean(scores)), decision
-
-
-def _ensemble_score(
-    evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member]
-) -> EnsembleScore:
-    """The ensemble's CV score, computed like the members' (mean over the same folds)."""
-    metric = METRICS[exp.competition.metric]
-
-    def cv_of(oof: np.ndarray) -> float:
-        return _oof_score(evaluate, prepared, exp, oof)
-
-    score = cv_of(np.mean([m.oof for m in members], axis=0))
-    singles = [cv_of(m.oof) for m in members]
-    best = max(singles) if metric.direction == "maximize" else min(singles)
-    return EnsembleScore(len(members), score, best)
-
-
 def _save_models(
     csv_path: Path,
-    members: list[_Member],
+    members: list[Member],
     exp: Experiment,
     prepared: Any,
     refit: bool,
@@ -369,17 +290,17 @@ def _save_models(
     """One refit model -> <stem>.npz; fold models / ensembles -> <stem>.m<i>.npz each."""
     models = [(m, fold, est) for m in members for fold, est in enumerate(m.models)]
     paths = []
-    for i, (member, fold, est) in enumerate(models, start=1):
+    for i, (owner, fold, est) in enumerate(models, start=1):
         suffix = ".npz" if len(models) == 1 else f".m{i}.npz"
         path = csv_path.with_name(csv_path.stem + suffix)
-        metadata = _json_safe({
+        metadata = json_safe({
             "experiment": exp.name,
-            "trial": member.trial.number,
-            "params": member.trial.params,
-            "cv_score": member.trial.score,
+            "trial": owner.trial.number,
+            "params": owner.trial.params,
+            "cv_score": owner.trial.score,
             "fingerprint": prepared.fingerprint,
             "refit": refit,
-            "fold": fold if member.folds else None,
+            "fold": fold if owner.folds else None,
             "classes": list(prepared.classes) if prepared.classes is not None else None,
             "submission": csv_path.name,
             "decision": decision.as_dict(),  # chosen on OOF, applied to what was submitted
@@ -405,17 +326,6 @@ def _save_predictions(csv_path: Path, prepared: Any, oof: np.ndarray, test: np.n
         written.append(path)
         out.append(path)
     return out
-
-
-def _json_safe(value: Any) -> Any:
-    def plain(v: Any) -> Any:
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        return str(v)
-
-    return json.loads(json.dumps(value, default=plain))
 
 
 # --- files and messages --------------------------------------------------------------------

@@ -215,8 +215,8 @@ def test_a_label_metric_applies_the_decision_chosen_on_oof_and_saves_it(fake, mo
     model's metadata; a different threshold writes different labels."""
     import json
 
-    from pipeline import submit as submit_module
     from pipeline.decision import Decision, apply, choose, fold_scores
+    from pipeline.submission import members as submit_module
 
     exp = write_competition(Path.cwd(), "dec", metric="accuracy", labels=("no", "yes"))
     exp = replace(exp, competition=replace(exp.competition, metric="mcc"))

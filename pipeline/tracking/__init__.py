@@ -105,6 +105,22 @@ class Tracker:
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str | None) -> None:
         pass
 
+    def log_network(self, run_id: str, model: Any, feature_names: Iterable[str], title: str,
+                    artifact_path: str | None = None) -> None:
+        """network.png / .svg of `model` on the run: every figure of a network logged (a
+        trial's fold 0, a submission's model) is drawn here."""
+        if not self.enabled:
+            return
+        import tempfile
+
+        from pipeline.drawing import save_network
+
+        names = list(feature_names)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = save_network(model, Path(tmp) / "network",
+                                 names if model.n_features_in_ == len(names) else None, title)
+            self.log_files(run_id, paths, artifact_path)
+
 
 NullTracker = Tracker
 

@@ -222,7 +222,9 @@ class Objective:
         )
         self._store(trial, res, run.run_id, n_iter)
         if self.tracker.enabled and self._best_so_far(trial, res.mean):
-            self._log_network(trial, run.run_id, res.models[0], res.mean)
+            self.tracker.log_network(
+                run.run_id, res.models[0], self.prepared.feature_names,
+                f"trial {trial.number}, fold 0 ({self.metric.name} {res.mean:.4f})")
         return res.mean
 
     def _store(self, trial: Any, res: CVResult, run_id: str, n_iter: int) -> None:
@@ -253,19 +255,6 @@ class Objective:
         except ValueError:  # no complete trial yet
             return True
         return score < best if self.metric.direction == "minimize" else score > best
-
-    def _log_network(self, trial: Any, run_id: str, model: Any, score: float) -> None:
-        """network.png / .svg of the trial's first fold on its run."""
-        import tempfile
-        from pathlib import Path
-
-        from pipeline.drawing import save_network
-
-        with tempfile.TemporaryDirectory() as tmp:
-            title = f"trial {trial.number}, fold 0 ({self.metric.name} {score:.4f})"
-            paths = save_network(model, Path(tmp) / "network",
-                                 list(self.prepared.feature_names), title)
-            self.tracker.log_files(run_id, paths, None)
 
     def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
         """Sample the parameters, record how to re-run them exactly, open the child run."""
