@@ -226,7 +226,7 @@ def train(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Cross-validate one parameter set ([model] plus --set overrides) and log it to MLflow."""
-    from pipeline.cv_run import cross_validate_and_log
+    from pipeline.train import cross_validate_and_log
 
     exp = load_experiment(experiment)
     console.cv_run(cross_validate_and_log(exp, overrides=set_ or [], tracking_uri=tracking_uri))

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pipeline.cv_run import CvRun
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult, Submitted
     from pipeline.tracking.links import StudyLinks
     from pipeline.tracking.registry import Predictions, Registered
+    from pipeline.train import CvRun
     from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
 
 # `pipeline leaderboard --csv`: the machine-readable columns, in this order

@@ -38,11 +38,48 @@ def show(exp: Experiment, output: Path | None, *, trial: int | None = None,
 
     if trial is None and submitted_files(exp):
         return draw(exp, output)
+    if trial is not None and (kept := draw_kept(exp, output, study or exp.name, trial,
+                                                trial_fetcher(tracking_uri))) is not None:
+        return kept
     chosen = best_trials(exp, trial=trial, storage=storage, study_name=study)
     if not chosen:
         raise PipelineError(f"no saved weights for {exp.name}: no submission and no complete "
                             f"trial; run `pipeline tune {exp.name}` first")
     return draw(exp, output, chosen[0], fetch=trial_fetcher(tracking_uri))
+
+
+def draw_kept(exp: Experiment, output: Path | None, study: str, number: int,
+              fetch: Fetch | None) -> Drawn | None:
+    """Trial `number`'s kept fold-0 model drawn straight from the trials store (no study, no
+    prepared arrays to open: its trial.json names the inputs); None when it is not kept."""
+    from pipeline.network import load_model
+    from pipeline.trials import TrialKey, load
+
+    key = TrialKey(exp.name, study, number)
+    stored = load(key, run_id=None, fetch=fetch)
+    if stored is None or not stored.model_paths or "feature_names" not in stored.info:
+        return None
+    title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
+    return figure(load_model(stored.model_paths[0]), output, exp,
+                  list(stored.info["feature_names"]), title)
+
+
+def figure(model: Any, output: Path | None, exp: Experiment, names: list[str],
+           title: str, notes: list[str] | None = None) -> Drawn:
+    """`model` drawn to `output` (.png / .svg / .pdf; default <experiment>-network.png)."""
+    from pipeline.drawing import save_network
+
+    out = checked_output(output, exp)
+    paths = save_network(model, out, names if model.n_features_in_ == len(names) else None,
+                         title)
+    return Drawn(paths, title, notes or [])
+
+
+def checked_output(output: Path | None, exp: Experiment) -> Path:
+    out = output or Path(f"{exp.name}-network.png")
+    if out.suffix not in (".png", ".svg", ".pdf"):
+        raise PipelineError(f"{out}: the figure is written as .png, .svg or .pdf")
+    return out
 
 
 def submitted_files(exp: Experiment) -> list[Path]:
@@ -85,9 +122,6 @@ def trial_model(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch |
     kept: a line in `notes`) trained again exactly as its cross-validation trained it."""
     import warnings
 
-    from sklearn.exceptions import ConvergenceWarning
-
-    from pipeline.evaluate import build_estimator, folds
     from pipeline.submission.members import stored_trial
 
     title = f"{exp.name}: trial {trial.number}, fold 0 (cv {trial.score:.4f})"
@@ -97,6 +131,10 @@ def trial_model(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch |
         from pipeline.network import load_model
 
         return load_model(stored.model_paths[0]), title
+    from sklearn.exceptions import ConvergenceWarning
+
+    from pipeline.evaluate import build_estimator, folds
+
     tr, _ = folds(prepared, exp)[0]
     seed = int(trial.params.get("random_state") or 0)
     est = build_estimator(exp.competition.task, {**trial.params, "random_state": seed})
@@ -110,12 +148,9 @@ def draw(exp: Experiment, output: Path | None, trial: TrialSpec | None = None,
          fetch: Fetch | None = None) -> Drawn:
     """Write the figure of the trial's model (or, without one, the submitted model) to
     `output` (.png / .svg by its suffix; default <experiment>-network.png)."""
-    from pipeline.drawing import save_network
     from pipeline.prepare import prepare
 
-    out = output or Path(f"{exp.name}-network.png")
-    if out.suffix not in (".png", ".svg", ".pdf"):
-        raise PipelineError(f"{out}: the figure is written as .png, .svg or .pdf")
+    checked_output(output, exp)  # before any work
     prepared = prepare(exp)
     notes: list[str] = []
     found = (submitted_model(exp) if trial is None
@@ -124,7 +159,4 @@ def draw(exp: Experiment, output: Path | None, trial: TrialSpec | None = None,
         raise PipelineError(f"no saved weights for {exp.name}: no model file under "
                             f"submissions/{exp.name}/ and no trial given")
     model, title = found
-    names = list(prepared.feature_names)
-    paths = save_network(model, out, names if model.n_features_in_ == len(names) else None,
-                         title)
-    return Drawn(paths, title, notes)
+    return figure(model, output, exp, list(prepared.feature_names), title, notes)

@@ -34,7 +34,7 @@ LAYERS = [
     # the command stages that compose others: submit and show read the study (best trials)
     # and log to MLflow
     ["pipeline.submit", "pipeline.show"],
-    ["pipeline.tune", "pipeline.cv_run"],
+    ["pipeline.tune", "pipeline.train"],  # train: logged_cv, which each tune trial runs too
     ["pipeline.tracking"],
     ["pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
@@ -58,7 +58,7 @@ PENDING: set[tuple[str, str, str]] = set()
 # Where `print` may stay: no caller to return the message to, or the network's own output.
 PRINTERS = {
     "pipeline.cli", "pipeline.console",
-    "pipeline.tracking",  # the writer process died: noticed mid-trial, maybe in a worker
+    "pipeline.tracking.runs",  # the writer process died: noticed mid-trial, maybe in a worker
     "pipeline.tracking.writer",  # the writer process itself
     "pipeline.tune.worker",  # spawned tune workers
     "pipeline.tune.study",  # inside Optuna's stale-trial callback

@@ -733,7 +733,7 @@ def test_end_to_end_several_targets(tmp_path, monkeypatch):
 def test_oof_files_of_several_targets_name_each_target(tmp_path):
     import types
 
-    from pipeline.cv_run import write_oof
+    from pipeline.train import write_oof
 
     prepared = types.SimpleNamespace(train_ids=np.array(["a1", "a2"]), classes=None,
                                      y=np.array([[0.0, 1.0], [1.0, 0.0]]))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from pipeline.decision import Decision, decide, fold_scores
 from pipeline.errors import PipelineError
@@ -104,6 +103,8 @@ def member(
 
 def refit_model(evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec,
            seed: dict[str, int]) -> Any:
+    from sklearn.exceptions import ConvergenceWarning
+
     est = evaluate.build_estimator(exp.competition.task, refit_params(trial) | seed)
     with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
         warnings.simplefilter("ignore", ConvergenceWarning)

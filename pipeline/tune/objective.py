@@ -183,43 +183,23 @@ class Objective:
                                                                    self.stride // 10))
 
     def __call__(self, trial: Any) -> float:
-        import optuna
-
-        from pipeline.evaluate import cross_validate
-        from pipeline.network import DivergenceError
+        from pipeline.train import logged_cv, refit_epochs
 
         if not _admitted(trial.study, trial, self.args.budget):
             trial.set_user_attr("skipped", "budget reached by other workers")
             raise BudgetReached
         params, run = self._start(trial)
-        config = trial_config(self.exp, params)
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
-        try:
-            res = cross_validate(self.prepared, self.exp, params, diagnostics=True,
-                                 keep_models=True, on_epoch=self._epoch_reporter(trial, run, where))
-            # a refit trains this long: the epochs whose weights the folds kept
-            n_iter = round(sum(res.best_epochs) / len(res.best_epochs))
-            for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
-                               "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
-                               **health_attrs(res.curves)}.items():
-                trial.set_user_attr(key, value)
-        except optuna.TrialPruned:
-            run.end("pruned", config=config, tags=stop_tags(trial, where, "pruned"))
-            raise
-        except DivergenceError as e:
-            trial.set_user_attr("error", f"diverged: {e}")
-            run.end("failed", config=config, tags=stop_tags(trial, where, "diverged"))
-            raise
-        except BaseException:  # interrupted or a bug: the run must not stay RUNNING
-            run.end("failed", config=config)
-            raise
-        name = f"cv_{self.metric.key}"
-        run.end(
-            "complete",
-            metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
-                     **{f"fold{f}/{self.metric.key}": s for f, s in enumerate(res.scores)}},
-            config=config, tags=run_tags(res.stop_reasons, trial.user_attrs),
-        )
+        res = logged_cv(self.prepared, self.exp, params, run,
+                        config=trial_config(self.exp, params), keep_models=True,
+                        on_epoch=self._epoch_reporter(trial, where),
+                        stopped=lambda e: stopped(trial, where, e),
+                        tags=lambda res: saturated_tag(health_attrs(res.curves)))
+        n_iter = refit_epochs(res)
+        for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
+                           "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
+                           **health_attrs(res.curves)}.items():
+            trial.set_user_attr(key, value)
         self._store(trial, res, run.run_id, n_iter)
         if self.tracker.enabled and self._best_so_far(trial, res.mean):
             self.tracker.log_network(
@@ -241,6 +221,7 @@ class Objective:
         info = {"score": res.mean, "params": trial.user_attrs["params"], "n_iter": n_iter,
                 "decision": res.decision.as_dict(), "stop_reasons": res.stop_reasons,
                 "fingerprint": self.prepared.fingerprint, "run_id": run_id,
+                "feature_names": list(self.prepared.feature_names),
                 "identity": study_identity(self.exp, self.prepared.fingerprint)}
         paths = save(key, models=res.models, oof=res.oof, test=test, info=info)
         prune(self.exp.name, self.args.study, self.exp.tune.keep, self.metric.direction)
@@ -277,10 +258,9 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.run_id)
         return params, run
 
-    def _epoch_reporter(self, trial: Any, run: RunLog,
-                        where: dict[str, int]) -> FoldEpochCallback:
-        """Per epoch: the run's curves, the pruner's reports and checks, an orphan check;
-        `where` keeps the fold and epoch reached."""
+    def _epoch_reporter(self, trial: Any, where: dict[str, int]) -> FoldEpochCallback:
+        """Per epoch: the pruner's reports and checks, an orphan check; `where` keeps the
+        fold and epoch reached."""
         import optuna
 
         parent_pid = self.args.parent_pid
@@ -288,9 +268,6 @@ class Objective:
 
         def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
             where.update(fold=fold, epoch=epoch)
-            run.epoch(fold, m)
-            if epoch == 1 and fold > 0:
-                run.flush()  # the previous fold is over: one log_batch for its curves
             if parent_pid is not None and os.getppid() != parent_pid:
                 raise KeyboardInterrupt("the tune process is gone")
             if epoch == 1:
@@ -322,14 +299,24 @@ def health_attrs(curves: list) -> dict[str, Any]:
     return out
 
 
-def run_tags(reasons: list[str], attrs: dict[str, Any]) -> dict[str, str]:
-    """The run's `stop_reason` summary (`converged (5/5 folds)`) and the `saturated` warning."""
-    from pipeline.evaluate import summarise_stops
+def saturated_tag(attrs: dict[str, Any]) -> dict[str, str]:
+    """The run's `saturated` warning, when the trial has one."""
+    return {"saturated": attrs["saturated"]} if attrs.get("saturated") else {}
 
-    tags = {"stop_reason": summarise_stops(reasons)}
-    if attrs.get("saturated"):
-        tags["saturated"] = attrs["saturated"]
-    return tags
+
+def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, dict[str, str]]:
+    """The run's state and tags for a trial that did not complete: pruned, diverged (its
+    error recorded), or interrupted / a bug (failed)."""
+    import optuna
+
+    from pipeline.network import DivergenceError
+
+    if isinstance(e, optuna.TrialPruned):
+        return "pruned", stop_tags(trial, where, "pruned")
+    if isinstance(e, DivergenceError):
+        trial.set_user_attr("error", f"diverged: {e}")
+        return "failed", stop_tags(trial, where, "diverged")
+    return "failed", {}
 
 
 def stop_tags(trial: Any, where: dict[str, int], how: str) -> dict[str, str]:
