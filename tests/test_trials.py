@@ -151,3 +151,11 @@ def test_keep_is_validated_and_init_writes_it(project):
     from pipeline import infer
 
     assert "\nkeep = 10\n" in Path(infer.__file__).read_text()
+
+
+def test_a_fresh_study_drops_the_old_studys_stored_trials(tuned):
+    """`--fresh` deletes the study: trial numbers start again, so its stored files go too."""
+    folder = trials.ROOT / "tiny" / "tiny"
+    assert len(list(folder.iterdir())) == 3
+    tune(tuned, trials=1, fresh=True, track=False)
+    assert [p.name for p in folder.iterdir()] == ["0000"]
