@@ -33,14 +33,14 @@ def show(exp: Experiment, output: Path | None, *, trial: int | None = None,
          tracking_uri: str | None = None) -> Drawn:
     """The `show` stage: trial `trial`'s fold 0, else the submitted model, else the best
     trial's fold 0."""
+    if trial is None and submitted_files(exp):
+        return draw(exp, output)
+    if trial is not None and (kept := draw_kept(exp, output, study or exp.name, trial)):
+        return kept
+    # not kept here: the study names the trial (and its run, where the files may be)
     from pipeline.tracking.artifacts import trial_fetcher
     from pipeline.tune import best_trials
 
-    if trial is None and submitted_files(exp):
-        return draw(exp, output)
-    if trial is not None and (kept := draw_kept(exp, output, study or exp.name, trial,
-                                                trial_fetcher(tracking_uri))) is not None:
-        return kept
     chosen = best_trials(exp, trial=trial, storage=storage, study_name=study)
     if not chosen:
         raise PipelineError(f"no saved weights for {exp.name}: no submission and no complete "
@@ -48,15 +48,14 @@ def show(exp: Experiment, output: Path | None, *, trial: int | None = None,
     return draw(exp, output, chosen[0], fetch=trial_fetcher(tracking_uri))
 
 
-def draw_kept(exp: Experiment, output: Path | None, study: str, number: int,
-              fetch: Fetch | None) -> Drawn | None:
+def draw_kept(exp: Experiment, output: Path | None, study: str, number: int) -> Drawn | None:
     """Trial `number`'s kept fold-0 model drawn straight from the trials store (no study, no
     prepared arrays to open: its trial.json names the inputs); None when it is not kept."""
     from pipeline.network import load_model
     from pipeline.trials import TrialKey, load
 
     key = TrialKey(exp.name, study, number)
-    stored = load(key, run_id=None, fetch=fetch)
+    stored = load(key)
     if stored is None or not stored.model_paths or "feature_names" not in stored.info:
         return None
     title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
