@@ -238,3 +238,44 @@ def test_stages_return_data_and_do_not_print():
             if ui and module not in ("pipeline.cli", "pipeline.console"):
                 found.append(f"{module}:{node.lineno} imports {ui[0]}")
     assert not found, found
+
+
+def test_the_cli_parses_and_renders_only():
+    """No MLflow call, no registration logic and no broad `except` in the CLI: each command's
+    stage returns what went wrong (e.g. `Submitted.warnings`) and the console says it."""
+    tree = TREES["pipeline.cli"]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            caught = ast.unparse(node.type)
+            if caught in ("Exception", "BaseException"):
+                found.append(f"cli.py:{node.lineno} except {caught}")
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [f"cli.py:{node.lineno} imports {n}" for n in names
+                  if n.split(".")[0] == "mlflow" or n == "pipeline.tracking.registry"
+                  and "log_and_register" in ast.unparse(node)]
+    assert not found, found
+
+
+# packages whose __init__ still holds logic, each with its reason
+INIT_LOGIC = {
+    "pipeline.prepare": "prepare() itself lives there (another engineer's module)",
+    "pipeline.network": "a lazy __getattr__ keeps `import pipeline.network` light",
+    "pipeline.competitions": "the table of built-in competitions",
+}
+
+
+def test_package_inits_only_re_export():
+    found = []
+    for module, path in MODULES.items():
+        if path.name != "__init__.py" or module in INIT_LOGIC or module == "pipeline":
+            continue
+        for node in TREES[module].body:
+            plain = (isinstance(node, ast.Import | ast.ImportFrom)
+                     or isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                     or isinstance(node, ast.Assign)
+                     and [ast.unparse(t) for t in node.targets] == ["__all__"])
+            if not plain:
+                found.append(f"{module}:{node.lineno} {type(node).__name__}")
+    assert not found, found
