@@ -51,15 +51,14 @@ def show(exp: Experiment, output: Path | None, *, trial: int | None = None,
 def draw_kept(exp: Experiment, output: Path | None, study: str, number: int) -> Drawn | None:
     """Trial `number`'s kept fold-0 model drawn straight from the trials store (no study, no
     prepared arrays to open: its trial.json names the inputs); None when it is not kept."""
-    from pipeline.network import load_model
     from pipeline.trials import TrialKey, load
 
     key = TrialKey(exp.name, study, number)
     stored = load(key)
-    if stored is None or not stored.model_paths or "feature_names" not in stored.info:
+    if stored is None or not stored.models or "feature_names" not in stored.info:
         return None
     title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
-    return figure(load_model(stored.model_paths[0]), output, exp,
+    return figure(stored.models[0], output, exp,
                   list(stored.info["feature_names"]), title)
 
 
@@ -127,9 +126,8 @@ def trial_model(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch |
     stored = stored_trial(exp, prepared, trial, fetch, [] if notes is None else notes,
                           need_models=True, doing="fold 0 trains again")
     if stored is not None:
-        from pipeline.network import load_model
 
-        return load_model(stored.model_paths[0]), title
+        return stored.models[0], title
     from sklearn.exceptions import ConvergenceWarning
 
     from pipeline.evaluate import build_estimator, folds

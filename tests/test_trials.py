@@ -105,6 +105,15 @@ def test_deleted_fold_models_are_retrained_with_one_line(tuned, monkeypatch):
     assert "training its folds again" in result.notes[0]
 
 
+def test_a_damaged_fold_model_is_retrained_with_one_line(tuned, monkeypatch):
+    best = best_trials(tuned)[0]
+    (trials.TrialKey("tiny", "tiny", best.number).folder / "fold0.npz").write_bytes(b"junk")
+    fits = _fits(monkeypatch)
+    result = submit(tuned, [best], refit=False, seeds=1)
+    assert len(fits) == tuned.cv.folds and len(result.notes) == 1
+    assert "deleted or damaged" in result.notes[0]
+
+
 def test_other_data_or_parameters_are_never_reused(tuned, monkeypatch):
     best = best_trials(tuned)[0]
     fits = _fits(monkeypatch)

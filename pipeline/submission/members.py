@@ -79,7 +79,7 @@ def member(
                 models.append(refit_model(evaluate, prepared, exp, trial, seed))
                 tests.append(evaluate.predict(models[-1], prepared.X_test))
             if s == 0 and stored is not None:
-                models += [] if refit else stored.models()
+                models += [] if refit else stored.models
                 tests += [] if refit else [stored.test]
                 oofs.append(stored.oof)
             elif refit:
@@ -127,8 +127,8 @@ def stored_trial(exp: Experiment, prepared: Any, trial: TrialSpec, fetch: Fetch 
         why = f"{where}/ was measured on other data (fingerprint {stored.info.get('fingerprint')})"
     elif json_safe(stored.info.get("params")) != json_safe(trial.params):
         why = f"{where}/ holds other parameters (a study of the same name started again?)"
-    elif need_models and not stored.model_paths:
-        why = f"its fold models are not kept in {where}/ ([tune] keep, or deleted)"
+    elif need_models and not stored.models:
+        why = f"its fold models are not kept in {where}/ ([tune] keep, deleted or damaged)"
     else:
         return stored
     notes.append(f"trial {trial.number}: {why}; {doing}")
