@@ -1,9 +1,14 @@
-"""Submit: the chosen trial(s) -> a Kaggle-valid submission CSV, its model(s), a ledger row.
+"""The `submit` stage: the chosen trial(s) -> a Kaggle-valid submission CSV, its model(s), a
+ledger row; then (`submit_best`) its files, drawing and registered model on the study's MLflow
+parent run.
 
+What a trial measured comes from the trials store (`pipeline.trials`, `submission.members`):
+only what the store does not hold trains (extra seeds, a refit, a trial whose models are not
+kept, each said in one line).
 - refit (default): retrain on every training row with the trial's parameters for the epochs its
   folds trained on average, with no early stopping (there is no held-out row left to stop on);
-- no refit: average the predictions of the trial's fold models, rebuilt deterministically by
-  `evaluate.cross_validate(..., keep_models=True)` (same seeds -> the same models);
+- no refit: average the predictions of the trial's fold models (the stored ones; rebuilt, when
+  not kept, by `evaluate.cross_validate(..., keep_models=True)`: same seeds -> same models);
 - several trials: a top-k ensemble, the mean of the members' metric-form predictions. Its CV
   score is computed from the mean of the members' out-of-fold predictions on the same folds, so
   the ledger never credits an ensemble with a single member's score;
