@@ -109,7 +109,7 @@ bench: $(BENCH_STAMP) ## benchmarks: speed ratios, and real tabular data vs scik
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: ## remove generated state: stores, artifacts, prepared caches (never your data or .venv)
-	rm -rf mlflow.db optuna.db optuna.journal* mlartifacts data/*/prepared experiments/*.best.json
+	rm -rf mlflow.db optuna.db optuna.journal* mlartifacts trials data/*/prepared experiments/*.best.json
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 

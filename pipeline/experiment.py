@@ -111,6 +111,7 @@ class Tune:
     # Trials completed before the pruner may stop anything, and epochs before it looks.
     pruner_startup_trials: int = 5
     pruner_warmup_epochs: int = 5
+    keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
     space: dict[str, Range | Choice] = field(default_factory=dict)
 
 
@@ -396,6 +397,7 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
         pruner_warmup_epochs=_int(
             raw, "pruner_warmup_epochs", path, "tune", Tune.pruner_warmup_epochs, minimum=0
         ),
+        keep=_int(raw, "keep", path, "tune", Tune.keep, minimum=0),
         space=space,
     )
 

@@ -427,6 +427,9 @@ seed = 42
 trials = 30
 seed = 0
 pruner = "median"
+# Fold models kept for the best this many complete trials (trials/): submit and show reuse
+# them instead of training again; every complete trial keeps its OOF / test predictions.
+keep = 10
 
 [tune.space]
 # Sized to {n_rows:,} training rows; a range {{ low, high, log }} or a list of choices.

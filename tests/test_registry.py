@@ -98,14 +98,18 @@ def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, mon
     0.5, so it matters); the registered model writes exactly those labels."""
     import mlflow
 
-    from pipeline import submit as submit_module
-    from pipeline.decision import Decision, choose
+    from pipeline import evaluate
+    from pipeline.decision import Decision, choose, fold_scores
+    from pipeline.submission import members
 
     def far_from_half(metric, task, y, oof, folds):
         assert choose(metric, task, y, oof).kind == "threshold"
-        return Decision("threshold", (float(np.quantile(oof, 0.8)),))
+        return (fold_scores(metric, task, y, oof, folds),
+                Decision("threshold", (float(np.nanquantile(oof, 0.8)),)))
 
-    monkeypatch.setattr(submit_module, "choose_if_better", far_from_half)
+    # the trial's decision (stored by tune) and a bag's (chosen by submit) alike
+    monkeypatch.setattr(evaluate, "decide", far_from_half)
+    monkeypatch.setattr(members, "decide", far_from_half)
     exp = _tiny(project, "binary", "f1")
     sub, output = _submitted(exp)
     assert "decision chosen on out-of-fold predictions: threshold" in output

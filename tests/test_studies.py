@@ -216,7 +216,7 @@ def test_a_journal_that_is_not_a_journal_is_one_line(project):
 def test_a_corrupt_mlflow_db_is_one_line(project, monkeypatch):
     import pipeline.tracking as tracking
 
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)  # no retry pauses (~12 s)
+    monkeypatch.setattr(tracking.runs.time, "sleep", lambda s: None)  # no retry pauses (~12 s)
     tiny_project(project, trials=1)
     db = project / "mlflow.db"
     db.write_bytes(b"garbage" * 500)

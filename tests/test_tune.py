@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from pipeline import console, evaluate, tune
 from pipeline.cli import app
-from pipeline.cv_run import cross_validate_and_log
 from pipeline.errors import PipelineError
 from pipeline.experiment import load
 from pipeline.network import DivergenceError
+from pipeline.train import cross_validate_and_log
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

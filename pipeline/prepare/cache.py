@@ -25,11 +25,15 @@ def cache_root(comp: Competition) -> Path:
     return DATA_DIR / comp.data_dir.resolve().name / "prepared"
 
 
+# fingerprints computed in this process, by the settings and each file's path, size and mtime:
+# one `pipeline run` prepares several times, and hashing the raw CSVs again is the slow part
+_SEEN: dict[tuple, str] = {}
+
+
 def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None,
                       feature_code: bytes | None = None) -> str:
     """The raw files' bytes, the settings that shape the arrays and the feature code's text:
     any change re-prepares, and a study tied to the old fingerprint refuses to resume."""
-    h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
     settings: dict[str, Any] = {
         k: getattr(comp, k)
         for k in ("id", "target", "task", "drop", "categorical", "dates", "one_hot_max")}
@@ -37,7 +41,18 @@ def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: st
         settings["folds"] = fold_column
     if feature_code is not None:  # absent otherwise: fingerprints from before stay valid
         settings["features"] = hashlib.sha256(feature_code).hexdigest()
-    h.update(json.dumps(settings, sort_keys=True).encode())
+    text = json.dumps(settings, sort_keys=True)
+    stats = {name: path.stat() for name, path in files.items()}
+    key = (PREP_VERSION, text, *sorted((name, str(path.resolve()), stats[name].st_size,
+                                        stats[name].st_mtime_ns) for name, path in files.items()))
+    if key not in _SEEN:
+        _SEEN[key] = _fingerprint(files, text)
+    return _SEEN[key]
+
+
+def _fingerprint(files: dict[str, Path], settings: str) -> str:
+    h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
+    h.update(settings.encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
         with path.open("rb") as f:
