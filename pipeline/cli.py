@@ -446,26 +446,15 @@ def importance(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Permutation importance: how much the metric drops when each column is shuffled."""
-    from pipeline.importance import permutation_importance, save, submitted_trial
-    from pipeline.tune import best_trials, study_run_id
+    from pipeline.importance import importance as run_importance
 
-    exp = load_experiment(experiment)
-    submitted = submitted_trial(exp) if trial is None else None
-    because = ("chosen" if trial is not None else
-               "submitted" if submitted is not None else "best")
-    (chosen,) = best_trials(exp, trial=trial if trial is not None else submitted,
-                            storage=storage, study_name=study)
-    result = save(permutation_importance(exp, chosen, repeats=repeats),
-                  output or Path(f"{exp.name}-importance.png"))
-    console.importance(result, because)
+    result = run_importance(load_experiment(experiment), trial=trial, repeats=repeats,
+                            output=output, storage=storage, study=study,
+                            tracking_uri=tracking_uri)
+    console.importance(result, result.because)
     console.wrote(result.paths)
-    if parent := study_run_id(exp, storage=storage, study_name=study):
-        from pipeline.tracking import make_tracker
-
-        try:  # on the study's run, beside submission/network.png
-            make_tracker(tracking_uri).log_files(parent, result.paths, "importance")
-        except Exception as e:  # the files are written; a tracking hiccup must not undo it
-            console.warning(f"could not log the importance to MLflow ({e})")
+    for line in [*result.notes, *result.warnings]:
+        console.warning(line)
 
 
 @app.command()
