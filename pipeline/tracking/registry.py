@@ -221,6 +221,9 @@ def decide(client: Any, name: str, tags: dict[str, str], promote: bool) -> tuple
         return True, "--promote", champ.version
     if old.get("fingerprint") != tags["fingerprint"]:
         return True, "trained on other data than the champion", champ.version
+    if old.get("metric", tags["metric"]) != tags["metric"]:  # CVs of two metrics don't compare
+        return True, f"the champion was scored with another metric ({old['metric']})", \
+            champ.version
     better, why = should_promote(tags["metric"], float(tags["cv_score"]),
                                  float(old.get("cv_score", "nan")))
     return better, why, champ.version

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.identity import study_identity
 from pipeline.metrics import METRICS, Metric
 from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
@@ -69,7 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOST", "HOST_ID", "PARENT_ATTR", "TuneProgress", "TuneResult", "baseline_trials",
-    "best_trials", "make_storage", "open_study", "storage_url", "study_run_id", "tune",
+    "best_trials", "make_storage", "open_study", "storage_url", "study_identity", "study_run_id",
+    "tune",
 ]
 
 OnProgress = Callable[[TuneProgress], object]
@@ -97,7 +99,7 @@ def tune(
         prepared = prepare(exp)  # once here, so workers only read the cache
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
-        check_identity(study, study_identity(exp, prepared.fingerprint), url)
+        check_identity(exp, study, prepared.fingerprint, url)
     except BaseException:  # bad data, store or identity: the idle writer process ends too
         tracker.close()
         raise
@@ -162,13 +164,6 @@ def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
     best = exp.path.parent / f"{exp.name}.best.json"
     return TuneResult(trial_rows, budget, metric.name, metric.direction,
                       best if best.is_file() else None, [note])
-
-
-def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
-    """What a study's trials were measured on (see `check_identity`); `folds` is the scheme
-    evaluate.folds builds (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
-    return {"data_fingerprint": fingerprint, "folds": exp.fold_scheme(),
-            "metric": exp.competition.metric, "task": exp.competition.task}
 
 
 def _sampler_seeds(exp: Experiment, study: Any, jobs: int) -> list[int]:
@@ -282,7 +277,10 @@ def best_trials(
     """The best complete trial (or trial number `trial`, or the `top_k` best), best first."""
     from optuna.trial import TrialState
 
+    from pipeline.prepare import prepare
+
     study = _load_study(exp, storage, study_name)
+    check_identity(exp, study, prepare(exp).fingerprint, storage_url(storage), record=False)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]
     if trial is not None:

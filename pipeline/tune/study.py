@@ -28,8 +28,6 @@ MAX_RETRY = 2  # a trial re-queued after its worker died, at most this often
 REPORT_EVERY = 10
 POLL = 0.5  # seconds between looks at the study while other workers hold the last slots
 PARENT_ATTR = "mlflow_parent_run_id"
-# What a study measured: trials scored on other data, folds or metric are not comparable.
-IDENTITY_KEYS = ("data_fingerprint", "folds", "metric", "task")
 HOST = socket.gethostname()  # shown, and recorded per trial (`host`)
 
 
@@ -244,28 +242,23 @@ def open_study(
     return study, created
 
 
-def check_identity(study: Any, identity: dict[str, str], url: str) -> None:
-    """Tie the study to what its trials measured; refuse to resume it on anything else.
-
-    A new study (or one from before identities were recorded) takes `identity`; an existing
-    one must match it key by key, else one line names what changed and the two ways on.
+def check_identity(
+    exp: Experiment, study: Any, fingerprint: str, url: str, *, record: bool = True
+) -> None:
+    """Tie the study to what its trials measured (`pipeline.identity`); refuse to use it for
+    anything else. `tune` (record=True) writes the keys a new or older study lacks; the stages
+    that only read trial scores (submit, show --trial, blend) pass record=False.
     [model] defaults, [tune.space] and the budget are not part of it: Optuna resumes across them.
     """
+    from pipeline.identity import check_study_identity
     from pipeline.tracking.store import redact_url
 
-    stored = {k: study.user_attrs.get(k) for k in IDENTITY_KEYS}
-    changed = [f"{k} {stored[k]} -> {identity[k]}" for k in IDENTITY_KEYS
-               if stored[k] is not None and stored[k] != identity[k]]
-    if changed:
-        name = study.study_name
-        raise PipelineError(
-            f"study {name!r} in {redact_url(url)} was measured on other data or settings "
-            f"({'; '.join(changed)}); start it again with --fresh, or tune a new study with "
-            f"--study {name}-2"
-        )
-    for key in IDENTITY_KEYS:
-        if stored[key] is None:
-            study.set_user_attr(key, identity[key])
+    current = check_study_identity(exp, study.user_attrs, fingerprint, study=study.study_name,
+                                   where=redact_url(url))
+    if record:
+        for key, value in current.items():
+            if study.user_attrs.get(key) is None:
+                study.set_user_attr(key, value)
 
 
 def quiet_optuna() -> None:
