@@ -196,6 +196,17 @@ def test_pipeline_predict_writes_the_submission_format(project):
     result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
     assert result.exit_code == 2 and "'x1'" in result.output and not Path("q.csv").exists()
     assert len(result.output.strip().splitlines()) == 1
+    # rows without their id, or with an overflowing number: one line each, nothing written
+    _raw_test(exp).drop(columns="id").to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "bad.csv: no id column 'id'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not Path("q.csv").exists()
+    bad = _raw_test(exp).astype({"x1": object})
+    bad.loc[2, "x1"] = "1e400"
+    bad.to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "row 3 (line 4), column 'x1'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not Path("q.csv").exists()
 
 
 def _mlflow_cli(*args: str) -> list[str]:

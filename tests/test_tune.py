@@ -359,6 +359,40 @@ def test_every_new_study_measures_the_linear_model_and_the_defaults_first(projec
                                              "learning_rate_init": 0.02}]
 
 
+def test_an_interrupted_first_run_still_measures_the_baselines_on_resume(project, monkeypatch):
+    """Ctrl-C during a new study's first trial fails the linear baseline: the next run queues
+    it again, so the study measures it; a baseline that diverged is not retried forever."""
+    import pipeline.tune.objective as objective
+
+    space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16, log = true }\n")
+    exp = load(tiny_project(project, trials=3, space=space))
+    real = objective.Objective.__call__
+
+    def interrupted(self, trial):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective.Objective, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune.tune(exp, track=False)
+    (lost,) = _study().trials[:1]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["baseline"]
+    monkeypatch.setattr(objective.Objective, "__call__", real)
+    tune.tune(exp, track=False)
+    done = [t for t in _study().get_trials(states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("baseline")]
+    assert sorted(t.user_attrs["params"]["hidden_layer_sizes"] for t in done) == [[], [8]]
+    # a baseline the model itself failed (diverged) is the model's answer: not queued again
+    from pipeline.tune.study import enqueue_baselines
+
+    study = _study()
+    study.enqueue_trial({"n_layers": 2}, user_attrs={"baseline": True})
+    failed = study.ask({"n_layers": optuna.distributions.IntDistribution(0, 2)})
+    failed.set_user_attr("error", "diverged: loss is nan")
+    study.tell(failed, state=TrialState.FAIL)
+    assert enqueue_baselines(study, [{"n_layers": 2}], created=False) == 0
+    assert enqueue_baselines(study, tune.baseline_trials(exp), created=False) == 0
+
+
 def test_the_linear_baseline_takes_its_inputs_unencoded(project):
     space = ("n_layers = { low = 0, high = 2 }\nunits = [8]\n"
              'numeric_encoding = ["periodic", "none"]\n')

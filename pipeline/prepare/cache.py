@@ -4,6 +4,7 @@ temporary directory so a failed run leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -54,8 +55,20 @@ def load_cached(out: Path, fingerprint: str) -> tuple[dict[str, np.ndarray], dic
 
 
 def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
-    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind,
+    not even the (empty) folders it made for the cache."""
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(out, arrays, spec)
+    except BaseException:
+        for folder in made:  # deepest first; a folder a parallel run filled stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:

@@ -265,8 +265,11 @@ def predict_csv(
     if model_uri and Path(model_uri).exists():
         uri = Path(model_uri).resolve().as_uri()
     model = load(uri, exp.name, tracking_uri)
-    df = as_signature_types(raw_frame(Path(input_csv), exp.competition.id),
-                            model.metadata.signature, Path(input_csv), exp.competition.id)
+    raw = raw_frame(Path(input_csv), exp.competition.id)
+    if exp.competition.id not in raw.columns:  # else the predictions come back without ids
+        raise PipelineError(f"{input_csv}: no id column {exp.competition.id!r} (each "
+                            "prediction is written beside its row's id, as in test.csv)")
+    df = as_signature_types(raw, model.metadata.signature, Path(input_csv), exp.competition.id)
     text = to_csv_text(model.predict(df))
     if out is not None:
         write_text_atomic(Path(out), text)

@@ -58,6 +58,7 @@ from pipeline.tune.study import (
     HOST_ID,
     PARENT_ATTR,
     check_identity,
+    enqueue_baselines,
     make_storage,
     open_study,
     quiet_optuna,
@@ -106,9 +107,8 @@ def tune(
     if not created and (done := _complete(exp, study, budget)) is not None:
         tracker.close()
         return done
-    if created:  # every study measures the linear model and [model]'s defaults first
-        for params in baseline_trials(exp):
-            study.enqueue_trial(params, user_attrs={"baseline": True})
+    # every study measures the linear model and [model]'s defaults first (again if lost)
+    enqueue_baselines(study, baseline_trials(exp), created)
     parent = _parent_run(study, created, tracker, exp, name, url, prepared.fingerprint)
     recover(study, tracker)
     timeout = timeout if timeout is not None else exp.tune.timeout
@@ -146,6 +146,7 @@ def tune(
         ) from None
     finally:
         tracker.close()
+        recover(study, tracker)  # trials of workers that were killed: FAIL, re-queued
         _close_dead_runs(study, tracker)
     return result
 

@@ -120,8 +120,11 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
             check_sqlite(Path(path))
             # WAL: readers don't block the writer; the long timeout rides out other workers'
             # commits instead of failing with "database is locked". WAL persists in the file.
-            with sqlite3.connect(path, timeout=60) as con:
-                con.execute("PRAGMA journal_mode=WAL")
+            try:
+                with sqlite3.connect(path, timeout=60) as con:
+                    con.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as e:
+                raise PipelineError(f"--storage {url}: {sqlite_fault(Path(path), e)}") from None
         engine_kwargs = {"connect_args": {"timeout": 60}}
     last: Exception | None = None
     for attempt in range(5):  # fresh databases: workers on several machines race on the schema
@@ -149,10 +152,38 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
     )
 
 
+LOW_SPACE = 1 << 20  # bytes free below which an SQLite I/O error is read as a full disk
+
+
+def sqlite_fault(path: Path, e: Exception) -> str:
+    """What an SQLite error that is not about the file's content means, for one line: a
+    missing folder, a full disk, or another I/O fault. The file itself is never blamed."""
+    import shutil
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"folder {folder} does not exist; create it or point --storage elsewhere"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE or "full" in str(e):
+        return (f"the disk holding {path} is full ({free} bytes free; {e}); nothing was "
+                "changed: free some space and run the same command again")
+    return (f"SQLite could not read or write beside it ({e}); check free space and the "
+            "folder's permissions (the file itself was not changed)")
+
+
+# SQLite errors about the bytes of the file (its content), not about reaching them
+CONTENT_ERRORS = ("not a database", "malformed", "corrupt", "encrypted")
+
+
 def check_sqlite(path: Path) -> None:
     """An existing file must be Optuna's SQLite database: opened read-only first, so a
     corrupt, truncated or foreign file is one line and stays byte for byte as it was
-    (Optuna would add its tables to a foreign database, and WAL mode rewrites the header)."""
+    (Optuna would add its tables to a foreign database, and WAL mode rewrites the header).
+    An I/O fault (full disk: reading a WAL database writes its -shm file) names the fault and
+    never advises moving an intact store."""
     if not path.is_file() or path.stat().st_size == 0:
         return  # a new store
     fix = "move it away (or point --storage elsewhere) and run again"
@@ -161,8 +192,10 @@ def check_sqlite(path: Path) -> None:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
             problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]  # every page read
             if problem != "ok":
-                raise sqlite3.DatabaseError(problem)
+                raise sqlite3.DatabaseError(f"malformed: {problem}")
     except sqlite3.Error as e:
+        if not any(word in str(e) for word in CONTENT_ERRORS):
+            raise PipelineError(f"{path}: {sqlite_fault(path, e)}") from None
         raise PipelineError(
             f"{path}: not a readable Optuna database ({e}: truncated or corrupt?); {fix}"
         ) from None
@@ -259,6 +292,26 @@ def check_identity(
         for key, value in current.items():
             if study.user_attrs.get(key) is None:
                 study.set_user_attr(key, value)
+
+
+def enqueue_baselines(study: Any, baselines: list[dict[str, Any]], created: bool) -> int:
+    """Queue the baseline trials (`objective.baseline_trials`) a study measures first: all of
+    them in a new study; on resume, each one whose every trial failed other than by diverging
+    (its first run was interrupted, or its worker killed), so the study still measures the
+    linear model. Returns how many were queued."""
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+    queued = 0
+    for params in baselines:
+        tried = [t for t in trials if t.system_attrs.get("fixed_params") == params]
+        lost = bool(tried) and all(
+            t.state == TrialState.FAIL and not str(t.user_attrs.get("error", "")).startswith(
+                "diverged") for t in tried)
+        if (created and not tried) or lost:
+            study.enqueue_trial(params, user_attrs={"baseline": True})
+            queued += 1
+    return queued
 
 
 def quiet_optuna() -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
-from pipeline.processes import sigterm_as_interrupt, stop_group
+from pipeline.processes import default_signals, die_with_parent, sigterm_as_interrupt, stop_group
 from pipeline.tracking import MlflowTracker, Tracker, make_tracker
 from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs
 from pipeline.tune.optuna_internals import fail_trial
@@ -180,8 +180,12 @@ def stop_workers(procs: list[Any]) -> None:
 
 def _worker_process(args: WorkerArgs) -> None:
     # its own process group (with its MLflow writer): the parent stops it as one, and a
-    # terminal's Ctrl-C reaches the parent only, which then stops the workers
+    # terminal's Ctrl-C reaches the parent only, which then stops the workers. The parent's
+    # SIGINT must work whatever we inherited; a parent gone without a word (kill -9) sends
+    # one too, so the trial in flight ends FAIL instead of RUNNING, and no new one starts.
     os.setpgid(0, 0)
+    default_signals()
+    die_with_parent(signal.SIGINT, args.parent_pid)
     try:
         gave_up = run_worker(args)
         if gave_up is not None:
