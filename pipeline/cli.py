@@ -453,7 +453,7 @@ def submit_best(
     result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message)
     console.submission(result)
     parent = study_run_id(exp, storage=storage, study_name=study)
-    if parent and not result.existing:  # an identical earlier submission is logged already
+    if parent and not (result.existing and logged(exp, result.path, tracking_uri)):
         from pipeline.tracking import make_tracker
 
         try:
@@ -465,6 +465,17 @@ def submit_best(
             console.warning(f"could not log the submission to MLflow ({e})")
             return
         register(exp, result, parent, tracking_uri=tracking_uri, promote=promote)
+
+
+def logged(exp: ExperimentFile, path: Path, tracking_uri: str | None) -> bool:
+    """An identical earlier submission is logged and registered already, unless its MLflow
+    logging failed (the re-run then finishes it)."""
+    from pipeline.tracking.registry import is_registered
+
+    try:
+        return is_registered(exp, path, tracking_uri)
+    except Exception:  # the store is unreachable: the logging below says so
+        return False
 
 
 def register(

@@ -181,11 +181,26 @@ def already_submitted(
     """The ledger row of an identical CSV: a re-run writes no second file and no second row."""
     path = Path(row["file"])
     cv = float(row["cv_score"]) if row.get("cv_score") not in (None, "", "nan") else math.nan
+    models, kept, decision = saved_files(path)  # what a re-run may still log and register
     return SubmissionResult(
-        path, [], row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
+        path, models, row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
-        existing=True,
+        existing=True, prediction_paths=kept, decision=decision,
     )
+
+
+def saved_files(path: Path) -> tuple[list[Path], list[Path], Decision]:
+    """A written submission's model files (in `_save_models`' order), its kept predictions
+    and the decision its models' metadata records."""
+    from pipeline.network import load_model
+
+    numbered = path.parent.glob(f"{path.stem}.m*.npz")
+    models = [*path.parent.glob(f"{path.stem}.npz"),
+              *sorted(numbered, key=lambda p: int(p.name.rsplit(".m", 1)[1].split(".")[0]))]
+    folder = path.parent / "predictions"
+    kept = [p for kind in ("oof", "test") if (p := folder / f"{path.stem}.{kind}.csv").is_file()]
+    meta = (getattr(load_model(models[0]), "metadata_", None) or {}) if models else {}
+    return models, kept, Decision.from_dict(meta.get("decision"))
 
 
 # --- checks on the inputs ------------------------------------------------------------------

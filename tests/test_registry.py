@@ -307,3 +307,35 @@ def test_runs_show_their_data_kind_config_and_ui_links(project):
     state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_roc_auc`"
     assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
+
+
+def test_a_submit_whose_mlflow_logging_failed_is_finished_by_its_rerun(project, monkeypatch):
+    """A full disk can fail MLflow's logging after the CSV and the ledger row are written: the
+    re-run finds the identical submission and logs and registers it, once."""
+    import errno
+
+    from mlflow import MlflowClient
+
+    import pipeline.tracking as tracking
+
+    exp = _tiny(project)
+    tune.tune(exp, trials=2)
+    real = tracking.MlflowTracker.log_files
+
+    def full(self, run_id, files, artifact_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tracking.MlflowTracker, "log_files", full)
+    result = CliRunner().invoke(app, ["submit", "tiny"])
+    assert result.exit_code == 0 and "could not log the submission" in result.output
+    assert not MlflowClient().search_model_versions("name='tiny'")
+    (csv,) = Path("submissions", "tiny").glob("*.csv")
+    monkeypatch.setattr(tracking.MlflowTracker, "log_files", real)
+    for _ in range(2):  # the second re-run has nothing left to do
+        result = CliRunner().invoke(app, ["submit", "tiny"])
+        assert result.exit_code == 0 and "identical to" in result.output, result.output
+        versions = MlflowClient().search_model_versions("name='tiny'")
+        assert [v.tags["submission"] for v in versions] == [csv.name]
+    run = MlflowClient().get_run(versions[0].run_id)
+    logged = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "submission")}
+    assert f"submission/{csv.name}" in logged

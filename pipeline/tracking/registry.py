@@ -207,6 +207,19 @@ def log_model_version(mlflow: Any, exp: Any, result: Any, run_id: str, promote: 
                       previous)
 
 
+def is_registered(exp: Any, submission: Path, tracking_uri: str | None) -> bool:
+    """Has a model version of `exp` been registered for this submission file? (A submit whose
+    MLflow logging failed wrote the CSV and the ledger row: its re-run finishes the job.)"""
+    from mlflow.exceptions import MlflowException
+
+    with fluent_mlflow(tracking_uri) as mlflow:
+        try:
+            versions = mlflow.MlflowClient().search_model_versions(f"name='{exp.name}'")
+        except MlflowException:
+            return False
+    return any(v.tags.get("submission") == Path(submission).name for v in versions)
+
+
 def decide(client: Any, name: str, tags: dict[str, str], promote: bool) -> tuple[bool, str, Any]:
     """(move the alias?, why, the champion's version): no champion, other data (scores on
     different data don't compare), a better CV score, or --promote."""
