@@ -560,3 +560,33 @@ def test_sigterm_to_make_mlflow_server_stops_the_server(project, sig):
         env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     _signal_stops_the_server(proc, port, sig, "make mlflow-server")
+
+
+def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project):
+    """Issue #22: a disk filling during tune printed a traceback per trial. Here a file-size
+    limit (SIGXFSZ ignored, as a full disk's ENOSPC) stops SQLite's writes after a few trials:
+    one error line names the store, nothing stays RUNNING, and the study resumes."""
+    fresh_mlflow_db(project)
+    tiny_project(project, trials=40, max_iter=4)
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    assert CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "1",
+                                    "--tracking-uri", uri]).exit_code == 0
+    size = max(p.stat().st_size for p in project.glob("*.db*"))
+    limit = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+             f" resource.setrlimit(resource.RLIMIT_FSIZE, ({size + 300_000}, {size + 300_000}));"
+             " sys.argv = ['pipeline'] + sys.argv[1:]; runpy.run_module('pipeline',"
+             " run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", limit, "tune", "tiny", "--quiet",
+                             "--tracking-uri", uri], env=worker_env(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "the Optuna store sqlite:///optuna.db failed mid-study" in \
+        errors[0], result.stderr[-3000:]
+    states = [t.state for t in _study().trials]
+    assert TrialState.RUNNING not in states and 1 < len(states) < 40
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "8",
+                                      "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert len(_study().get_trials(states=FINISHED)) == 8

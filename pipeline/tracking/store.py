@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# MLflow logs a store error with its traceback before raising it; our callers name it in one
+# line (a warning, or the error that ends the command)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SCHEMA_LOCK_KEY = 0x6D6C666C6F77  # pg_advisory_lock key of MLflow's schema set-up ("mlflow")

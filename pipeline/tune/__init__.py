@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,8 +147,9 @@ def tune(
         ) from None
     finally:
         tracker.close()
-        recover(study, tracker)  # trials of workers that were killed: FAIL, re-queued
-        _close_dead_runs(study, tracker)
+        with suppress(Exception):  # the store may be what failed: the run's own error stands
+            recover(study, tracker)  # trials of workers that were killed: FAIL, re-queued
+            _close_dead_runs(study, tracker)
     return result
 
 

@@ -170,12 +170,46 @@ def sqlite_fault(path: Path, e: Exception) -> str:
     if free is not None and free < LOW_SPACE or "full" in str(e):
         return (f"the disk holding {path} is full ({free} bytes free; {e}); nothing was "
                 "changed: free some space and run the same command again")
-    return (f"SQLite could not read or write beside it ({e}); check free space and the "
-            "folder's permissions (the file itself was not changed)")
+    return (f"SQLite could not read or write it ({e}); check free space (and any file-size "
+            "limit) and the folder's permissions")
 
 
 # SQLite errors about the bytes of the file (its content), not about reaching them
 CONTENT_ERRORS = ("not a database", "malformed", "corrupt", "encrypted")
+
+
+def store_fault(url: str, e: BaseException) -> PipelineError | None:
+    """One line naming the Optuna store and its fault when `e`, or an exception behind it, is
+    the store failing (a full disk, a database that went away); None for anything else.
+    Optuna can hide the store's error behind its own (`assert False, "Should not reach."`
+    when it cannot write a trial's end), so the whole chain is read."""
+    from pipeline.files import one_line
+    from pipeline.tracking.store import redact_url
+
+    fault: BaseException | None = None
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        kind = type(exc).__module__.split(".")[0]
+        if isinstance(exc, sqlite3.Error) or kind in ("sqlalchemy", "psycopg", "psycopg2") or (
+                type(exc).__name__ == "StorageInternalError"):
+            fault = exc if fault is None or isinstance(exc, sqlite3.Error) else fault
+        todo += [exc.__cause__, exc.__context__]
+    if fault is None:
+        return None
+    inner = getattr(fault, "orig", None) or fault  # sqlalchemy's wrapper: the driver's error
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if path:
+        why = sqlite_fault(Path(path), inner)
+    else:
+        why = (f"{one_line(inner)}; once it answers again, run the same command: the study "
+               "resumes where it stopped")
+    return PipelineError(f"the Optuna store {redact_url(url)} failed mid-study: {why} "
+                         "(finished trials are kept; the one in flight is marked failed)")
 
 
 def check_sqlite(path: Path) -> None:

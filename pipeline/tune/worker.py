@@ -31,8 +31,10 @@ from pipeline.tune.study import (
     StaleTrialCallback,
     make_pruner,
     make_sampler,
+    make_storage,
     open_study,
     quiet_optuna,
+    store_fault,
 )
 
 if TYPE_CHECKING:
@@ -110,9 +112,29 @@ def run_worker(
         tracker = worker_tracker(args.tracking_uri, args.track)
     try:
         return _work(args, exp, prepared, tracker, on_trial)
+    except Exception as e:  # the store failing mid-study: one line, not a traceback per trial
+        if (fault := store_fault(args.storage, e)) is None:
+            raise
+        _fail_own_trials(args.storage, args.study)
+        raise fault from None
     finally:
         if own:
             tracker.close()  # drain the writer: every run is complete before we return
+
+
+def _fail_own_trials(url: str, name: str) -> None:
+    """Best effort, after a store fault: our RUNNING trials -> FAIL. If the store still
+    refuses, the next run's `recover` fails them (their pid is gone by then)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("host_id") == HOST_ID and t.user_attrs.get("pid") == os.getpid():
+                fail_trial(study, t, "the Optuna store failed")
+    except Exception:  # the store is still down: the message already says so
+        pass
 
 
 def worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
