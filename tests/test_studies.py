@@ -590,3 +590,18 @@ def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project):
                                       "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
     assert len(_study().get_trials(states=FINISHED)) == 8
+
+
+def test_kill_9_of_whatever_started_the_supervisor_stops_the_server(project):
+    """`make mlflow-server` runs the server under `python -m pipeline.processes`; make (here a
+    shell standing in for it) killed with -9 cannot pass anything on: Linux tells the
+    supervisor (PR_SET_PDEATHSIG), which stops the server's group and frees the port."""
+    from pipeline.tracking.ui import free_port, ui_command
+
+    port = free_port()
+    server = " ".join(ui_command("127.0.0.1", port, f"sqlite:///{project / 'server.db'}"))
+    proc = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} -m pipeline.processes {server}; true"],
+        env=worker_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _signal_stops_the_server(proc, port, signal.SIGKILL, "the supervised MLflow server")
