@@ -44,7 +44,7 @@ def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
     (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
     return {"data_fingerprint": fingerprint, "features": ",".join(feature_columns(exp)),
             "folds": exp.fold_scheme(), "metric": exp.competition.metric,
-            "task": exp.competition.task, SOURCE: str(Path(exp.path).resolve())}
+            "task": exp.competition.task, SOURCE: current_source(exp)}
 
 
 def _change(key: str, old: str, new: str) -> str:
@@ -65,6 +65,29 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, str]) -> list[s
     keys the record lacks (older studies) are not compared."""
     return [_change(k, str(stored[k]), current[k]) for k in KEYS
             if stored.get(k) is not None and str(stored[k]) != current[k]]
+
+
+def check_name_owner(
+    exp: Experiment, rows: list[dict[str, str]], fingerprint: str, where: str
+) -> None:
+    """Refuse `exp` when ledger `rows` (at `where`) hold submissions of its name from another
+    experiment file on other data: the name keys submissions/<name>/ and the registered
+    model, so a second file must take another name."""
+    mine = current_source(exp)
+    for row in rows:
+        other = row.get(SOURCE)
+        if (row.get("experiment") == exp.name and other and other != mine
+                and row.get("fingerprint") not in ("", None, fingerprint)):
+            raise PipelineError(
+                f"{exp.path}: experiment name {exp.name!r} is taken by {other}, whose "
+                f"submissions in {where} are on other data (fingerprint {row['fingerprint']} "
+                f"-> {fingerprint}); experiment names key studies, submissions and registered "
+                f"models: rename this file (e.g. {Path(exp.path).with_stem(exp.name + '-2').name})"
+            )
+
+
+def current_source(exp: Experiment) -> str:
+    return str(Path(exp.path).resolve())
 
 
 def check_study_identity(

@@ -41,6 +41,7 @@ from pipeline.decision import Decision, choose_if_better, fold_scores
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
+from pipeline.identity import check_name_owner, current_source
 from pipeline.metrics import METRICS
 from pipeline.provenance import git_commit
 from pipeline.submission import ledger, predictions
@@ -123,6 +124,7 @@ def submit(
 
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
+    check_name_owner(exp, ledger.read(), prepared.fingerprint, str(ledger.LEDGER))
     members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
     oof = np.mean([m.oof for m in members], axis=0)
@@ -162,6 +164,7 @@ def submit(
             "fingerprint": prepared.fingerprint,
             "message": message,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "experiment_file": current_source(exp),
         })
     except BaseException:
         for p in written:  # a failed run leaves no orphan file behind

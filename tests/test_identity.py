@@ -91,6 +91,34 @@ def test_another_experiment_file_with_the_same_name_and_other_data_is_refused(pr
     assert not (project / "submissions").exists()
 
 
+def test_another_file_with_the_same_name_is_refused_by_the_ledger_too(project):
+    """Another study (`--study`), so the study's record cannot tell: the ledger's rows of the
+    name record the experiment file that wrote them."""
+    from pipeline.submission import ledger
+
+    _tuned(project)
+    ledger.LEDGER.parent.mkdir()  # a ledger begun before the experiment_file column
+    old = [c for c in ledger.COLUMNS if c != "experiment_file"]
+    ledger.LEDGER.write_text(",".join(old) + "\n", encoding="utf-8")
+    assert CliRunner().invoke(app, ["submit", "tiny"]).exit_code == 0
+    other = project / "other"
+    shutil.copytree(project / "data" / "tiny", other / "data" / "tiny")
+    train = other / "data" / "tiny" / "train.csv"
+    frame = pd.read_csv(train)
+    frame["x1"] = -frame["x1"]
+    frame.to_csv(train, index=False)
+    text = (project / "experiments" / "tiny.toml").read_text()
+    (other / "tiny.toml").write_text(text.replace('"data/tiny"', f'"{other}/data/tiny"'))
+    tune.tune(load(other / "tiny.toml"), study_name="elsewhere", track=False)
+    before = ledger.LEDGER.read_bytes()
+    result = CliRunner().invoke(app, ["submit", "other/tiny.toml", "--study", "elsewhere"])
+    _one_line_error(result, "name 'tiny' is taken by", "submissions/ledger.csv", "rename")
+    assert ledger.LEDGER.read_bytes() == before
+    (row,) = ledger.read()
+    assert row["experiment_file"] == str(project / "experiments" / "tiny.toml")
+    assert row["status"] == ""
+
+
 def test_the_same_file_moved_with_its_data_unchanged_still_submits(project):
     """The recorded path alone refuses nothing: a project copied elsewhere keeps its study."""
     from pipeline.tune.study import check_identity

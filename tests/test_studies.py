@@ -346,7 +346,7 @@ def test_old_ledgers_without_a_status_column_still_withdraw(tmp_path):
     from pipeline.submission import ledger
 
     path = tmp_path / "ledger.csv"
-    header = ",".join(c for c in ledger.COLUMNS if c != "status")
+    header = ",".join(c for c in ledger.COLUMNS if c not in ("status", "experiment_file"))
     path.write_text(header + "\na.csv,s1,e,1,0.5,auc,,,m,t\na.csv,s1,e,1,0.5,auc,,,m,t\n"
                     "b.csv,s2,e,2,0.6,auc,,,m,t\n")
     assert [r["file"] for r in ledger.current(ledger.read(path))] == ["a.csv", "b.csv"]

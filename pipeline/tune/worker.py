@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -110,6 +111,7 @@ def run_worker(
     own = tracker is None
     if tracker is None:
         tracker = worker_tracker(args.tracking_uri, args.track)
+    previous = _quiet_heartbeat_faults(args.storage)
     try:
         return _work(args, exp, prepared, tracker, on_trial)
     except Exception as e:  # the store failing mid-study: one line, not a traceback per trial
@@ -118,8 +120,23 @@ def run_worker(
         _fail_own_trials(args.storage, args.study)
         raise fault from None
     finally:
+        threading.excepthook = previous
         if own:
             tracker.close()  # drain the writer: every run is complete before we return
+
+
+def _quiet_heartbeat_faults(url: str) -> Any:
+    """Optuna's heartbeat thread dies with a traceback when the store goes away; the trial
+    loop meets the same fault at its next write and says it in one line. Returns the hook
+    to restore."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.exc_value is None or store_fault(url, args.exc_value) is None:
+            previous(args)
+
+    threading.excepthook = hook
+    return previous
 
 
 def _fail_own_trials(url: str, name: str) -> None:
