@@ -562,7 +562,8 @@ def test_sigterm_to_make_mlflow_server_stops_the_server(project, sig):
     _signal_stops_the_server(proc, port, sig, "make mlflow-server")
 
 
-def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project, jobs):
     """Issue #22: a disk filling during tune printed a traceback per trial. Here a file-size
     limit (SIGXFSZ ignored, as a full disk's ENOSPC) stops SQLite's writes after a few trials:
     one error line names the store, nothing stays RUNNING, and the study resumes."""
@@ -577,13 +578,14 @@ def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project):
              " sys.argv = ['pipeline'] + sys.argv[1:]; runpy.run_module('pipeline',"
              " run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", limit, "tune", "tiny", "--quiet",
-                             "--tracking-uri", uri], env=worker_env(), capture_output=True,
-                            text=True, timeout=600)
+                             "--jobs", str(jobs), "--tracking-uri", uri], env=worker_env(),
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    output = result.stdout + result.stderr  # spawned workers print to the same terminal
+    assert "Traceback" not in output, output[-3000:]
+    errors = [x for x in output.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "the Optuna store sqlite:///optuna.db failed mid-study" in \
-        errors[0], result.stderr[-3000:]
+        errors[0], output[-3000:]
     states = [t.state for t in _study().trials]
     assert TrialState.RUNNING not in states and 1 < len(states) < 40
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "8",

@@ -217,7 +217,7 @@ def stop_workers(procs: list[Any]) -> None:
         p.join(timeout=5)
 
 
-def _worker_process(args: WorkerArgs) -> None:
+def _worker_process(args: WorkerArgs, errors: Any = None) -> None:
     # its own process group (with its MLflow writer): the parent stops it as one, and a
     # terminal's Ctrl-C reaches the parent only, which then stops the workers. The parent's
     # SIGINT must work whatever we inherited; a parent gone without a word (kill -9) sends
@@ -231,8 +231,11 @@ def _worker_process(args: WorkerArgs) -> None:
             print(gave_up, flush=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except PipelineError as e:
-        print(f"error: {e}", flush=True)
+    except PipelineError as e:  # the parent says it, once for all workers (a store fault)
+        if errors is not None:
+            errors.put(str(e))
+        else:
+            print(f"error: {e}", flush=True)
         raise SystemExit(2) from None
 
 
@@ -241,9 +244,11 @@ def run_processes(
 ) -> None:
     """`jobs` spawned workers on the study; `poll()` about once a second while they run."""
     ctx = mp.get_context("spawn")  # fork would copy the parent's DB connections and threads
+    errors = ctx.SimpleQueue()  # the workers' one-line errors
     procs = [
         ctx.Process(target=_worker_process, name=f"tune-worker-{i}",
-                    args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),))
+                    args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),
+                          errors))
         for i in range(jobs)
     ]
     for p in procs:
@@ -261,6 +266,12 @@ def run_processes(
             p.join(timeout=60)
             if p.is_alive():
                 p.terminate()
+    said = []
+    while not errors.empty():
+        if (line := errors.get()) not in said:
+            said.append(line)
+    if said:  # every worker met the same store fault: one line
+        raise PipelineError("; ".join(said))
     bad = [p for p in procs if p.exitcode not in (0, None)]
     if bad:
         codes = ", ".join(f"{p.name}: exit {p.exitcode}" for p in bad)
