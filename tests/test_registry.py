@@ -320,6 +320,7 @@ def test_a_submit_whose_mlflow_logging_failed_is_finished_by_its_rerun(project, 
 
     exp = _tiny(project)
     tune.tune(exp, trials=2)
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")  # not a global URI set earlier
     real = tracking.MlflowTracker.log_files
 
     def full(self, run_id, files, artifact_path):
@@ -328,14 +329,14 @@ def test_a_submit_whose_mlflow_logging_failed_is_finished_by_its_rerun(project, 
     monkeypatch.setattr(tracking.MlflowTracker, "log_files", full)
     result = CliRunner().invoke(app, ["submit", "tiny"])
     assert result.exit_code == 0 and "could not log the submission" in result.output
-    assert not MlflowClient().search_model_versions("name='tiny'")
+    assert not client.search_model_versions("name='tiny'")
     (csv,) = Path("submissions", "tiny").glob("*.csv")
     monkeypatch.setattr(tracking.MlflowTracker, "log_files", real)
     for _ in range(2):  # the second re-run has nothing left to do
         result = CliRunner().invoke(app, ["submit", "tiny"])
         assert result.exit_code == 0 and "identical to" in result.output, result.output
-        versions = MlflowClient().search_model_versions("name='tiny'")
+        versions = client.search_model_versions("name='tiny'")
         assert [v.tags["submission"] for v in versions] == [csv.name]
-    run = MlflowClient().get_run(versions[0].run_id)
-    logged = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "submission")}
+    run = client.get_run(versions[0].run_id)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "submission")}
     assert f"submission/{csv.name}" in logged

@@ -400,3 +400,24 @@ def test_the_linear_baseline_takes_its_inputs_unencoded(project):
     linear, defaults = tune.baseline_trials(exp)
     assert linear == {"n_layers": 0, "units": 8, "numeric_encoding": "none"}
     assert defaults == {"n_layers": 1, "units": 8, "numeric_encoding": "periodic"}
+
+
+def test_a_trial_that_never_named_its_worker_is_failed_after_the_grace_period(
+    project, monkeypatch
+):
+    """The store failed right after handing out a trial: no pid, no heartbeat, so Optuna
+    would keep it RUNNING for ever. `recover` fails (and re-queues) it once it is older than
+    the grace period; a younger one may belong to a worker that is about to record itself."""
+    import pipeline.tune.worker as worker
+    from pipeline.tracking import NullTracker
+
+    study = tune.open_study("sqlite:///optuna.db", "orphan", "maximize")[0]
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert worker.recover(study, NullTracker()) == 0  # within the grace period: left alone
+    assert study.trials[lost.number].state == TrialState.RUNNING
+    monkeypatch.setattr(worker, "GRACE_PERIOD", 0)
+    assert worker.recover(study, NullTracker()) == 1
+    trials = study.get_trials()
+    assert trials[lost.number].state == TrialState.FAIL
+    assert "never recorded" in trials[lost.number].user_attrs["error"]
+    assert [t.state for t in trials[1:]] == [TrialState.WAITING]  # re-queued, same parameters

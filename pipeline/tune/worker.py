@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
@@ -26,6 +27,7 @@ from pipeline.tune.optuna_internals import fail_trial
 from pipeline.tune.plots import preload_figures
 from pipeline.tune.progress import GaveUp, TrialRow
 from pipeline.tune.study import (
+    GRACE_PERIOD,
     HOST_ID,
     MAX_RETRY,
     POLL,
@@ -69,7 +71,10 @@ def recover(study: Any, tracker: Tracker) -> int:
     """Fail (and re-queue) RUNNING trials whose worker is dead; close their MLflow runs.
 
     Other machines: Optuna's heartbeat (`fail_stale_trials`, then the storage's
-    StaleTrialCallback). This host (same HOST_ID): a trial whose pid is gone, at once.
+    StaleTrialCallback). This host (same HOST_ID): a trial whose pid is gone, at once. Any
+    host: a trial that never recorded its worker (the store failed right after handing it
+    out, so it has no heartbeat either and Optuna would leave it RUNNING for ever), once it
+    is older than the grace period: a live worker records itself within a second.
     """
     import optuna
     from optuna.trial import TrialState
@@ -81,10 +86,14 @@ def recover(study: Any, tracker: Tracker) -> int:
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
+        if pid is None and _orphaned(t):
+            why = "its worker never recorded itself (the store failed)"
+        elif t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
             continue
+        else:
+            why = f"worker pid {pid} died"
         try:
-            failed = fail_trial(study, t, f"worker pid {pid} died")
+            failed = fail_trial(study, t, why)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process recovered it first
         if failed is None:
@@ -92,6 +101,11 @@ def recover(study: Any, tracker: Tracker) -> int:
         n += 1
         callback(study, failed)
     return n
+
+
+def _orphaned(trial: Any) -> bool:
+    started = trial.datetime_start  # Optuna's: naive local time
+    return started is not None and (datetime.now() - started).total_seconds() > GRACE_PERIOD
 
 
 def run_worker(
