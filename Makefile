@@ -79,7 +79,8 @@ dashboard: $(DASH_STAMP) ## optuna-dashboard on 127.0.0.1 for optuna.db (install
 	$(BIN)/optuna-dashboard sqlite:///optuna.db --host $(HOST) --port $(or $(PORT),8080)
 
 mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db URL, ARTIFACTS=dir, HOST=, PORT=5000)
-	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers
+	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers;
+	@# so does kill -9 of make (Linux tells the supervisor of its parent's death)
 	exec $(BIN)/python -m pipeline.processes $(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
 		--artifacts-destination '$(ARTIFACTS)' --serve-artifacts --host $(HOST) \
 		--port $(or $(PORT),5000)

@@ -78,7 +78,7 @@ Trials = Annotated[
     typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials]."),
 ]
 Timeout = Annotated[
-    float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")
 ]
 Jobs = Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")]
 Fresh = Annotated[bool, typer.Option(help="Delete the study and start again.")]

@@ -43,6 +43,7 @@ from pipeline.decision import Decision
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
+from pipeline.identity import check_name_owner, current_source
 from pipeline.metrics import METRICS
 from pipeline.provenance import git_commit
 from pipeline.submission import ledger, predictions
@@ -123,6 +124,7 @@ def submit(
 
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
+    check_name_owner(exp, ledger.read(), prepared.fingerprint, str(ledger.LEDGER))
     notes: list[str] = []
     members = [member(evaluate, prepared, exp, t, refit=refit, seeds=seeds, fetch=fetch,
                        notes=notes) for t in trials]
@@ -140,7 +142,7 @@ def submit(
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
     data = text.encode("utf-8")
     if (same := ledger.find_sha(hashlib.sha256(data).hexdigest(), exp.name)) is not None:
-        return already_submitted(exp, same, trials, refit)
+        return already_submitted(exp, same, trials, refit, tuple(prepared.feature_names))
     path = _target(exp, trials, cv_score)
     message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
     written: list[Path] = []
@@ -163,6 +165,7 @@ def submit(
             "fingerprint": prepared.fingerprint,
             "message": message,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "experiment_file": current_source(exp),
         })
     except BaseException:
         for p in written:  # a failed run leaves no orphan file behind
@@ -178,15 +181,17 @@ def submit(
 
 
 def already_submitted(
-    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool
+    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool,
+    feature_names: tuple[str, ...] = (),
 ) -> SubmissionResult:
     """The ledger row of an identical CSV: a re-run writes no second file and no second row."""
     path = Path(row["file"])
     cv = float(row["cv_score"]) if row.get("cv_score") not in (None, "", "nan") else math.nan
+    models, kept, decision = saved_files(path)  # what a re-run may still log and register
     return SubmissionResult(
-        path, [], row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
+        path, models, row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
-        existing=True,
+        existing=True, prediction_paths=kept, decision=decision, feature_names=feature_names,
     )
 
 
@@ -214,8 +219,8 @@ def submit_best(
     result = submit(exp, chosen, refit=refit, seeds=seeds, message=message,
                     fetch=trial_fetcher(tracking_uri))
     parent = study_run_id(exp, storage=storage, study_name=study)
-    if not parent or result.existing:  # an identical earlier submission is logged already
-        return Submitted(result)
+    if not parent or (result.existing and logged(exp, result.path, tracking_uri)):
+        return Submitted(result)  # an identical earlier submission is logged already
     return log_submission(exp, result, parent, tracking_uri, promote)
 
 
@@ -242,6 +247,31 @@ def log_submission(exp: Experiment, result: SubmissionResult, parent: str,
     except Exception as e:  # the submission is written; a registry hiccup must not undo it
         return Submitted(result, None, [f"could not register the model in MLflow ({e})"])
     return Submitted(result, registered)
+
+
+def logged(exp: Experiment, path: Path, tracking_uri: str | None) -> bool:
+    """An identical earlier submission is logged and registered already, unless its MLflow
+    logging failed (the re-run then finishes it)."""
+    from pipeline.tracking.registry import is_registered
+
+    try:
+        return is_registered(exp, path, tracking_uri)
+    except Exception:  # the store is unreachable: the logging that follows says so
+        return False
+
+
+def saved_files(path: Path) -> tuple[list[Path], list[Path], Decision]:
+    """A written submission's model files (in `_save_models`' order), its kept predictions
+    and the decision its models' metadata records."""
+    from pipeline.network import load_model
+
+    numbered = path.parent.glob(f"{path.stem}.m*.npz")
+    models = [*path.parent.glob(f"{path.stem}.npz"),
+              *sorted(numbered, key=lambda p: int(p.name.rsplit(".m", 1)[1].split(".")[0]))]
+    folder = path.parent / "predictions"
+    kept = [p for kind in ("oof", "test") if (p := folder / f"{path.stem}.{kind}.csv").is_file()]
+    meta = (getattr(load_model(models[0]), "metadata_", None) or {}) if models else {}
+    return models, kept, Decision.from_dict(meta.get("decision"))
 
 
 # --- checks on the inputs ------------------------------------------------------------------

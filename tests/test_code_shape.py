@@ -42,7 +42,8 @@ LAYERS = [
     ["pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
     ["pipeline.trials"],  # each complete trial's stored result: written by tune, read above
-    ["pipeline.prepare", "pipeline.infer"],
+    ["pipeline.prepare", "pipeline.infer",
+     "pipeline.identity"],  # what a study measured: checked by tune, submit, show, blend
     ["pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],
     # pure functions that import nothing of ours: the experiment file checks a metric fits

@@ -190,6 +190,13 @@ def test_errors_name_the_file_and_column(project):
     wrong = test.astype({"num": object})
     wrong.loc[0, "num"] = "n/a here"
     _bad(project, train, wrong, r"test\.csv: column 'num' is numeric in .*train\.csv")
+    for cell in ("inf", "1e400"):  # overflowing numbers: one line, never sklearn's traceback
+        huge = train.astype({"num": object})
+        huge.loc[6, "num"] = cell
+        _bad(project, huge, test, r"train\.csv: row 7 \(line 8\), column 'num' holds inf")
+        huge = test.astype({"count": object})
+        huge.loc[2, "count"] = cell
+        _bad(project, train, huge, r"test\.csv: row 3 \(line 4\), column 'count' holds inf")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ temporary directory so a failed run leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -80,15 +81,28 @@ def load_cached(out: Path, fingerprint: str, extra: tuple[str, ...] = ()
 
 def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
                 extra: dict[str, bytes] | None = None) -> None:
-    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind.
-    `extra`: more files by name (the feature code the arrays were made with)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind,
+    not even the (empty) folders it made for the cache. `extra`: more files by name (the
+    feature code the arrays were made with)."""
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(out, arrays, spec, extra or {})
+    except BaseException:
+        for folder in made:  # deepest first; a folder a parallel run filled stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
+           extra: dict[str, bytes]) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
         np.savez(tmp / "arrays.npz", **arrays)
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-        for name, data in (extra or {}).items():
+        for name, data in extra.items():
             (tmp / name).write_bytes(data)
         if out.exists():  # --force, or a damaged cache
             shutil.rmtree(out)

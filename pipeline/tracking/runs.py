@@ -18,6 +18,7 @@ from pipeline.tracking.datasets import EXPERIMENT_KIND, log_train_dataset
 from pipeline.tracking.store import (
     ARTIFACT_DIR,
     SETUP_ATTEMPTS,
+    check_server,
     is_local,
     param_str,
     redact_url,
@@ -431,4 +432,6 @@ class MlflowTracker(Tracker):
 def make_tracker(
     tracking_uri: str | None, enabled: bool = True, background: bool = False
 ) -> Tracker:
+    if enabled:
+        check_server(resolve_uri(tracking_uri))  # a dead server: one line now, not a hang
     return MlflowTracker(tracking_uri, background) if enabled else NullTracker()

@@ -35,7 +35,8 @@ delegates to RetryHeartbeatStaleTrialCallback: bounded retries). The study plots
 run are drawn by the MLflow writer process (jobs=1), not on the tune process's path.
 """
 
-from pipeline.tune.objective import baseline_trials, study_identity
+from pipeline.identity import study_identity
+from pipeline.tune.objective import baseline_trials
 from pipeline.tune.progress import TuneProgress, TuneResult
 from pipeline.tune.stage import best_trials, study_run_id, tune
 from pipeline.tune.study import HOST, HOST_ID, PARENT_ATTR, make_storage, open_study, storage_url

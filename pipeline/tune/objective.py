@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.identity import study_identity
 from pipeline.metrics import METRICS
 from pipeline.trials.store import ARTIFACT_PATH
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
@@ -156,13 +157,6 @@ def _epoch_stride(exp: Experiment) -> int:
     if dim is None:
         return exp.model.max_iter
     return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
-
-
-def study_identity(exp: Experiment, fingerprint: str) -> dict[str, str]:
-    """What a study's trials were measured on (see `check_identity`); `folds` is the scheme
-    evaluate.folds builds (`stratified/5/seed42`, `group(store)/5/seed42`, `time(date)/5`)."""
-    return {"data_fingerprint": fingerprint, "folds": exp.fold_scheme(),
-            "metric": exp.competition.metric, "task": exp.competition.task}
 
 
 def trial_config(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,14 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec, remove_study
-from pipeline.tune.objective import WorkerArgs, baseline_trials, check_space, study_identity
+from pipeline.tune.objective import WorkerArgs, baseline_trials, check_space
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
 from pipeline.tune.study import (
     PARENT_ATTR,
     check_identity,
+    enqueue_baselines,
     make_storage,
     open_study,
     quiet_optuna,
@@ -58,7 +60,7 @@ def tune(
         prepared = prepare(exp)  # once here, so workers only read the cache
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
-        check_identity(study, study_identity(exp, prepared.fingerprint), url)
+        check_identity(exp, study, prepared.fingerprint, url)
         check_space(study, exp.tune.space, url)
     except BaseException:  # bad data, store or identity: the idle writer process ends too
         tracker.close()
@@ -66,10 +68,10 @@ def tune(
     if not created and (done := _complete(exp, study, budget)) is not None:
         tracker.close()
         return done
-    if created:  # every study measures the linear model and [model]'s defaults first
+    if created:
         remove_study(exp.name, name)  # stored results of a deleted study of the same name
-        for params in baseline_trials(exp):
-            study.enqueue_trial(params, user_attrs={"baseline": True})
+    # every study measures the linear model and [model]'s defaults first (again if lost)
+    enqueue_baselines(study, baseline_trials(exp), created)
     parent = _parent_run(study, created, tracker, exp, name, url, prepared.fingerprint)
     recover(study, tracker)
     timeout = timeout if timeout is not None else exp.tune.timeout
@@ -107,7 +109,9 @@ def tune(
         ) from None
     finally:
         tracker.close()
-        _close_dead_runs(study, tracker)
+        with suppress(Exception):  # the store may be what failed: the run's own error stands
+            recover(study, tracker)  # trials of workers that were killed: FAIL, re-queued
+            _close_dead_runs(study, tracker)
     return result
 
 
@@ -238,7 +242,10 @@ def best_trials(
     """The best complete trial (or trial number `trial`, or the `top_k` best), best first."""
     from optuna.trial import TrialState
 
+    from pipeline.prepare import prepare
+
     study = _load_study(exp, storage, study_name)
+    check_identity(exp, study, prepare(exp).fingerprint, storage_url(storage), record=False)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]
     if trial is not None:
