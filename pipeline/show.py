@@ -51,12 +51,17 @@ def show(exp: Experiment, output: Path | None, *, trial: int | None = None,
 def draw_kept(exp: Experiment, output: Path | None, study: str, number: int) -> Drawn | None:
     """Trial `number`'s kept fold-0 model drawn straight from the trials store (no study, no
     prepared arrays to open: its trial.json names the inputs); None when it is not kept."""
+    from pipeline.identity import check_study_identity
+    from pipeline.prepare import fingerprint
     from pipeline.trials import TrialKey, load
 
     key = TrialKey(exp.name, study, number)
     stored = load(key)
     if stored is None or not stored.models or "feature_names" not in stored.info:
         return None
+    # what the trial measured must still be what the experiment says, as for every stage
+    check_study_identity(exp, stored.info.get("identity", {}), fingerprint(exp), study=study,
+                         where=str(key.folder))
     title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
     return figure(stored.models[0], output, exp,
                   list(stored.info["feature_names"]), title)
