@@ -71,7 +71,7 @@ def test_child_run_has_params_curves_by_fold_and_mean_in_few_batches(setup, monk
     assert r.data.tags["git_commit"] and r.data.params["hidden_layer_sizes"] == "[8, 8]"
     history = c.get_metric_history(run.run_id, "fold1/val_loss")
     assert [m.step for m in history] == [1, 2, 3, 4, 5]
-    mean = c.get_metric_history(run.run_id, "val_loss")
+    mean = c.get_metric_history(run.run_id, "cv_mean/val_loss")
     assert mean[0].value == pytest.approx((1.1 + 2.1) / 2)
     assert r.data.metrics["cv_roc_auc"] == 0.9
     artifacts = {a.path for a in c.list_artifacts(run.run_id)}

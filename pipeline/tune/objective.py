@@ -37,12 +37,45 @@ class WorkerArgs:
     parent_pid: int | None  # spawned workers stop when the tune process is gone
 
 
-def suggest(trial: Any, space: dict) -> dict[str, Any]:
-    """Searched values; `n_layers` + `units` become `hidden_layer_sizes`."""
+# Define-by-run: a parameter is searched only when it changes the network, given the values
+# picked before it (or [model]'s, for a parameter not searched). A trial then holds only the
+# parameters it used, and TPE spends no samples on dead dimensions.
+# parameter -> (the parameter it depends on, the test, the value)
+CONDITIONS: dict[str, tuple[str, str, Any]] = {
+    "units": ("n_layers", ">", 0),
+    "activation": ("n_layers", ">", 0),  # the linear model has no hidden unit to activate
+    "dropout": ("n_layers", ">", 0),  # dropout drops hidden units only
+    "periodic_scale": ("numeric_encoding", "==", "periodic"),
+    "periodic_frequencies": ("numeric_encoding", "==", "periodic"),
+    "embedding_dim": ("numeric_encoding", "==", "periodic"),
+}
+TESTS = {">": lambda a, b: a > b, "==": lambda a, b: a == b}
+
+
+def applies(key: str, picked: dict[str, Any]) -> bool:
+    """`key` matters given `picked` (the searched values over [model]'s; `n_layers` read from
+    `hidden_layer_sizes` when it is not searched)."""
+    if key not in CONDITIONS:
+        return True
+    on, test, value = CONDITIONS[key]
+    if on == "n_layers" and "n_layers" not in picked:
+        current: Any = len(tuple(picked.get("hidden_layer_sizes", ())))
+    else:
+        current = picked.get(on)
+    return TESTS[test](current, value)
+
+
+def suggest(trial: Any, space: dict, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Searched values; `n_layers` + `units` become `hidden_layer_sizes`. A parameter of
+    CONDITIONS is suggested after the others, and only when it applies (`model`: [model]'s
+    values, for conditions on parameters not searched)."""
     from pipeline.experiment import Choice
 
     values: dict[str, Any] = {}
-    for key, dim in space.items():
+    for key in sorted(space, key=lambda k: k in CONDITIONS):  # stable: the others first
+        dim = space[key]
+        if not applies(key, {**(model or {}), **values}):
+            continue
         if isinstance(dim, Choice):
             # categorical choices must be plain scalars: layer tuples travel as strings
             options = [_choice_key(c) for c in dim.choices]
@@ -100,7 +133,9 @@ def check_space(study: Any, space: dict, url: str) -> None:
 def network_params(exp: Experiment, values: dict[str, Any], random_state: int) -> dict[str, Any]:
     params = {**exp.model.params(), **values, "random_state": random_state}
     if "n_layers" in params:
-        params["hidden_layer_sizes"] = (int(params.pop("units")),) * int(params.pop("n_layers"))
+        n_layers = int(params.pop("n_layers"))
+        units = params.pop("units", None)  # not searched without a hidden layer
+        params["hidden_layer_sizes"] = (int(units),) * n_layers if n_layers else ()
     params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     return params
 
@@ -145,7 +180,24 @@ def baseline_trials(exp: Experiment) -> list[dict[str, Any]]:
     if linear is not None and isinstance(encoding, Choice) and "none" in encoding.choices:
         linear["numeric_encoding"] = "none"  # periodic inputs would make it an additive model
     trials = [{**defaults, **linear}] if linear is not None else []
-    return trials + ([defaults] if defaults else [])
+    if defaults:
+        trials.append(defaults)
+    # what a trial does not use is not enqueued (Optuna would keep it as a fixed value)
+    return [{k: v for k, v in t.items() if applies(k, {**model, **_decoded(space, t)})}
+            for t in trials]
+
+
+def _decoded(space: dict, optuna_params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's values back to the network's (a layer tuple's string back to the tuple)."""
+    from pipeline.experiment import Choice
+
+    out = {}
+    for key, value in optuna_params.items():
+        dim = space.get(key)
+        if isinstance(dim, Choice):
+            value = next((c for c in dim.choices if _choice_key(c) == value), value)
+        out[key] = value
+    return out
 
 
 def _epoch_stride(exp: Experiment) -> int:
@@ -280,7 +332,7 @@ class Objective:
 
     def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
         """Sample the parameters, record how to re-run them exactly, open the child run."""
-        values = suggest(trial, self.exp.tune.space)
+        values = suggest(trial, self.exp.tune.space, self.exp.model.params())
         random_state = (self.exp.tune.seed * 1_000_003 + trial.number) % 2**31
         params = network_params(self.exp, values, random_state)
         for key, value in {
@@ -352,8 +404,8 @@ def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, d
 
     from pipeline.network import DivergenceError
 
-    if isinstance(e, optuna.TrialPruned):
-        return "pruned", stop_tags(trial, where, "pruned")
+    if isinstance(e, optuna.TrialPruned):  # a normal outcome: the run ends FINISHED
+        return "pruned", {**stop_tags(trial, where, "pruned"), "pruned": "true"}
     if isinstance(e, DivergenceError):
         trial.set_user_attr("error", f"diverged: {e}")
         return "failed", stop_tags(trial, where, "diverged")
