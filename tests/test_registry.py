@@ -409,4 +409,4 @@ def test_runs_show_their_data_kind_config_and_ui_links(project):
     tags = client.get_experiment(experiment.experiment_id).tags
     state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_roc_auc`"
-    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
+    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "FIRST_10_RUNS"

@@ -1,8 +1,9 @@
 """`pipeline ui`'s links: each study opens on its trials sorted by the CV score (best first)
-and on the val_loss chart of every trial; its registered model (the submissions' versions and
-the champion alias), which MLflow's default sidebar does not reach.
+and on the val_loss charts of the ten best (the fold mean's chart first, then one per fold);
+its registered model (the submissions' versions and the champion alias), which MLflow's
+default sidebar does not reach.
 
-The sort fits in the URL (`orderByKey`); columns, "show all runs" and the chart filter do not,
+The sort fits in the URL (`orderByKey`); columns, the charted runs and the chart filter do not,
 so the chart link names a shared view state: an experiment tag `mlflow.sharedViewState.<key>`
 holding the UI's state as JSON, which MLflow's UI loads for `?viewStateShareKey=<key>`.
 """
@@ -18,6 +19,7 @@ from pipeline.tracking.store import resolve_uri
 
 SHARED_VIEW = "mlflow.sharedViewState."
 SHARE_KEY = "pipeline-trials"
+CHARTED = "FIRST_10_RUNS"  # the UI's own mode: the top ten rows of the table's order
 # the main network parameters, shown as columns when a trial has them
 MAIN_PARAMS = ("hidden_layer_sizes", "activation", "learning_rate_init", "numeric_encoding",
                "dropout", "alpha", "batch_size", "solver")
@@ -28,7 +30,7 @@ class StudyLinks:
     experiment: str
     metric: str  # the child runs' CV metric, e.g. cv_roc_auc
     runs: str  # the runs table sorted by it (URL parameters only)
-    chart: str  # the chart view: val_loss of all trials (shared view state)
+    chart: str  # the chart view: val_loss of the ten best trials, mean first (shared view)
     columns: str  # the table sorted, with score / std / state / parameters as columns (shared)
     model: str | None = None  # the registered model of the same name, once `submit` made one
 
@@ -63,12 +65,13 @@ def study_links(base_url: str, tracking_uri: str | None) -> list[StudyLinks]:
 
 
 def view_state(metric: str, ascending: bool, params: list[str]) -> dict[str, Any]:
-    """Sorted by the CV score, score / std / state / main parameters as columns, every run
-    shown (the UI's default charts the first ten), charts filtered to val_loss."""
+    """Sorted by the CV score, score / std / state / main parameters as columns; the charts
+    show the first CHARTED rows of that order (the best trials; the eye icon adds others) and
+    only val_loss cards: the fold mean's section (`cv_mean/`) first, then one per fold."""
     columns = [f"metrics.`{metric}`", f"metrics.`{metric}_std`", "tags.`state`",
                *(f"params.`{p}`" for p in params), "attributes.`Dataset`"]
     return {"orderByKey": f"metrics.`{metric}`", "orderByAsc": ascending,
-            "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL",
+            "selectedColumns": columns, "runsHiddenMode": CHARTED,
             "chartsSearchFilter": "val_loss", "hideEmptyCharts": True}
 
 
@@ -80,7 +83,8 @@ def sort_key(client: Any, experiment_id: str) -> tuple[str, bool, list[str]] | N
                                 order_by=["attributes.start_time DESC"])
     if not trials:
         return None
-    names = [k for k in trials[0].data.metrics if k.startswith("cv_") and not k.endswith("_std")]
+    names = [k for k in trials[0].data.metrics  # not cv_roc_auc_std / _plain, cv_mean/ curves
+             if k.startswith("cv_") and "/" not in k and not k.endswith(("_std", "_plain"))]
     if not names:
         return None
     parents = client.search_runs([experiment_id], "tags.kind = 'study'", max_results=1,
