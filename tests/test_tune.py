@@ -420,3 +420,30 @@ def test_hidden_layer_sizes_choices_condition_the_layer_parameters(project):
     study.optimize(lambda t: len(suggest(t, exp.tune.space, exp.model.params())), n_trials=12)
     for t in study.trials:
         assert ("activation" in t.params) == (t.params["hidden_layer_sizes"] == "8")
+
+
+def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):
+    """check_space reads a conditional parameter's choices from the trials that used it, even
+    when the first trial (the linear baseline) did not."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.trial import create_trial
+
+    from pipeline.tune.objective import check_space
+
+    space = "n_layers = { low = 0, high = 2 }\nunits = [8]\nactivation = [\"tanh\", \"relu\"]\n"
+    exp = load(tiny_project(project, space=space))
+    study = optuna.create_study(study_name="tiny")
+    layers, act = IntDistribution(0, 2), CategoricalDistribution(["tanh", "relu", "logistic"])
+    study.add_trial(create_trial(params={"n_layers": 0}, distributions={"n_layers": layers},
+                                 value=0.5))
+    study.add_trial(create_trial(
+        params={"n_layers": 1, "units": 8, "activation": "relu"}, value=0.6,
+        distributions={"n_layers": layers, "units": CategoricalDistribution([8]),
+                       "activation": act}))
+    with pytest.raises(PipelineError, match=r"activation changed from \['tanh', 'relu', "
+                                            r"'logistic'\] to \['tanh', 'relu'\]"):
+        check_space(study, exp.tune.space, "sqlite:///optuna.db")
+    study.add_trial(create_trial(params={"n_layers": 0}, distributions={"n_layers": layers},
+                                 value=0.5))
+    check_space(study, {k: v for k, v in exp.tune.space.items() if k != "activation"},
+                "sqlite:///optuna.db")  # a space without it: nothing to compare
