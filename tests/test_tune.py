@@ -447,3 +447,16 @@ def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):
                                  value=0.5))
     check_space(study, {k: v for k, v in exp.tune.space.items() if k != "activation"},
                 "sqlite:///optuna.db")  # a space without it: nothing to compare
+
+
+def test_a_trial_run_lists_only_the_parameters_it_used():
+    """The run's params (the UI's columns) leave out what does not apply; config.json keeps
+    every parameter to rebuild the network."""
+    from pipeline.tune.objective import used
+
+    params = {"hidden_layer_sizes": (), "activation": "relu", "dropout": 0.1, "alpha": 1e-4,
+              "numeric_encoding": "none", "periodic_scale": 1.0}
+    assert used({"n_layers": 0}, params) == {"n_layers": 0, "hidden_layer_sizes": (),
+                                             "alpha": 1e-4, "numeric_encoding": "none"}
+    wide = used({}, {**params, "hidden_layer_sizes": (8,), "numeric_encoding": "periodic"})
+    assert {"activation", "dropout", "periodic_scale"} <= set(wide)

@@ -79,7 +79,7 @@ def sort_key(client: Any, experiment_id: str) -> tuple[str, bool, list[str]] | N
     """(the trials' CV metric, ascending?, main parameters) from the latest complete trial and
     its study's direction."""
     trials = client.search_runs([experiment_id], "tags.kind = 'trial' AND tags.state = 'complete'",
-                                max_results=1,
+                                max_results=20,  # a linear trial has no activation
                                 order_by=["attributes.start_time DESC"])
     if not trials:
         return None
@@ -90,5 +90,5 @@ def sort_key(client: Any, experiment_id: str) -> tuple[str, bool, list[str]] | N
     parents = client.search_runs([experiment_id], "tags.kind = 'study'", max_results=1,
                                  order_by=["attributes.start_time DESC"])
     direction = parents[0].data.tags.get("direction", "maximize") if parents else "maximize"
-    params = [p for p in MAIN_PARAMS if p in trials[0].data.params]
+    params = [p for p in MAIN_PARAMS if any(p in t.data.params for t in trials)]
     return names[0], direction == "minimize", params

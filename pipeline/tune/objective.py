@@ -65,6 +65,13 @@ def applies(key: str, picked: dict[str, Any]) -> bool:
     return TESTS[test](current, value)
 
 
+def used(values: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The searched values and the network's parameters, without those that do not apply (the
+    run's params in the UI; config.json keeps them all, to rebuild the network exactly)."""
+    both = {**values, **params}
+    return {k: v for k, v in both.items() if applies(k, both)}
+
+
 def suggest(trial: Any, space: dict, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Searched values; `n_layers` + `units` become `hidden_layer_sizes`. A parameter of
     CONDITIONS is suggested after the others, and only when it applies (`model`: [model]'s
@@ -342,7 +349,7 @@ class Objective:
         }.items():
             trial.set_user_attr(key, value)
         run = self.tracker.start_run(
-            self.exp, f"trial-{trial.number:04d}", params={**values, **params},
+            self.exp, f"trial-{trial.number:04d}", params=used(values, params),
             tags={"optuna.study": self.args.study, "optuna.trial": trial.number,
                   "data_fingerprint": self.prepared.fingerprint, "kind": "trial",
                   "folds": self.exp.fold_scheme()},
