@@ -298,3 +298,5 @@ def test_ui_links_sort_by_the_cv_score_and_chart_the_ten_best(project):
     state = json.loads(client.get_experiment(eid).tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_accuracy`"
     assert state["runsHiddenMode"] == "FIRST_10_RUNS" and state["chartsSearchFilter"] == "val_loss"
+    (mean,) = state["compareRunSections"]  # the fold mean's chart: one wide card, first
+    assert mean["name"] == "cv_mean" and mean["columns"] == 1 and state["compareRunCharts"] == []

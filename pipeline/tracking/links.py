@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pipeline.curves import MEAN_PREFIX
 from pipeline.tracking.store import resolve_uri
 
 SHARED_VIEW = "mlflow.sharedViewState."
@@ -72,7 +73,15 @@ def view_state(metric: str, ascending: bool, params: list[str]) -> dict[str, Any
                *(f"params.`{p}`" for p in params), "attributes.`Dataset`"]
     return {"orderByKey": f"metrics.`{metric}`", "orderByAsc": ascending,
             "selectedColumns": columns, "runsHiddenMode": CHARTED,
-            "chartsSearchFilter": "val_loss", "hideEmptyCharts": True}
+            "chartsSearchFilter": "val_loss", "hideEmptyCharts": True,
+            # the fold mean's section as one wide card (the UI's default: 3 small ones a row);
+            # no cards given: the UI adds one per metric, into this section by its name
+            # (MEAN_PREFIX) and into new sections for the rest, sorted after it
+            "compareRunSections": [{
+                "uuid": "pipeline-cv-mean", "name": MEAN_PREFIX.rstrip("/"), "display": True,
+                "isReordered": False, "deleted": False, "isGenerated": True,
+                "columns": 1, "cardHeight": 480}],
+            "compareRunCharts": []}
 
 
 def sort_key(client: Any, experiment_id: str) -> tuple[str, bool, list[str]] | None:
