@@ -297,6 +297,8 @@ def test_ui_links_sort_by_the_cv_score_and_chart_the_ten_best(project):
     assert links.metric == "cv_accuracy"
     state = json.loads(client.get_experiment(eid).tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_accuracy`"
+    assert state["selectedColumns"][0] == "metrics.`cv_accuracy`"
+    assert "attributes.`Dataset`" not in state["selectedColumns"]
     assert state["runsHiddenMode"] == "FIRST_10_RUNS" and state["chartsSearchFilter"] == "val_loss"
     (mean,) = state["compareRunSections"]  # the fold mean's chart: one wide card, first
     assert mean["name"] == "cv_mean" and mean["columns"] == 1 and state["compareRunCharts"] == []

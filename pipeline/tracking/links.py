@@ -70,7 +70,8 @@ def view_state(metric: str, ascending: bool, params: list[str]) -> dict[str, Any
     show the first CHARTED rows of that order (the best trials; the eye icon adds others) and
     only val_loss cards: the fold mean's section (`cv_mean/`) first, then one per fold."""
     columns = [f"metrics.`{metric}`", f"metrics.`{metric}_std`", "tags.`state`",
-               *(f"params.`{p}`" for p in params), "attributes.`Dataset`"]
+               *(f"params.`{p}`" for p in params)]  # no wide Dataset column: the score
+    # then shows without scrolling at 1400 px (the Columns menu and the plain link keep it)
     return {"orderByKey": f"metrics.`{metric}`", "orderByAsc": ascending,
             "selectedColumns": columns, "runsHiddenMode": CHARTED,
             "chartsSearchFilter": "val_loss", "hideEmptyCharts": True,
