@@ -400,6 +400,8 @@ def test_a_parameter_is_searched_only_when_it_applies(project):
     study.optimize(objective, n_trials=40)
     for t, params in zip(study.trials, built, strict=True):
         hidden = t.params["n_layers"] > 0
+        assert list(t.params)[:2] == (["n_layers", "units"] if hidden else ["n_layers",
+                                                                             "numeric_encoding"])
         assert all((k in t.params) == hidden for k in ("units", "activation", "dropout"))
         assert ("periodic_scale" in t.params) == (t.params["numeric_encoding"] == "periodic")
         assert "learning_rate_init" in t.params
@@ -414,12 +416,14 @@ def test_hidden_layer_sizes_choices_condition_the_layer_parameters(project):
     no activation."""
     from pipeline.tune.objective import suggest
 
-    space = 'hidden_layer_sizes = [[], [8]]\nactivation = ["tanh", "relu"]\n'
+    space = 'activation = ["tanh", "relu"]\nhidden_layer_sizes = [[], [8]]\n'  # before it
     exp = load(tiny_project(project, space=space))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     study.optimize(lambda t: len(suggest(t, exp.tune.space, exp.model.params())), n_trials=12)
     for t in study.trials:
         assert ("activation" in t.params) == (t.params["hidden_layer_sizes"] == "8")
+    assert {tuple(t.params) for t in study.trials} == {("hidden_layer_sizes",),
+                                                       ("hidden_layer_sizes", "activation")}
 
 
 def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):

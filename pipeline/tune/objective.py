@@ -74,12 +74,12 @@ def used(values: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 def suggest(trial: Any, space: dict, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Searched values; `n_layers` + `units` become `hidden_layer_sizes`. A parameter of
-    CONDITIONS is suggested after the others, and only when it applies (`model`: [model]'s
-    values, for conditions on parameters not searched)."""
+    CONDITIONS is suggested after the one it depends on, and only when it applies (`model`:
+    [model]'s values, for conditions on parameters not searched)."""
     from pipeline.experiment import Choice
 
     values: dict[str, Any] = {}
-    for key in sorted(space, key=lambda k: k in CONDITIONS):  # stable: the others first
+    for key in _dependency_order(space):
         dim = space[key]
         if not applies(key, {**(model or {}), **values}):
             continue
@@ -95,6 +95,20 @@ def suggest(trial: Any, space: dict, model: dict[str, Any] | None = None) -> dic
         else:
             values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log, step=dim.step)
     return values
+
+
+def _dependency_order(space: dict) -> list[str]:
+    """[tune.space]'s order (a trial's parameters read in it), with a conditional parameter
+    moved after the parameter it depends on when that one comes later."""
+    order = list(space)
+    for key in list(order):
+        on = CONDITIONS.get(key, (None,))[0]
+        if on == "n_layers" and "n_layers" not in space:
+            on = "hidden_layer_sizes"
+        if on in space and order.index(on) > order.index(key):
+            order.remove(key)
+            order.insert(order.index(on) + 1, key)
+    return order
 
 
 def check_space(study: Any, space: dict, url: str) -> None:
