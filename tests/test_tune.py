@@ -381,7 +381,7 @@ def test_the_linear_baseline_takes_its_inputs_unencoded(project):
 def test_a_parameter_is_searched_only_when_it_applies(project):
     """Define-by-run: no units / activation / dropout without a hidden layer, no periodic_scale
     without periodic inputs; the rest searched as usual, and the network built from them."""
-    from pipeline.tune.objective import network_params, suggest
+    from pipeline.tune.space import network_params, suggest
 
     space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16 }\n"
              'activation = ["tanh", "relu"]\ndropout = { low = 0.0, high = 0.5 }\n'
@@ -414,7 +414,7 @@ def test_a_parameter_is_searched_only_when_it_applies(project):
 def test_hidden_layer_sizes_choices_condition_the_layer_parameters(project):
     """The same conditions hold for a space of layer tuples: `()` (the linear model) searches
     no activation."""
-    from pipeline.tune.objective import suggest
+    from pipeline.tune.space import suggest
 
     space = 'activation = ["tanh", "relu"]\nhidden_layer_sizes = [[], [8]]\n'  # before it
     exp = load(tiny_project(project, space=space))
@@ -432,7 +432,7 @@ def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):
     from optuna.distributions import CategoricalDistribution, IntDistribution
     from optuna.trial import create_trial
 
-    from pipeline.tune.objective import check_space
+    from pipeline.tune.space import check_space
 
     space = "n_layers = { low = 0, high = 2 }\nunits = [8]\nactivation = [\"tanh\", \"relu\"]\n"
     exp = load(tiny_project(project, space=space))
@@ -456,7 +456,7 @@ def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):
 def test_a_trial_run_lists_only_the_parameters_it_used():
     """The run's params (the UI's columns) leave out what does not apply; config.json keeps
     every parameter to rebuild the network."""
-    from pipeline.tune.objective import used
+    from pipeline.tune.space import used
 
     params = {"hidden_layer_sizes": (), "activation": "relu", "dropout": 0.1, "alpha": 1e-4,
               "numeric_encoding": "none", "periodic_scale": 1.0}
