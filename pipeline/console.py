@@ -101,7 +101,7 @@ def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
     for study in links:
         line(f"{study.experiment}: trials by {study.metric}, best first:")
         line(study.runs)
-        line(f"{study.experiment}: val_loss of every trial:")
+        line(f"{study.experiment}: val_loss of the 10 best trials, fold mean first:")
         line(study.chart)
         line(f"{study.experiment}: trials with score, std, state and parameters as columns:")
         line(study.columns)

@@ -12,6 +12,20 @@ CURVE_KEYS = ("train_loss", "val_loss", "val_error")
 # per hidden layer k: `saturation/layer_k` ... (network.diagnostics), recorded when present
 HEALTH_PREFIXES = ("saturation/", "grad_norm/", "weight_norm/", "update_ratio/")
 Curve = dict[str, list[float]]
+# A run's metric keys for the curves. MLflow 3's charts view groups cards into sections by the
+# key's prefix (before the last '/'), sorted by name, with unprefixed keys last ("Model
+# metrics"): the fold mean's prefix sorts before `fold0`, so its chart leads.
+MEAN_PREFIX = "cv_mean/"
+
+
+def mean_key(key: str) -> str:
+    """`cv_mean/val_loss`: the fold mean of one curve key, as logged."""
+    return MEAN_PREFIX + key
+
+
+def fold_key(fold: int, key: str) -> str:
+    """`fold0/val_loss`: one fold's curve, as logged."""
+    return f"fold{fold}/{key}"
 
 
 def record(curves: list[Curve], fold: int, metrics: Mapping[str, float]) -> None:

@@ -211,10 +211,13 @@ def cross_validate(
     on_epoch: FoldEpochCallback | None = None,
     keep_models: bool = False,
     diagnostics: bool = False,
+    on_stop: Callable[[list[float]], None] | None = None,
 ) -> CVResult:
     """Fit one network per fold; fold f uses `random_state + f` so folds differ but repeat.
 
-    Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate.
+    Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate; before
+    they do, `on_stop` gets the scores reached: the finished folds' and the stopped fold's at
+    the weights it had (the metric's plain score; nothing when those cannot be scored).
     `diagnostics` adds each hidden layer's health (saturation, gradient, weight and update
     norms, `network.diagnostics`) to the per-epoch metrics, measured on the fold's held-out rows.
     """
@@ -244,10 +247,15 @@ def cross_validate(
                 on_epoch(f, epoch, m)
 
         est = build_estimator(task, network_params(prepared, {**params, "random_state": seed + f}))
-        with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report,
-                    diagnostics=layer_health(diagnostics, seed + f))
+        try:
+            with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report,
+                        diagnostics=layer_health(diagnostics, seed + f))
+        except BaseException:
+            if on_stop is not None:
+                _report_reached(on_stop, scores, metric, est, X[va], y[va])
+            raise
         pred = predict(est, X[va])
         oof[va] = pred
         scores.append(metric(y[va], pred))
@@ -272,6 +280,17 @@ def cross_validate(
         raw_scores=scores,
         decision=decision,
     )
+
+
+def _report_reached(on_stop: Callable[[list[float]], None], scores: list[float], metric: Any,
+                    est: Any, X_val: np.ndarray, y_val: np.ndarray) -> None:
+    """`on_stop`: the finished folds' scores and the stopped fold's, at its weights so far."""
+    try:
+        last = float(metric(y_val, predict(est, X_val)))
+    except Exception:  # diverged weights, a fold stopped before its first epoch: no score
+        return
+    if np.isfinite(last):
+        on_stop([*scores, last])
 
 
 def check_target(prepared: Prepared, exp: Experiment, params: dict[str, Any]) -> None:

@@ -60,14 +60,18 @@ def logged_cv(
             on_epoch(fold, epoch, m)
 
     started = time.monotonic()
-    try:
-        res = cross_validate(prepared, exp, params, on_epoch=report, diagnostics=True, **cv)
-    except BaseException as e:  # the run must not stay RUNNING
-        state, stop_tags = stopped(e) if stopped is not None else ("failed", {})
-        run.end(state, config=config, tags=stop_tags)
-        raise
     metric = METRICS[exp.competition.metric]
     name = f"cv_{metric.key}"
+    reached: list[float] = []  # the scores a stopped cross-validation had reached
+    try:
+        res = cross_validate(prepared, exp, params, on_epoch=report, diagnostics=True,
+                             on_stop=reached.extend, **cv)
+    except BaseException as e:  # the run must not stay RUNNING
+        state, stop_tags = stopped(e) if stopped is not None else ("failed", {})
+        scored = reached_score(name, metric.key, reached, exp.cv.folds) if state == "pruned" else {}
+        run.end(state, metrics=scored.get("metrics"), config=config,
+                tags={**stop_tags, **scored.get("tags", {})})
+        raise
     # a label metric's CV is the decided one (or the plain one, when no decision beat it);
     # the plain 0.5 / argmax / rounding score beside it
     plain = ({f"{name}_plain": float(np.mean(res.raw_scores))}
@@ -81,6 +85,20 @@ def logged_cv(
         tags={"stop_reason": summarise_stops(res.stop_reasons), **(tags(res) if tags else {})},
     )
     return res
+
+
+def reached_score(name: str, key: str, reached: list[float], folds: int) -> dict[str, Any]:
+    """A pruned run's score: the mean of what its folds reached (the finished ones and the
+    stopped one at its weights when stopped; pruning stops fold 1) under the complete runs'
+    key, so the UI's score column has it; `score_from` says what it is."""
+    if not reached:
+        return {}
+    stopped = len(reached)
+    done = f"folds 1-{stopped - 1} finished, " if stopped > 2 else (
+        "fold 1 finished, " if stopped == 2 else "")
+    return {"metrics": {name: float(np.mean(reached)),
+                        **{f"fold{f}/{key}": s for f, s in enumerate(reached)}},
+            "tags": {"score_from": f"{done}fold {stopped} of {folds} when stopped (partial)"}}
 
 
 def refit_epochs(res: CVResult) -> int:

@@ -420,7 +420,7 @@ def test_runs_show_their_data_kind_config_and_ui_links(project):
     tags = client.get_experiment(experiment.experiment_id).tags
     state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_roc_auc`"
-    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
+    assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "FIRST_10_RUNS"
 
 
 def test_a_submit_whose_mlflow_logging_failed_is_finished_by_its_rerun(project, monkeypatch):

@@ -71,8 +71,12 @@ def test_child_run_has_params_curves_by_fold_and_mean_in_few_batches(setup, monk
     assert r.data.tags["git_commit"] and r.data.params["hidden_layer_sizes"] == "[8, 8]"
     history = c.get_metric_history(run.run_id, "fold1/val_loss")
     assert [m.step for m in history] == [1, 2, 3, 4, 5]
-    mean = c.get_metric_history(run.run_id, "val_loss")
+    mean = c.get_metric_history(run.run_id, "cv_mean/val_loss")
     assert mean[0].value == pytest.approx((1.1 + 2.1) / 2)
+    # MLflow's charts: one section per key prefix (before the last '/'), sorted by name, and
+    # the unprefixed keys last: the fold mean's section leads, the folds' come after it
+    sections = sorted({k.rsplit("/", 1)[0] for k in r.data.metrics if "/" in k})
+    assert sections[0] == "cv_mean" and "fold0" in sections and "val_loss" not in r.data.metrics
     assert r.data.metrics["cv_roc_auc"] == 0.9
     artifacts = {a.path for a in c.list_artifacts(run.run_id)}
     assert {"config.json", "convergence.png"} <= artifacts
@@ -270,3 +274,31 @@ def test_ui_links_reach_the_registered_model(project, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "http://127.0.0.1:5000/#/models/with%20model" in lines
     assert sum("#/models/" in text for text in lines) == 1
+
+
+def test_ui_links_sort_by_the_cv_score_and_chart_the_ten_best(project):
+    """The runs also hold `cv_mean/...` curves and `cv_<metric>_plain`: the sort key is the CV
+    score itself; the chart view charts the first ten rows of that order, val_loss only."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.links import SHARE_KEY, SHARED_VIEW, study_links
+
+    fresh_mlflow_db(project)
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    eid = client.create_experiment("study")
+    run = client.create_run(eid, tags={"kind": "trial", "state": "complete"})
+    for key in ("cv_mean/train_loss", "cv_accuracy_plain", "cv_accuracy_std", "cv_accuracy"):
+        client.log_metric(run.info.run_id, key, 0.5)
+    client.set_terminated(run.info.run_id)
+    (links,) = study_links("http://127.0.0.1:5000", uri)
+    assert links.metric == "cv_accuracy"
+    state = json.loads(client.get_experiment(eid).tags[SHARED_VIEW + SHARE_KEY])
+    assert state["orderByKey"] == "metrics.`cv_accuracy`"
+    assert state["selectedColumns"][0] == "metrics.`cv_accuracy`"
+    assert "attributes.`Dataset`" not in state["selectedColumns"]
+    assert state["runsHiddenMode"] == "FIRST_10_RUNS" and state["chartsSearchFilter"] == "val_loss"
+    (mean,) = state["compareRunSections"]  # the fold mean's chart: one wide card, first
+    assert mean["name"] == "cv_mean" and mean["columns"] == 1 and state["compareRunCharts"] == []

@@ -57,10 +57,14 @@ def _check_runs_match_study(study):
         run = by_run[t.user_attrs["mlflow_run_id"]]
         want = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name]
         assert run.data.tags["state"] == want and run.info.status != "RUNNING"
+        if t.state == TrialState.PRUNED:  # a normal end, scored with what fold 1 reached
+            assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "true"
+            score = [k for k in run.data.metrics if k.startswith("cv_") and "_std" not in k]
+            assert score and run.data.tags["score_from"].startswith("fold 1 of")
         if t.state == TrialState.COMPLETE:
             steps = [m.step for m in c.get_metric_history(run.info.run_id, "fold0/val_loss")]
             assert steps == list(range(1, t.user_attrs["n_iters"][0] + 1))
-            assert len(c.get_metric_history(run.info.run_id, "val_loss")) == max(
+            assert len(c.get_metric_history(run.info.run_id, "cv_mean/val_loss")) == max(
                 t.user_attrs["n_iters"])
     return parents[0]
 
@@ -350,11 +354,14 @@ def test_every_new_study_measures_the_linear_model_and_the_defaults_first(projec
     space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16, log = true }\n"
              'activation = ["tanh", "relu"]\n')
     exp = load(tiny_project(project, trials=3, space=space))
-    assert tune.baseline_trials(exp) == [{"n_layers": 0, "units": 8}, {"n_layers": 1, "units": 8}]
+    # the linear model has no units to search
+    assert tune.baseline_trials(exp) == [{"n_layers": 0}, {"n_layers": 1, "units": 8}]
     tune.tune(exp, track=False)
     first, second = sorted(_study().trials, key=lambda t: t.number)[:2]
     assert first.user_attrs["baseline"] and second.user_attrs["baseline"]
     assert first.user_attrs["params"]["hidden_layer_sizes"] == []
+    assert "units" not in first.params and "activation" not in first.params  # none used
+    assert {"units", "activation"} <= set(second.params)
     assert second.user_attrs["params"]["hidden_layer_sizes"] == [8]
     # a space without a zero-layer option has no linear baseline, only the defaults
     narrow = load(tiny_project(project, trials=3))
@@ -401,7 +408,7 @@ def test_the_linear_baseline_takes_its_inputs_unencoded(project):
              'numeric_encoding = ["periodic", "none"]\n')
     exp = load(tiny_project(project, space=space, model_extra='numeric_encoding = "periodic"'))
     linear, defaults = tune.baseline_trials(exp)
-    assert linear == {"n_layers": 0, "units": 8, "numeric_encoding": "none"}
+    assert linear == {"n_layers": 0, "numeric_encoding": "none"}
     assert defaults == {"n_layers": 1, "units": 8, "numeric_encoding": "periodic"}
 
 
@@ -424,3 +431,91 @@ def test_a_trial_that_never_named_its_worker_is_failed_after_the_grace_period(
     assert trials[lost.number].state == TrialState.FAIL
     assert "never recorded" in trials[lost.number].user_attrs["error"]
     assert [t.state for t in trials[1:]] == [TrialState.WAITING]  # re-queued, same parameters
+
+
+def test_a_parameter_is_searched_only_when_it_applies(project):
+    """Define-by-run: no units / activation / dropout without a hidden layer, no periodic_scale
+    without periodic inputs; the rest searched as usual, and the network built from them."""
+    from pipeline.tune.space import network_params, suggest
+
+    space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16 }\n"
+             'activation = ["tanh", "relu"]\ndropout = { low = 0.0, high = 0.5 }\n'
+             'numeric_encoding = ["none", "periodic"]\n'
+             "periodic_scale = { low = 0.1, high = 10.0, log = true }\n"
+             "learning_rate_init = { low = 0.005, high = 0.05, log = true }\n")
+    exp = load(tiny_project(project, space=space))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    built = []
+
+    def objective(trial):
+        values = suggest(trial, exp.tune.space, exp.model.params())
+        built.append(network_params(exp, values, 0))
+        return 0.0
+
+    study.optimize(objective, n_trials=40)
+    for t, params in zip(study.trials, built, strict=True):
+        hidden = t.params["n_layers"] > 0
+        assert list(t.params)[:2] == (["n_layers", "units"] if hidden else ["n_layers",
+                                                                             "numeric_encoding"])
+        assert all((k in t.params) == hidden for k in ("units", "activation", "dropout"))
+        assert ("periodic_scale" in t.params) == (t.params["numeric_encoding"] == "periodic")
+        assert "learning_rate_init" in t.params
+        assert params["hidden_layer_sizes"] == ((t.params["units"],) * t.params["n_layers"]
+                                                if hidden else ())
+    kinds = {(t.params["n_layers"] > 0, t.params["numeric_encoding"]) for t in study.trials}
+    assert len(kinds) == 4  # every branch was taken
+
+
+def test_hidden_layer_sizes_choices_condition_the_layer_parameters(project):
+    """The same conditions hold for a space of layer tuples: `()` (the linear model) searches
+    no activation."""
+    from pipeline.tune.space import suggest
+
+    space = 'activation = ["tanh", "relu"]\nhidden_layer_sizes = [[], [8]]\n'  # before it
+    exp = load(tiny_project(project, space=space))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: len(suggest(t, exp.tune.space, exp.model.params())), n_trials=12)
+    for t in study.trials:
+        assert ("activation" in t.params) == (t.params["hidden_layer_sizes"] == "8")
+    assert {tuple(t.params) for t in study.trials} == {("hidden_layer_sizes",),
+                                                       ("hidden_layer_sizes", "activation")}
+
+
+def test_a_changed_choice_of_a_conditional_parameter_is_refused(project):
+    """check_space reads a conditional parameter's choices from the trials that used it, even
+    when the first trial (the linear baseline) did not."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.trial import create_trial
+
+    from pipeline.tune.space import check_space
+
+    space = "n_layers = { low = 0, high = 2 }\nunits = [8]\nactivation = [\"tanh\", \"relu\"]\n"
+    exp = load(tiny_project(project, space=space))
+    study = optuna.create_study(study_name="tiny")
+    layers, act = IntDistribution(0, 2), CategoricalDistribution(["tanh", "relu", "logistic"])
+    study.add_trial(create_trial(params={"n_layers": 0}, distributions={"n_layers": layers},
+                                 value=0.5))
+    study.add_trial(create_trial(
+        params={"n_layers": 1, "units": 8, "activation": "relu"}, value=0.6,
+        distributions={"n_layers": layers, "units": CategoricalDistribution([8]),
+                       "activation": act}))
+    with pytest.raises(PipelineError, match=r"activation changed from \['tanh', 'relu', "
+                                            r"'logistic'\] to \['tanh', 'relu'\]"):
+        check_space(study, exp.tune.space, "sqlite:///optuna.db")
+    study.add_trial(create_trial(params={"n_layers": 0}, distributions={"n_layers": layers},
+                                 value=0.5))
+    check_space(study, {k: v for k, v in exp.tune.space.items() if k != "activation"},
+                "sqlite:///optuna.db")  # a space without it: nothing to compare
+
+
+def test_a_trial_run_lists_only_the_parameters_it_used():
+    """The run's params (the UI's columns) leave out what does not apply; config.json keeps
+    every parameter to rebuild the network."""
+    from pipeline.tune.space import used
+
+    params = {"hidden_layer_sizes": (), "activation": "relu", "dropout": 0.1, "alpha": 1e-4,
+              "numeric_encoding": "none", "periodic_scale": 1.0}
+    assert used({"n_layers": 0}, params) == {"n_layers": 0, "hidden_layer_sizes": (),
+                                             "alpha": 1e-4, "numeric_encoding": "none"}
+    wide = used({}, {**params, "hidden_layer_sizes": (8,), "numeric_encoding": "periodic"})
+    assert {"activation", "dropout", "periodic_scale"} <= set(wide)

@@ -6,7 +6,8 @@ several trials (threads or processes) never share an "active run".
 
 Layout: one MLflow experiment per experiment file; one parent run per Optuna study; one
 child run per trial (tag `mlflow.parentRunId`), with per-epoch curves as metric steps: one
-series per fold (`fold0/val_loss`) and the fold mean (`val_loss`).
+series per fold (`fold0/val_loss`) and the fold mean (`cv_mean/val_loss`, whose chart section
+sorts first in the UI).
 
 Modules: `runs` (the Tracker interface, runs, the MlflowTracker); `store` (URIs, the
 race-safe schema set-up lock, small helpers); `writer` (the writes, inline or in the writer

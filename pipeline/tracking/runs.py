@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.curves import Curve, record
+from pipeline.curves import Curve, fold_key, record
 from pipeline.provenance import git_commit
 from pipeline.tracking.datasets import EXPERIMENT_KIND, log_train_dataset
 from pipeline.tracking.store import (
@@ -144,7 +144,7 @@ class MlflowRunLog(RunLog):
             return
         ts = int(time.time() * 1000)
         points = [
-            (f"fold{f}/{key}", v, ts, step)
+            (fold_key(f, key), v, ts, step)
             for f in range(self._sent, done)
             for key, values in self.curves[f].items()
             for step, v in enumerate(values, start=1)

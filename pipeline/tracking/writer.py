@@ -22,12 +22,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.curves import Curve, mean_curves
+from pipeline.curves import Curve, mean_curves, mean_key
 from pipeline.tracking.plots import close_figure, convergence_figure
 
 BATCH = 1000  # MLflow's per-call limit for metrics in log_batch
 PARAM_BATCH = 100  # and for params
-TERMINAL = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+# a pruned trial ended normally: FINISHED, as Optuna's own MLflowCallback ends every trial's run
+# (its outcome is in the `state` tag there too), not KILLED (a red cross in the UI)
+TERMINAL = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED",
+            "interrupted": "KILLED"}
 Point = tuple[str, float, int, int]  # (key, value, timestamp in ms, step)
 
 
@@ -137,7 +140,8 @@ def _close_run(client: Any, run_id: str, state: str) -> None:
 def _end_run(client: Any, msg: EndRun) -> None:
     try:
         ts = int(time.time() * 1000)
-        points = [(k, v, ts, step) for k, values in mean_curves(msg.curves or []).items()
+        points = [(mean_key(k), v, ts, step)
+                  for k, values in mean_curves(msg.curves or []).items()
                   for step, v in enumerate(values, start=1)]
         points += [(k, float(v), ts, 0) for k, v in msg.metrics.items()]
         _log_metrics(client, msg.run_id, points)

@@ -1,7 +1,8 @@
 """The Optuna study: storage, sampler, pruner, search space, resume, workers.
 
 The only package that imports optuna (inside functions, so `pipeline --help` stays fast):
-`study` (storage, sampler, pruner, stale-trial callback), `objective` (search space, one trial),
+`study` (storage, sampler, pruner, stale-trial callback), `space` (the search space,
+conditional: a parameter is suggested only when it applies), `objective` (one trial),
 `worker` (the trial loop, worker processes, recovery), `plots` (the study plots), `progress`
 (what tuning reports, as plain data), `optuna_internals` (the two Optuna internals we use);
 `stage` (the `tune` stage, and `best_trials`: the study's answer to submit and show);
@@ -36,8 +37,8 @@ run are drawn by the MLflow writer process (jobs=1), not on the tune process's p
 """
 
 from pipeline.identity import study_identity
-from pipeline.tune.objective import baseline_trials
 from pipeline.tune.progress import TuneProgress, TuneResult
+from pipeline.tune.space import baseline_trials
 from pipeline.tune.stage import best_trials, study_run_id, tune
 from pipeline.tune.study import HOST, HOST_ID, PARENT_ATTR, make_storage, open_study, storage_url
 

@@ -1,5 +1,5 @@
-"""One trial: the search space from `[tune.space]`, pruning on per-epoch reports, the
-budget slot check, and the trial's MLflow child run."""
+"""One trial: the parameters from the search space (`space`), pruning on per-epoch reports,
+the budget slot check, and the trial's MLflow child run."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import PipelineError
 from pipeline.identity import study_identity
 from pipeline.metrics import METRICS
 from pipeline.trials.store import ARTIFACT_PATH
+from pipeline.tune.space import network_params, suggest, used
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
 
 if TYPE_CHECKING:
@@ -36,117 +36,6 @@ class WorkerArgs:
     seed: int  # sampler seed of this worker
     worker: int
     parent_pid: int | None  # spawned workers stop when the tune process is gone
-
-
-def suggest(trial: Any, space: dict) -> dict[str, Any]:
-    """Searched values; `n_layers` + `units` become `hidden_layer_sizes`."""
-    from pipeline.experiment import Choice
-
-    values: dict[str, Any] = {}
-    for key, dim in space.items():
-        if isinstance(dim, Choice):
-            # categorical choices must be plain scalars: layer tuples travel as strings
-            options = [_choice_key(c) for c in dim.choices]
-            picked = trial.suggest_categorical(key, options)
-            values[key] = dim.choices[options.index(picked)]
-        elif dim.integer:
-            step = int(dim.step) if dim.step else 1
-            low, high = int(dim.low), int(dim.high)
-            values[key] = trial.suggest_int(key, low, high, log=dim.log, step=step)
-        else:
-            values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log, step=dim.step)
-    return values
-
-
-def check_space(study: Any, space: dict, url: str) -> None:
-    """Optuna fixes a parameter's kind (and a categorical's choices) at its first trial in a
-    study; a [tune.space] that changed them would fail every trial. One line says what changed."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-        check_distribution_compatibility,
-    )
-
-    from pipeline.experiment import Choice
-    from pipeline.tracking.store import redact_url
-
-    stored: dict[str, Any] = {}
-    for t in study.get_trials(deepcopy=False):
-        for name, dist in t.distributions.items():
-            stored.setdefault(name, dist)
-    for key, dim in space.items():
-        if key not in stored:
-            continue
-        if isinstance(dim, Choice):
-            new: Any = CategoricalDistribution([_choice_key(c) for c in dim.choices])
-        elif dim.integer:
-            new = IntDistribution(int(dim.low), int(dim.high), log=dim.log,
-                                  step=int(dim.step) if dim.step else 1)
-        else:
-            new = FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
-        try:
-            check_distribution_compatibility(stored[key], new)
-        except ValueError:
-            old = stored[key]
-            was = list(old.choices) if isinstance(old, CategoricalDistribution) else old
-            now = list(new.choices) if isinstance(new, CategoricalDistribution) else new
-            name = study.study_name
-            raise PipelineError(
-                f"[tune.space] {key} changed from {was} to {now}, and study {name!r} in "
-                f"{redact_url(url)} keeps a parameter's choices for good: put them back, start "
-                f"it again with --fresh, or tune a new study with --study {name}-2") from None
-
-
-def network_params(exp: Experiment, values: dict[str, Any], random_state: int) -> dict[str, Any]:
-    params = {**exp.model.params(), **values, "random_state": random_state}
-    if "n_layers" in params:
-        params["hidden_layer_sizes"] = (int(params.pop("units")),) * int(params.pop("n_layers"))
-    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    return params
-
-
-def _choice_key(c: Any) -> Any:
-    if isinstance(c, tuple):
-        return "-".join(map(str, c)) or "none"  # () is the linear model
-    return c
-
-
-def baseline_trials(exp: Experiment) -> list[dict[str, Any]]:
-    """The first trials of every new study, as Optuna parameters: [model]'s defaults with no
-    hidden layer and no numeric encoding (the linear model: logistic / softmax / linear
-    regression), then [model]'s defaults. Keys the defaults do not fit (a value outside the
-    searched range) are left to the sampler; without a zero-layer option in the space there is
-    no linear baseline."""
-    from pipeline.experiment import Choice
-
-    space, model = exp.tune.space, exp.model.params()
-    defaults: dict[str, Any] = {}
-    for key, dim in space.items():
-        if key in ("n_layers", "units"):
-            sizes = tuple(model["hidden_layer_sizes"])
-            value = len(sizes) if key == "n_layers" else (sizes[0] if sizes else None)
-            if key == "units" and len(set(sizes)) > 1:
-                value = None  # unequal widths are not n_layers x units
-        else:
-            value = model.get(key)
-        if isinstance(dim, Choice):
-            if value in dim.choices:
-                defaults[key] = _choice_key(value)
-        elif value is not None and dim.low <= value <= dim.high:
-            defaults[key] = int(value) if dim.integer else float(value)
-    linear = None
-    if "n_layers" in space and not isinstance(space["n_layers"], Choice):
-        linear = {"n_layers": 0} if space["n_layers"].low <= 0 else None
-    elif "n_layers" in space and 0 in space["n_layers"].choices:
-        linear = {"n_layers": 0}
-    elif "hidden_layer_sizes" in space and () in space["hidden_layer_sizes"].choices:
-        linear = {"hidden_layer_sizes": _choice_key(())}
-    encoding = space.get("numeric_encoding")
-    if linear is not None and isinstance(encoding, Choice) and "none" in encoding.choices:
-        linear["numeric_encoding"] = "none"  # periodic inputs would make it an additive model
-    trials = [{**defaults, **linear}] if linear is not None else []
-    return trials + ([defaults] if defaults else [])
 
 
 def _epoch_stride(exp: Experiment) -> int:
@@ -274,7 +163,7 @@ class Objective:
 
     def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
         """Sample the parameters, record how to re-run them exactly, open the child run."""
-        values = suggest(trial, self.exp.tune.space)
+        values = suggest(trial, self.exp.tune.space, self.exp.model.params())
         random_state = (self.exp.tune.seed * 1_000_003 + trial.number) % 2**31
         params = network_params(self.exp, values, random_state)
         for key, value in {
@@ -284,7 +173,7 @@ class Objective:
         }.items():
             trial.set_user_attr(key, value)
         run = self.tracker.start_run(
-            self.exp, f"trial-{trial.number:04d}", params={**values, **params},
+            self.exp, f"trial-{trial.number:04d}", params=used(values, params),
             tags={"optuna.study": self.args.study, "optuna.trial": trial.number,
                   "data_fingerprint": self.prepared.fingerprint, "kind": "trial",
                   "folds": self.exp.fold_scheme()},
@@ -346,8 +235,8 @@ def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, d
 
     from pipeline.network import DivergenceError
 
-    if isinstance(e, optuna.TrialPruned):
-        return "pruned", stop_tags(trial, where, "pruned")
+    if isinstance(e, optuna.TrialPruned):  # a normal outcome: the run ends FINISHED
+        return "pruned", {**stop_tags(trial, where, "pruned"), "pruned": "true"}
     if isinstance(e, DivergenceError):
         trial.set_user_attr("error", f"diverged: {e}")
         return "failed", stop_tags(trial, where, "diverged")

@@ -17,10 +17,11 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec, remove_study
-from pipeline.tune.objective import WorkerArgs, baseline_trials, check_space
+from pipeline.tune.objective import WorkerArgs
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
 from pipeline.tune.progress import GaveUp, TrialRow, TuneProgress, TuneResult, ranked
+from pipeline.tune.space import baseline_trials, check_space
 from pipeline.tune.study import (
     PARENT_ATTR,
     check_identity,

@@ -269,6 +269,7 @@ def make_sampler(seed: int, budget: int) -> Any:
             seed=seed,
             n_startup_trials=max(4, min(10, budget // 4)),
             multivariate=True,
+            group=True,  # conditional parameters (space.CONDITIONS): joint TPE per subspace
             constant_liar=True,  # parallel workers don't all sample the same point
         )
 
