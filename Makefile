@@ -79,7 +79,8 @@ dashboard: $(DASH_STAMP) ## optuna-dashboard on 127.0.0.1 for optuna.db (install
 	$(BIN)/optuna-dashboard sqlite:///optuna.db --host $(HOST) --port $(or $(PORT),8080)
 
 mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db URL, ARTIFACTS=dir, HOST=, PORT=5000)
-	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers
+	@# in a process group of its own: SIGTERM or Ctrl-C to make stops the server and its workers;
+	@# so does kill -9 of make (Linux tells the supervisor of its parent's death)
 	exec $(BIN)/python -m pipeline.processes $(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
 		--artifacts-destination '$(ARTIFACTS)' --serve-artifacts --host $(HOST) \
 		--port $(or $(PORT),5000)
@@ -109,7 +110,7 @@ bench: $(BENCH_STAMP) ## benchmarks: speed ratios, and real tabular data vs scik
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: ## remove generated state: stores, artifacts, prepared caches (never your data or .venv)
-	rm -rf mlflow.db optuna.db optuna.journal* mlartifacts data/*/prepared experiments/*.best.json
+	rm -rf mlflow.db optuna.db optuna.journal* mlartifacts trials data/*/prepared experiments/*.best.json
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 

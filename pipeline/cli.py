@@ -78,7 +78,7 @@ Trials = Annotated[
     typer.Option(min=1, help="Total finished trials for the study [default: [tune] trials]."),
 ]
 Timeout = Annotated[
-    float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")
 ]
 Jobs = Annotated[int, typer.Option(min=1, help="Worker processes on the same study.")]
 Fresh = Annotated[bool, typer.Option(help="Delete the study and start again.")]
@@ -234,7 +234,7 @@ def train(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Cross-validate one parameter set ([model] plus --set overrides) and log it to MLflow."""
-    from pipeline.cv_run import cross_validate_and_log
+    from pipeline.train import cross_validate_and_log
 
     exp = load_experiment(experiment)
     console.cv_run(cross_validate_and_log(exp, overrides=set_ or [], tracking_uri=tracking_uri))
@@ -278,11 +278,13 @@ def submit(
     ] = False,
 ) -> None:
     """Write the best model's submission CSV, validated, and record it in the ledger."""
-    submit_best(
+    from pipeline.submit import submit_best
+
+    console.submitted(submit_best(
         load_experiment(experiment), trial=trial, top_k=top_k, refit=refit, seeds=seeds,
         message=message, storage=storage, study=study, tracking_uri=tracking_uri,
         promote=promote,
-    )
+    ))
 
 
 @app.command()
@@ -390,12 +392,13 @@ def run(options: TuneOptions) -> None:
     """Chain every stage: prepare -> tune -> submit -> leaderboard."""
     from pipeline.prepare import prepare as run_prepare
     from pipeline.submission.leaderboard import board
+    from pipeline.submit import submit_best
 
     exp = load_experiment(options.experiment)
     run_prepare(exp)
     tune_study(exp, options)
-    submit_best(exp, storage=options.storage, study=options.study,
-                tracking_uri=options.tracking_uri)
+    console.submitted(submit_best(exp, storage=options.storage, study=options.study,
+                                  tracking_uri=options.tracking_uri))
     console.leaderboard(board(exp))
 
 
@@ -413,20 +416,16 @@ def show(
     ] = None,
     storage: Storage = None,
     study: StudyName = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Draw the network: edges as thick as their weights, inputs named by their columns."""
-    from pipeline.show import draw, submitted_files
+    from pipeline.show import show as draw
 
-    exp = load_experiment(experiment)
-    chosen = None
-    if trial is not None or not submitted_files(exp):
-        from pipeline.tune import best_trials
-
-        chosen = best_trials(exp, trial=trial, storage=storage, study_name=study)
-        if not chosen:
-            fail(f"no saved weights for {exp.name}: no submission and no complete trial; "
-                 f"run `pipeline tune {exp.name}` first")
-    console.wrote(draw(exp, output, chosen[0] if chosen else None).paths)
+    drawn = draw(load_experiment(experiment), output, trial=trial, storage=storage, study=study,
+                 tracking_uri=tracking_uri)
+    for note in drawn.notes:
+        console.warning(note)
+    console.wrote(drawn.paths)
 
 
 @app.command()
@@ -447,26 +446,15 @@ def importance(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Permutation importance: how much the metric drops when each column is shuffled."""
-    from pipeline.importance import permutation_importance, save, submitted_trial
-    from pipeline.tune import best_trials, study_run_id
+    from pipeline.importance import importance as run_importance
 
-    exp = load_experiment(experiment)
-    submitted = submitted_trial(exp) if trial is None else None
-    because = ("chosen" if trial is not None else
-               "submitted" if submitted is not None else "best")
-    (chosen,) = best_trials(exp, trial=trial if trial is not None else submitted,
-                            storage=storage, study_name=study)
-    result = save(permutation_importance(exp, chosen, repeats=repeats),
-                  output or Path(f"{exp.name}-importance.png"))
-    console.importance(result, because)
+    result = run_importance(load_experiment(experiment), trial=trial, repeats=repeats,
+                            output=output, storage=storage, study=study,
+                            tracking_uri=tracking_uri)
+    console.importance(result, result.because)
     console.wrote(result.paths)
-    if parent := study_run_id(exp, storage=storage, study_name=study):
-        from pipeline.tracking import make_tracker
-
-        try:  # on the study's run, beside submission/network.png
-            make_tracker(tracking_uri).log_files(parent, result.paths, "importance")
-        except Exception as e:  # the files are written; a tracking hiccup must not undo it
-            console.warning(f"could not log the importance to MLflow ({e})")
+    for line in [*result.notes, *result.warnings]:
+        console.warning(line)
 
 
 @app.command()
@@ -519,62 +507,6 @@ def tune_study(exp: ExperimentFile, options: TuneOptions) -> None:
             tracking_uri=options.tracking_uri, on_progress=display.update,
         )
     console.tune_summary(result)
-
-
-def submit_best(
-    exp: ExperimentFile, *, trial: int | None = None, top_k: int = 1, refit: bool | None = None,
-    seeds: int | None = None, message: str = "", storage: str | None = None,
-    study: str | None = None, tracking_uri: str | None = None, promote: bool = False,
-) -> None:
-    """The study's best trial(s) -> submit; the files are also logged on the study's MLflow
-    parent run."""
-    from pipeline.submit import submit as write_submission
-    from pipeline.tune import best_trials, study_run_id
-
-    chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
-    result = write_submission(exp, chosen, refit=refit, seeds=seeds, message=message)
-    console.submission(result)
-    parent = study_run_id(exp, storage=storage, study_name=study)
-    if parent and not result.existing:  # an identical earlier submission is logged already
-        from pipeline.tracking import make_tracker
-
-        try:
-            tracker = make_tracker(tracking_uri)
-            tracker.log_files(parent, [result.path, *result.model_paths], "submission")
-            tracker.log_files(parent, result.prediction_paths, "predictions")
-            log_network(exp, parent, tracking_uri)
-        except Exception as e:  # the submission is written; a tracking hiccup must not undo it
-            console.warning(f"could not log the submission to MLflow ({e})")
-            return
-        register(exp, result, parent, tracking_uri=tracking_uri, promote=promote)
-
-
-def register(
-    exp: ExperimentFile, result: Any, parent: str, *, tracking_uri: str | None, promote: bool
-) -> None:
-    """The submitted model -> the MLflow registry (`champion` when it earns it)."""
-    from pipeline.tracking.registry import log_and_register
-
-    try:
-        registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
-                                      promote=promote)
-    except Exception as e:  # the submission is written; a registry hiccup must not undo it
-        console.warning(f"could not register the model in MLflow ({e})")
-        return
-    console.registered(registered)
-
-
-def log_network(exp: ExperimentFile, run_id: str, tracking_uri: str | None) -> None:
-    """The submitted model drawn, as submission/network.png and .svg on the run."""
-    import tempfile
-
-    from pipeline.show import draw
-    from pipeline.tracking import make_tracker
-
-    with tempfile.TemporaryDirectory() as tmp:
-        drawn = [*draw(exp, Path(tmp) / "network.png").paths,
-                 *draw(exp, Path(tmp) / "network.svg").paths]
-        make_tracker(tracking_uri).log_files(run_id, drawn, "submission")
 
 
 def main() -> None:

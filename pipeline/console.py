@@ -20,14 +20,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pipeline.blend import BlendResult
-    from pipeline.cv_run import CvRun
     from pipeline.drift import DriftReport
     from pipeline.importance import Importance
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
-    from pipeline.submit import SubmissionResult
+    from pipeline.submit import SubmissionResult, Submitted
     from pipeline.tracking.links import StudyLinks
     from pipeline.tracking.registry import Predictions, Registered
+    from pipeline.train import CvRun
     from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
 
 # `pipeline leaderboard --csv`: the machine-readable columns, in this order
@@ -43,6 +43,17 @@ def line(text: str = "") -> None:
 
 def warning(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def submitted(out: Submitted) -> None:
+    """`pipeline submit`: what trained again, the submission, MLflow's side of it."""
+    for note in out.result.notes:
+        warning(note)
+    submission(out.result)
+    for text in out.warnings:
+        warning(text)
+    if out.registered is not None:
+        registered(out.registered)
 
 
 def interrupted(message: str) -> None:

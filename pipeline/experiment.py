@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,6 +41,23 @@ SPACE_EXTRAS: dict[str, Interval] = {
 EXPERIMENTS_DIR = Path("experiments")
 ONE_HOT_MAX = 20  # [competition] one_hot_max's default
 MAX_LEVELS = 10_000  # most levels a categorical column may have to be kept (init), one-hot
+# An experiment name keys experiments/<name>.toml, its study, submissions/<name>/ and its
+# registered model: a file name on every system, never an option (`-x`) or a path (`..`).
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_name(name: str, where: str = "--name") -> str:
+    """`name` when it follows NAME_RULE; else one line saying the rule (and the fix)."""
+    if name.endswith(".toml") and NAME_RULE.fullmatch(name.removesuffix(".toml")):
+        raise PipelineError(f"{where} {name!r}: give the name without .toml "
+                            f"(--name {name.removesuffix('.toml')})")
+    if not NAME_RULE.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise PipelineError(
+            f"{where} {shown!r}: an experiment name is 1-100 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,7 @@ class Tune:
     # Trials completed before the pruner may stop anything, and epochs before it looks.
     pruner_startup_trials: int = 5
     pruner_warmup_epochs: int = 5
+    keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
     space: dict[str, Range | Choice] = field(default_factory=dict)
 
 
@@ -396,6 +415,7 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
         pruner_warmup_epochs=_int(
             raw, "pruner_warmup_epochs", path, "tune", Tune.pruner_warmup_epochs, minimum=0
         ),
+        keep=_int(raw, "keep", path, "tune", Tune.keep, minimum=0),
         space=space,
     )
 

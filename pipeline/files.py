@@ -67,7 +67,44 @@ def read_csv(
         raise PipelineError(f"{path}: cannot read ({one_line(e)})") from None
     if df.empty:
         raise PipelineError(f"{path}: no data rows (only a header)")
+    if len(df.columns) == 1:
+        _check_delimiter(path, str(df.columns[0]))
+    _check_finite(df, path)
     return df
+
+
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _check_delimiter(path: Path, header: str) -> None:
+    """One column whose name holds another delimiter: the file is not comma-separated, and
+    every later check would report a missing column instead."""
+    for sep, name in OTHER_DELIMITERS.items():
+        if sep in header:
+            raise PipelineError(
+                f"{path}: {name}-delimited ({header[:60]!r} is one column); the pipeline reads "
+                "comma-separated files: save it with commas"
+            )
+
+
+def _check_finite(df: Any, path: Path) -> None:
+    """An infinite number (`inf`, or `1e400`, which overflows to it) in a numeric column:
+    the network cannot scale or learn from it, and scikit-learn would stop with a traceback."""
+    import numpy as np
+    import pandas as pd
+
+    for col in df.columns:
+        if not pd.api.types.is_float_dtype(df[col]):
+            continue
+        values = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.flatnonzero(np.isinf(values))
+        if len(bad):
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise PipelineError(
+                f"{path}: row {bad[0] + 1} (line {bad[0] + 2}), column {col!r} holds "
+                f"{values[bad[0]]}{more}; expected a finite number (1e400 and beyond "
+                "overflow to inf): fix or empty that cell"
+            )
 
 
 def one_line(e: BaseException, limit: int = 160) -> str:

@@ -7,9 +7,10 @@ metric (the fold scores' mean), over `repeats` shuffles: their mean and standard
 column is a column of train.csv: its one-hot levels, missing-value flag and date parts are
 shuffled together (the same permutation), so a 7-level column is not split into 7 small ones.
 
-The fold models are the trial's own, trained again as its cross-validation trained them
-(`evaluate.cross_validate(keep_models=True)`: same rows, same seeds). A label metric scores
-with the decision chosen on the trial's out-of-fold predictions, as its CV score does.
+The fold models are the trial's own, read from the trials store (`pipeline.trials`); when it
+no longer keeps them they are trained again as its cross-validation trained them (same rows,
+same seeds), with one line saying so. A label metric scores with the decision chosen on the
+trial's out-of-fold predictions, as its CV score does.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
+    from pipeline.decision import Decision
     from pipeline.experiment import Experiment
     from pipeline.prepare import Prepared
-    from pipeline.trials import TrialSpec
+    from pipeline.trials import Fetch, TrialSpec
 
 REPEATS = 5
 
@@ -52,28 +54,74 @@ class Importance:
     repeats: int
     columns: list[ColumnImportance]  # most important first
     paths: list[Path] = field(default_factory=list)  # the CSV and the chart, once written
+    notes: list[str] = field(default_factory=list)  # e.g. the fold models trained again
+    because: str = "best"  # which trial: "chosen" (--trial), "submitted" or "best"
+    warnings: list[str] = field(default_factory=list)  # the MLflow side; the files stand
+
+
+def importance(
+    exp: Experiment, *, trial: int | None = None, repeats: int = REPEATS,
+    output: Path | None = None, storage: str | None = None, study: str | None = None,
+    tracking_uri: str | None = None,
+) -> Importance:
+    """The `importance` stage: the chosen (else submitted, else best) trial's importance,
+    written as a chart and a table and logged on the study's MLflow run."""
+    from pipeline.tracking.artifacts import trial_fetcher
+    from pipeline.tune import best_trials, study_run_id
+
+    submitted = submitted_trial(exp) if trial is None else None
+    because = "chosen" if trial is not None else "submitted" if submitted is not None else "best"
+    (chosen,) = best_trials(exp, trial=trial if trial is not None else submitted,
+                            storage=storage, study_name=study)
+    result = save(permutation_importance(exp, chosen, repeats=repeats,
+                                         fetch=trial_fetcher(tracking_uri)),
+                  output or Path(f"{exp.name}-importance.png"))
+    result = replace(result, because=because)
+    if parent := study_run_id(exp, storage=storage, study_name=study):
+        from pipeline.tracking import make_tracker
+
+        try:  # on the study's run, beside submission/network.png
+            make_tracker(tracking_uri).log_files(parent, result.paths, "importance")
+        except Exception as e:  # the files are written; a tracking hiccup must not undo them
+            return replace(result, warnings=[f"could not log the importance to MLflow ({e})"])
+    return result
+
+
+def fold_models(exp: Experiment, prepared: Prepared, trial: TrialSpec,
+                fetch: Fetch | None = None) -> tuple[list, Decision, list[str]]:
+    """The trial's fold models and decision: the stored ones, else trained again (a note)."""
+    from pipeline.decision import Decision
+    from pipeline.evaluate import cross_validate
+    from pipeline.submission.members import stored_trial
+
+    notes: list[str] = []
+    stored = stored_trial(exp, prepared, trial, fetch, notes, need_models=True)
+    if stored is not None:
+        return stored.models, Decision.from_dict(stored.info.get("decision")), notes
+    res = cross_validate(prepared, exp, trial.params, keep_models=True)
+    return res.models, res.decision, notes
 
 
 def permutation_importance(exp: Experiment, trial: TrialSpec, *, repeats: int = REPEATS,
-                           seed: int = 0) -> Importance:
+                           seed: int = 0, fetch: Fetch | None = None) -> Importance:
     """Every column's importance to `trial`, most important first (module docstring)."""
     from pipeline.decision import apply
-    from pipeline.evaluate import cross_validate, folds, predict
+    from pipeline.evaluate import folds, predict
     from pipeline.metrics import METRICS
     from pipeline.prepare import prepare
 
     if repeats < 1:
         raise PipelineError(f"--repeats {repeats}: at least 1 shuffle per column")
     prepared = prepare(exp)
-    res = cross_validate(prepared, exp, trial.params, keep_models=True)
+    models, decision, notes = fold_models(exp, prepared, trial, fetch)
     metric = METRICS[exp.competition.metric]
     sign = 1.0 if metric.direction == "maximize" else -1.0
     rows = [va for _, va in folds(prepared, exp)]
     X, y = prepared.X_train, prepared.y
 
     def score(shuffled: list[np.ndarray]) -> float:
-        return float(np.mean([metric(y[va], apply(res.decision, predict(model, Xf)))
-                              for model, va, Xf in zip(res.models, rows, shuffled, strict=True)]))
+        return float(np.mean([metric(y[va], apply(decision, predict(model, Xf)))
+                              for model, va, Xf in zip(models, rows, shuffled, strict=True)]))
 
     baseline = score([X[va] for va in rows])
     rng = np.random.default_rng(seed)
@@ -91,7 +139,7 @@ def permutation_importance(exp: Experiment, trial: TrialSpec, *, repeats: int = 
                                     tuple(drops)))
     out.sort(key=lambda c: -c.mean)
     return Importance(exp.name, trial.number, exp.competition.metric, metric.direction,
-                      baseline, trial.score, repeats, out)
+                      baseline, trial.score, repeats, out, notes=notes)
 
 
 def source_columns(prepared: Prepared) -> dict[str, list[int]]:

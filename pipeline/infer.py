@@ -13,6 +13,7 @@ from pipeline.experiment import (
     MAX_LEVELS,
     ONE_HOT_MAX,
     Experiment,
+    check_name,
     metric_fit,
     model_lines,
     parse,
@@ -46,9 +47,8 @@ def init_experiment(
         raise PipelineError(
             f"{data_dir}: not a folder (expected train.csv, test.csv, sample_submission.csv)"
         )
-    name = name or data_dir.resolve().name
-    if not name or name.startswith(".") or not all(c.isalnum() or c in "_-." for c in name):
-        raise PipelineError(f"--name {name!r}: use letters, digits, '_', '-' or '.' only")
+    name = check_name(name) if name is not None else check_name(  # the same rule for both
+        data_dir.resolve().name, f"{data_dir}: folder name (use --name)")
     path = EXPERIMENTS_DIR / f"{name}.toml"
     if path.exists() and not force:
         raise PipelineError(f"{path}: already exists (use --force to overwrite it)")
@@ -66,6 +66,7 @@ def init_experiment(
     notes = [] if id_col in train.columns else [
         f"train.csv has no id column: rows are numbered ({id_col!r} is in test.csv and the sample)"]
     target = _infer_target(data_dir, sample, train, test, id_col)
+    _require_targets(data_dir / "train.csv", train, target)
     if isinstance(target, list):
         task, why_task, metric, why_metric = _infer_targets(data_dir, train, target)
         folds = FOLDS
@@ -80,6 +81,8 @@ def init_experiment(
     embedded = _embedded(train, (id_col, *targets, *drop, *dates))
     notes += [f"{c}: {n} levels (> one_hot_max = {ONE_HOT_MAX}): the network learns a "
               "vector per level" for c, n in embedded.items()]
+    notes += _text_by_one_cell(train, [c for c in train.columns  # dropped ones too: typos
+                                       if c not in (id_col, *targets, *dates)])
 
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
                    dates, folds, notes, name, bool(embedded))
@@ -90,6 +93,36 @@ def init_experiment(
         check(exp)
     write_text_atomic(path, text)
     return path
+
+
+def _require_targets(file: Path, train: Any, target: str | list[str]) -> None:
+    """Every row needs its target (prepare refuses a gap): found at init, not after it."""
+    for col in [target] if isinstance(target, str) else target:
+        gaps = train[col].isna().to_numpy().nonzero()[0]
+        if len(gaps):
+            lines = ", ".join(str(i + 2) for i in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
+            raise PipelineError(f"{file}: target {col!r} has {len(gaps)} missing value(s) "
+                                f"(lines {lines}); expected a value in every row")
+
+
+def _text_by_one_cell(train: Any, columns: list[Any]) -> list[str]:
+    """Columns read as text because of a few cells that are not numbers (a typo more often
+    than a feature): each named with its first such cell, for init's comments."""
+    import pandas as pd
+
+    notes = []
+    for col in columns:
+        cells = train[col]
+        if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+            continue
+        present = cells.notna()
+        words = present & pd.to_numeric(cells, errors="coerce").isna()
+        if 0 < words.sum() <= max(1, present.sum() // 100) and words.sum() < present.sum():
+            row, more = int(words.to_numpy().nonzero()[0][0]), int(words.sum()) - 1
+            notes.append(f"{col}: read as text only because of {cells.iloc[row]!r} (line "
+                         f"{row + 2}){f' and {more} other cell(s)' if more else ''}; every "
+                         "other value is a number: fix that if it is a number column")
+    return notes
 
 
 def _infer_target(
@@ -427,6 +460,9 @@ seed = 42
 trials = 30
 seed = 0
 pruner = "median"
+# Fold models kept for the best this many complete trials (trials/): submit and show reuse
+# them instead of training again; every complete trial keeps its OOF / test predictions.
+keep = 10
 
 [tune.space]
 # Sized to {n_rows:,} training rows; a range {{ low, high, log }} or a list of choices.

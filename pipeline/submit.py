@@ -1,9 +1,14 @@
-"""Submit: the chosen trial(s) -> a Kaggle-valid submission CSV, its model(s), a ledger row.
+"""The `submit` stage: the chosen trial(s) -> a Kaggle-valid submission CSV, its model(s), a
+ledger row; then (`submit_best`) its files, drawing and registered model on the study's MLflow
+parent run.
 
+What a trial measured comes from the trials store (`pipeline.trials`, `submission.members`):
+only what the store does not hold trains (extra seeds, a refit, a trial whose models are not
+kept, each said in one line).
 - refit (default): retrain on every training row with the trial's parameters for the epochs its
   folds trained on average, with no early stopping (there is no held-out row left to stop on);
-- no refit: average the predictions of the trial's fold models, rebuilt deterministically by
-  `evaluate.cross_validate(..., keep_models=True)` (same seeds -> the same models);
+- no refit: average the predictions of the trial's fold models (the stored ones; rebuilt, when
+  not kept, by `evaluate.cross_validate(..., keep_models=True)`: same seeds -> same models);
 - several trials: a top-k ensemble, the mean of the members' metric-form predictions. Its CV
   score is computed from the mean of the members' out-of-fold predictions on the same folds, so
   the ledger never credits an ensemble with a single member's score;
@@ -26,21 +31,19 @@ that will be written, before anything touches the disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.decision import Decision, choose_if_better, fold_scores
+from pipeline.decision import Decision
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
 from pipeline.files import write_bytes_atomic
+from pipeline.identity import check_name_owner, current_source
 from pipeline.metrics import METRICS
 from pipeline.provenance import git_commit
 from pipeline.submission import ledger, predictions
@@ -56,14 +59,20 @@ from pipeline.submission.format import (
     to_csv_text,
     to_frame,
 )
-from pipeline.trials import TrialSpec
+from pipeline.submission.members import (
+    SEED_STRIDE,
+    EnsembleScore,
+    Member,
+    bag_score,
+    ensemble_score,
+    json_safe,
+    member,
+    refit_params,
+)
+from pipeline.trials import Fetch, TrialSpec
 
-
-@dataclass(frozen=True)
-class EnsembleScore:
-    members: int
-    score: float  # OOF score of the members' mean prediction, over the same folds
-    best_member: float  # the best single member's OOF score
+__all__ = ["SEED_STRIDE", "SubmissionResult", "Submitted", "refit_params", "submit",
+           "submit_best", "validate_file"]
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,8 @@ class SubmissionResult:
     prediction_paths: list[Path] = field(default_factory=list)  # OOF and test predictions
     existing: bool = False  # an identical CSV was already submitted: nothing was written
     decision: Decision = field(default_factory=Decision)  # chosen on OOF, applied to the test
-
-
-@dataclass
-class _Member:
-    trial: TrialSpec
-    models: list  # fitted estimators whose test predictions were averaged
-    folds: bool  # models are fold models (else one refit model)
-    test_pred: np.ndarray  # metric form, test.csv order
-    oof: np.ndarray  # metric form, train order: the mean over its seeds
+    notes: list[str] = field(default_factory=list)  # e.g. a trial whose folds trained again
+    feature_names: tuple[str, ...] = ()  # the models' inputs (to draw them)
 
 
 # --- public entry points -------------------------------------------------------------------
@@ -101,14 +103,13 @@ def validate_file(exp: Experiment, file: Path) -> None:
     check_file(load_format(exp), Path(file))
 
 
-SEED_STRIDE = 7919  # bagging seed s trains with the trial's random_state + s * SEED_STRIDE
-
-
 def submit(
     exp: Experiment, trials: list[TrialSpec], *, refit: bool | None = None,
-    seeds: int | None = None, message: str = "",
+    seeds: int | None = None, message: str = "", fetch: Fetch | None = None,
 ) -> SubmissionResult:
-    """None for refit / seeds: the experiment's [submit] settings."""
+    """None for refit / seeds: the experiment's [submit] settings. Each trial's stored result
+    (`pipeline.trials`; `fetch` gets it from its MLflow run when this machine lacks it) is
+    reused: only what it does not hold trains."""
     refit = exp.submit.refit if refit is None else refit
     seeds = exp.submit.seeds if seeds is None else seeds
     if not trials:
@@ -123,24 +124,25 @@ def submit(
 
     prepared = prepare(exp)
     _check_prepared(prepared, fmt)
-    members = [_member(evaluate, prepared, exp, t, refit=refit, seeds=seeds) for t in trials]
+    check_name_owner(exp, ledger.read(), prepared.fingerprint, str(ledger.LEDGER))
+    notes: list[str] = []
+    members = [member(evaluate, prepared, exp, t, refit=refit, seeds=seeds, fetch=fetch,
+                       notes=notes) for t in trials]
     pred = np.mean([m.test_pred for m in members], axis=0)
     oof = np.mean([m.oof for m in members], axis=0)
-    scored = _ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
-    cv_score = trials[0].score  # a single refit: the trial's own score
+    scored = ensemble_score(evaluate, prepared, exp, members) if len(trials) > 1 else None
+    cv_score, decision = bag_score(evaluate, prepared, exp, members, oof)
     if scored is not None:
         cv_score = scored.score
-    elif seeds > 1 or not refit:  # what was submitted is the bag: its own out-of-fold score
-        cv_score = _oof_score(evaluate, prepared, exp, oof)
+    elif refit and seeds == 1:  # a single refit: the trial's own score
+        cv_score = trials[0].score
 
-    decision = choose_if_better(exp.competition.metric, exp.competition.task, prepared.y, oof,
-                                [val for _, val in evaluate.folds(prepared, exp)])
     written_pred = decided(fmt.kind, decision, pred)
     text = to_csv_text(to_frame(fmt, written_pred, prepared.test_ids, prepared.classes))
     check(parse_text(text), fmt, "the new submission")  # the exact text that will be written
     data = text.encode("utf-8")
     if (same := ledger.find_sha(hashlib.sha256(data).hexdigest(), exp.name)) is not None:
-        return already_submitted(exp, same, trials, refit)
+        return already_submitted(exp, same, trials, refit, tuple(prepared.feature_names))
     path = _target(exp, trials, cv_score)
     message = message or f"{exp.name} {_tag(trials)} cv {_score_text(cv_score)}"
     written: list[Path] = []
@@ -163,6 +165,7 @@ def submit(
             "fingerprint": prepared.fingerprint,
             "message": message,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "experiment_file": current_source(exp),
         })
     except BaseException:
         for p in written:  # a failed run leaves no orphan file behind
@@ -172,21 +175,103 @@ def submit(
         path, model_paths, sha, cv_score, kaggle_command(exp, path, message),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
         ensemble=scored, labels_from=fmt.sample if labels_only else None, seeds=seeds,
-        prediction_paths=kept, decision=decision,
+        prediction_paths=kept, decision=decision, notes=notes,
+        feature_names=tuple(prepared.feature_names),
     )
 
 
 def already_submitted(
-    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool
+    exp: Experiment, row: dict[str, str], trials: list[TrialSpec], refit: bool,
+    feature_names: tuple[str, ...] = (),
 ) -> SubmissionResult:
     """The ledger row of an identical CSV: a re-run writes no second file and no second row."""
     path = Path(row["file"])
     cv = float(row["cv_score"]) if row.get("cv_score") not in (None, "", "nan") else math.nan
+    models, kept, decision = saved_files(path)  # what a re-run may still log and register
     return SubmissionResult(
-        path, [], row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
+        path, models, row["sha256"], cv, kaggle_command(exp, path, row.get("message", "")),
         metric=exp.competition.metric, trials=[t.number for t in trials], refit=refit,
-        existing=True,
+        existing=True, prediction_paths=kept, decision=decision, feature_names=feature_names,
     )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """`pipeline submit`'s answer: the submission, its registry version, and what went wrong
+    on the MLflow side (the submission stands regardless)."""
+
+    result: SubmissionResult
+    registered: Any = None  # tracking.registry.Registered, when the model was registered
+    warnings: list[str] = field(default_factory=list)
+
+
+def submit_best(
+    exp: Experiment, *, trial: int | None = None, top_k: int = 1, refit: bool | None = None,
+    seeds: int | None = None, message: str = "", storage: str | None = None,
+    study: str | None = None, tracking_uri: str | None = None, promote: bool = False,
+) -> Submitted:
+    """The `submit` stage: the study's best trial(s) (or `trial`) -> `submit`; the files, the
+    model drawn and the registered model go on the study's MLflow parent run."""
+    from pipeline.tracking.artifacts import trial_fetcher
+    from pipeline.tune import best_trials, study_run_id
+
+    chosen = best_trials(exp, trial=trial, top_k=top_k, storage=storage, study_name=study)
+    result = submit(exp, chosen, refit=refit, seeds=seeds, message=message,
+                    fetch=trial_fetcher(tracking_uri))
+    parent = study_run_id(exp, storage=storage, study_name=study)
+    if not parent or (result.existing and logged(exp, result.path, tracking_uri)):
+        return Submitted(result)  # an identical earlier submission is logged already
+    return log_submission(exp, result, parent, tracking_uri, promote)
+
+
+def log_submission(exp: Experiment, result: SubmissionResult, parent: str,
+                   tracking_uri: str | None, promote: bool) -> Submitted:
+    """The submission's files and drawing on the parent run, then the registry."""
+    from pipeline.network import load_model
+    from pipeline.tracking import make_tracker
+    from pipeline.tracking.registry import log_and_register
+
+    try:
+        tracker = make_tracker(tracking_uri)
+        tracker.log_files(parent, [result.path, *result.model_paths], "submission")
+        tracker.log_files(parent, result.prediction_paths, "predictions")
+        first = result.model_paths[0]
+        many = f", first of {len(result.model_paths)} models" if len(result.model_paths) > 1 else ""
+        tracker.log_network(parent, load_model(first), result.feature_names,
+                            f"{exp.name}: submitted model {first.name}{many}", "submission")
+    except Exception as e:  # the submission is written; a tracking hiccup must not undo it
+        return Submitted(result, None, [f"could not log the submission to MLflow ({e})"])
+    try:
+        registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
+                                      promote=promote)
+    except Exception as e:  # the submission is written; a registry hiccup must not undo it
+        return Submitted(result, None, [f"could not register the model in MLflow ({e})"])
+    return Submitted(result, registered)
+
+
+def logged(exp: Experiment, path: Path, tracking_uri: str | None) -> bool:
+    """An identical earlier submission is logged and registered already, unless its MLflow
+    logging failed (the re-run then finishes it)."""
+    from pipeline.tracking.registry import is_registered
+
+    try:
+        return is_registered(exp, path, tracking_uri)
+    except Exception:  # the store is unreachable: the logging that follows says so
+        return False
+
+
+def saved_files(path: Path) -> tuple[list[Path], list[Path], Decision]:
+    """A written submission's model files (in `_save_models`' order), its kept predictions
+    and the decision its models' metadata records."""
+    from pipeline.network import load_model
+
+    numbered = path.parent.glob(f"{path.stem}.m*.npz")
+    models = [*path.parent.glob(f"{path.stem}.npz"),
+              *sorted(numbered, key=lambda p: int(p.name.rsplit(".m", 1)[1].split(".")[0]))]
+    folder = path.parent / "predictions"
+    kept = [p for kind in ("oof", "test") if (p := folder / f"{path.stem}.{kind}.csv").is_file()]
+    meta = (getattr(load_model(models[0]), "metadata_", None) or {}) if models else {}
+    return models, kept, Decision.from_dict(meta.get("decision"))
 
 
 # --- checks on the inputs ------------------------------------------------------------------
@@ -229,87 +314,9 @@ def _check_prepared(prepared: Any, fmt: Format) -> None:
 # --- models --------------------------------------------------------------------------------
 
 
-def _params(trial: TrialSpec) -> dict[str, Any]:
-    params = dict(trial.params)
-    if isinstance(params.get("hidden_layer_sizes"), list):  # JSON round trips make lists
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    return params
-
-
-def refit_params(trial: TrialSpec) -> dict[str, Any]:
-    """Train exactly the folds' mean epochs: no early stopping and no loss-plateau stop."""
-    epochs = max(1, int(round(trial.n_iter)))
-    return _params(trial) | {
-        "max_iter": epochs,
-        "early_stopping": False,
-        "n_iter_no_change": epochs + 1,
-    }
-
-
-def _member(
-    evaluate: Any, prepared: Any, exp: Experiment, trial: TrialSpec, *, refit: bool, seeds: int
-) -> _Member:
-    """The trial's model(s), `seeds` times: test predictions and out-of-fold predictions, each
-    the mean over the seeds (seed 0 is the trial's own random_state)."""
-    models: list = []
-    tests, oofs = [], []
-    base = int(trial.params.get("random_state") or 0)
-    evaluate.check_target(prepared, exp, _params(trial))  # before a refit's fit, too
-    try:
-        for s in range(seeds):
-            seed = {"random_state": (base + s * SEED_STRIDE) % 2**31}
-            if refit:
-                est = evaluate.build_estimator(
-                    exp.competition.task,
-                    evaluate.network_params(prepared, refit_params(trial) | seed))
-                with warnings.catch_warnings():  # stopping at max_iter is the point of a refit
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    est.fit(prepared.X_train, prepared.y)
-                models.append(est)
-                tests.append(evaluate.predict(est, prepared.X_test))
-                oofs.append(evaluate.cross_validate(prepared, exp, _params(trial) | seed).oof)
-            else:
-                cv = evaluate.cross_validate(prepared, exp, _params(trial) | seed,
-                                             keep_models=True)
-                models += cv.models
-                tests.append(np.mean([evaluate.predict(m, prepared.X_test) for m in cv.models],
-                                     axis=0))
-                oofs.append(cv.oof)
-    except FloatingPointError as e:  # the network's DivergenceError
-        doing, other = ("refitting", "--no-refit") if refit else ("rebuilding its folds", "--refit")
-        raise PipelineError(
-            f"trial {trial.number} diverged while {doing} ({e}); try {other} or another --trial"
-        ) from None
-    return _Member(trial, models, not refit, np.mean(tests, axis=0), np.mean(oofs, axis=0))
-
-
-def _oof_score(evaluate: Any, prepared: Any, exp: Experiment, oof: np.ndarray) -> float:
-    """A CV score computed like the trials' own: the metric per fold (a label metric's with
-    the decision chosen on the other folds), then the mean. Only the folds' validation rows
-    are read: rows no fold validates (time folds) hold NaN."""
-    comp = exp.competition
-    rows = [val for _, val in evaluate.folds(prepared, exp)]
-    return float(np.mean(fold_scores(comp.metric, comp.task, prepared.y, oof, rows)))
-
-
-def _ensemble_score(
-    evaluate: Any, prepared: Any, exp: Experiment, members: list[_Member]
-) -> EnsembleScore:
-    """The ensemble's CV score, computed like the members' (mean over the same folds)."""
-    metric = METRICS[exp.competition.metric]
-
-    def cv_of(oof: np.ndarray) -> float:
-        return _oof_score(evaluate, prepared, exp, oof)
-
-    score = cv_of(np.mean([m.oof for m in members], axis=0))
-    singles = [cv_of(m.oof) for m in members]
-    best = max(singles) if metric.direction == "maximize" else min(singles)
-    return EnsembleScore(len(members), score, best)
-
-
 def _save_models(
     csv_path: Path,
-    members: list[_Member],
+    members: list[Member],
     exp: Experiment,
     prepared: Any,
     refit: bool,
@@ -319,17 +326,17 @@ def _save_models(
     """One refit model -> <stem>.npz; fold models / ensembles -> <stem>.m<i>.npz each."""
     models = [(m, fold, est) for m in members for fold, est in enumerate(m.models)]
     paths = []
-    for i, (member, fold, est) in enumerate(models, start=1):
+    for i, (owner, fold, est) in enumerate(models, start=1):
         suffix = ".npz" if len(models) == 1 else f".m{i}.npz"
         path = csv_path.with_name(csv_path.stem + suffix)
-        metadata = _json_safe({
+        metadata = json_safe({
             "experiment": exp.name,
-            "trial": member.trial.number,
-            "params": member.trial.params,
-            "cv_score": member.trial.score,
+            "trial": owner.trial.number,
+            "params": owner.trial.params,
+            "cv_score": owner.trial.score,
             "fingerprint": prepared.fingerprint,
             "refit": refit,
-            "fold": fold if member.folds else None,
+            "fold": fold if owner.folds else None,
             "classes": list(prepared.classes) if prepared.classes is not None else None,
             "submission": csv_path.name,
             "decision": decision.as_dict(),  # chosen on OOF, applied to what was submitted
@@ -357,17 +364,6 @@ def _save_predictions(csv_path: Path, prepared: Any, oof: np.ndarray, test: np.n
         written.append(path)
         out.append(path)
     return out
-
-
-def _json_safe(value: Any) -> Any:
-    def plain(v: Any) -> Any:
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        return str(v)
-
-    return json.loads(json.dumps(value, default=plain))
 
 
 # --- files and messages --------------------------------------------------------------------

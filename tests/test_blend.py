@@ -264,6 +264,12 @@ def test_a_blend_of_our_submissions_is_registered_and_scores_like_its_csv(projec
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2, max_iter=4))
     text = exp.path.read_text().replace("hidden_layer_sizes = [8]", "hidden_layer_sizes = [3]")
+    # the second member has feature code: the blend's model must run it for that member only
+    Path("experiments/tiny2_features.py").write_text(
+        "def features(df):\n    df = df.copy()\n    df['x12'] = df['x1'] * df['x2']\n"
+        "    return df\n")
+    text = text.replace("[competition]\n",
+                        '[competition]\nfeatures = "experiments/tiny2_features.py"\n', 1)
     Path("experiments/tiny2.toml").write_text(text)
     runner = CliRunner()
     for name in ("tiny", "tiny2"):

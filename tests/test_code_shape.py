@@ -31,15 +31,19 @@ PUBLIC_UNDERSCORED = {"os._exit"}  # the standard library's, public despite the 
 LAYERS = [
     ["pipeline.cli", "pipeline.__main__"],
     ["pipeline.console"],
-    ["pipeline.tune", "pipeline.cv_run",
-     "pipeline.show",  # `pipeline show`: a submitted model or a trial's fold, drawn
+    # the command stages that compose others: submit and show read the study (best trials)
+    # and log to MLflow
+    ["pipeline.submit", "pipeline.show",
      "pipeline.blend",  # `pipeline blend`: submissions' OOF / test predictions, weighted
      "pipeline.drift",  # `pipeline drift`: adversarial validation of train vs test
      "pipeline.importance"],  # `pipeline importance`: a trial's fold models, columns shuffled
+    ["pipeline.tune", "pipeline.train"],  # train: logged_cv, which each tune trial runs too
     ["pipeline.tracking"],
-    ["pipeline.submit", "pipeline.submission"],
+    ["pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
-    ["pipeline.prepare", "pipeline.infer"],
+    ["pipeline.trials"],  # each complete trial's stored result: written by tune, read above
+    ["pipeline.prepare", "pipeline.infer",
+     "pipeline.identity"],  # what a study measured: checked by tune, submit, show, blend
     ["pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],
     # pure functions that import nothing of ours: the experiment file checks a metric fits
@@ -47,7 +51,7 @@ LAYERS = [
     ["pipeline.metrics"],
     ["pipeline.network"],
     ["pipeline.competitions"],
-    ["pipeline.trials", "pipeline.curves", "pipeline.provenance", "pipeline.files",
+    ["pipeline.curves", "pipeline.provenance", "pipeline.files",
      "pipeline.errors", "pipeline.processes"],
 ]
 
@@ -58,7 +62,7 @@ PENDING: set[tuple[str, str, str]] = set()
 # Where `print` may stay: no caller to return the message to, or the network's own output.
 PRINTERS = {
     "pipeline.cli", "pipeline.console",
-    "pipeline.tracking",  # the writer process died: noticed mid-trial, maybe in a worker
+    "pipeline.tracking.runs",  # the writer process died: noticed mid-trial, maybe in a worker
     "pipeline.tracking.writer",  # the writer process itself
     "pipeline.tune.worker",  # spawned tune workers
     "pipeline.tune.study",  # inside Optuna's stale-trial callback
@@ -210,7 +214,7 @@ def import_circles() -> set[str]:
 @pytest.mark.parametrize(
     ("importer", "forbidden"),
     [("pipeline.tune", "pipeline.submit"), ("pipeline.tune", "pipeline.console"),
-     ("pipeline.submit", "pipeline.tune"), ("pipeline.submission", "pipeline.tune")],
+     ("pipeline.submission", "pipeline.tune")],
 )
 def test_stages_that_must_not_meet(importer, forbidden):
     found = [f"{m} imports {target(b, n)}" for m in TREES
@@ -237,4 +241,45 @@ def test_stages_return_data_and_do_not_print():
             ui = [n for n in names if n.split(".")[0] in ("typer", "rich")]
             if ui and module not in ("pipeline.cli", "pipeline.console"):
                 found.append(f"{module}:{node.lineno} imports {ui[0]}")
+    assert not found, found
+
+
+def test_the_cli_parses_and_renders_only():
+    """No MLflow call, no registration logic and no broad `except` in the CLI: each command's
+    stage returns what went wrong (e.g. `Submitted.warnings`) and the console says it."""
+    tree = TREES["pipeline.cli"]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            caught = ast.unparse(node.type)
+            if caught in ("Exception", "BaseException"):
+                found.append(f"cli.py:{node.lineno} except {caught}")
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [f"cli.py:{node.lineno} imports {n}" for n in names
+                  if n.split(".")[0] == "mlflow" or n == "pipeline.tracking.registry"
+                  and "log_and_register" in ast.unparse(node)]
+    assert not found, found
+
+
+# packages whose __init__ still holds logic, each with its reason
+INIT_LOGIC = {
+    "pipeline.prepare": "prepare() itself lives there (another engineer's module)",
+    "pipeline.network": "a lazy __getattr__ keeps `import pipeline.network` light",
+    "pipeline.competitions": "the table of built-in competitions",
+}
+
+
+def test_package_inits_only_re_export():
+    found = []
+    for module, path in MODULES.items():
+        if path.name != "__init__.py" or module in INIT_LOGIC or module == "pipeline":
+            continue
+        for node in TREES[module].body:
+            plain = (isinstance(node, ast.Import | ast.ImportFrom)
+                     or isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                     or isinstance(node, ast.Assign)
+                     and [ast.unparse(t) for t in node.targets] == ["__all__"])
+            if not plain:
+                found.append(f"{module}:{node.lineno} {type(node).__name__}")
     assert not found, found

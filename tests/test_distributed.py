@@ -22,6 +22,7 @@ Optuna's heartbeat, not the same-host "pid is gone" shortcut.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -402,3 +403,107 @@ def test_killed_worker_trial_is_retried_by_the_other(
     assert dead_run.info.status == "FAILED", f"killed trial's run is {dead_run.info.status}"
     assert dead_run.data.tags.get("state") == "failed"
     assert by_trial[retry.number].info.status == "FINISHED"
+
+
+# --- the store goes away mid-study (issue #22: a PostgreSQL outage printed tracebacks) --------
+
+
+class Outage:
+    """A TCP relay 127.0.0.1:port -> the cluster: `cut()` closes every connection and stops
+    listening (the database is gone, as in an outage); `restore()` listens again."""
+
+    def __init__(self, target: int) -> None:
+        import threading
+
+        self.target, self.port = target, _free_port()
+        self.lock, self.socks = threading.Lock(), []
+        self.server: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self.lock:
+                self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        with self.lock:
+            for s in self.socks:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self.socks.clear()
+
+
+def test_a_database_outage_mid_study_ends_the_run_in_one_line(
+    cluster: Cluster, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """PostgreSQL goes away while `tune` runs: one error line naming the store (no traceback,
+    password hidden), exit 2; once it is back, the same command resumes and ends the study
+    with nothing left RUNNING."""
+    import optuna
+
+    exp = "outage"
+    uniform_study(tmp_path, exp, data="dist")
+    direct = cluster.createdb("optuna_outage")
+    relay = Outage(int(direct.rsplit(":", 1)[1].split("/", 1)[0]))
+    storage = direct.replace(f":{relay.target}/", f":{relay.port}/")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    w = start_worker(tmp_path, "worker", exp, 40, storage, tracking)
+    workers.append(w)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while True:
+        assert w.proc.poll() is None, w.output()
+        assert time.monotonic() < deadline, f"no two finished trials:\n{w.output()}"
+        try:
+            if len(finished(load_trials(direct, exp)[0])) >= 2:
+                break
+        except KeyError:
+            pass
+        time.sleep(0.3)
+    relay.cut()
+    wait_all([w])
+    out = w.output()
+    assert w.proc.returncode == 2, out
+    assert "Traceback" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"the Optuna store {storage} failed mid-study" in errors[0], out
+    relay.restore()
+    n = len(finished(load_trials(direct, exp)[0])) + 2  # more than it holds: it runs again
+    again = start_worker(tmp_path, "again", exp, n, storage, tracking)
+    workers.append(again)
+    wait_all([again])
+    assert again.proc.returncode == 0, again.output()
+    trials, _ = load_trials(direct, exp)
+    assert len(finished(trials)) == n
+    from optuna.trial import TrialState
+
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -76,3 +76,28 @@ def test_dates_line_is_toml():
     line = dates_line({"sold": "%d/%m/%Y", "sale date": "%Y-%m-%d"})
     assert line == 'dates = { sold = "%d/%m/%Y", "sale date" = "%Y-%m-%d" }'
     assert tomllib.loads(line)["dates"] == {"sold": "%d/%m/%Y", "sale date": "%Y-%m-%d"}
+
+
+# --- faults in any competition CSV (issue #23) ---------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["inf", "1e400", "-inf"])
+def test_an_infinite_number_names_file_row_and_column(tmp_path, cell):
+    from pipeline.files import read_csv
+
+    path = tmp_path / "train.csv"
+    path.write_text(f"id,a,b\n1,0.5,2\n2,0.7,3\n3,0.1,{cell}\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"train.csv: row 3 \(line 4\), column 'b' holds "
+                       r"-?inf; expected a finite number"):
+        read_csv(path, id_col="id")
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab")])
+def test_another_delimiter_is_named(tmp_path, sep, name):
+    from pipeline.files import read_csv
+
+    path = tmp_path / "train.csv"
+    path.write_text(sep.join(["id", "a", "y"]) + "\n" + sep.join(["1", "0,5", "1"]) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(PipelineError, match=f"train.csv: {name}-delimited"):
+        read_csv(path, id_col="id")

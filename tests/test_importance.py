@@ -99,6 +99,11 @@ def test_cli_importance_of_the_best_trial_fits_80_columns_and_is_logged(project,
     optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db").set_user_attr(
         tune.PARENT_ATTR, run)
     args = ["importance", "tiny", "--repeats", "2", "--tracking-uri", uri]
+
+    def no_training(*a, **k):
+        raise AssertionError("importance trained the folds again instead of reading the store")
+
+    monkeypatch.setattr("pipeline.evaluate.cross_validate", no_training)  # the kept models
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = result.output

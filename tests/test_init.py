@@ -137,6 +137,49 @@ def test_the_kaggle_slug_is_guessed_from_the_folder_and_used_for_the_upload(proj
         "kaggle competitions submit -c comp -f s.csv")
 
 
+@pytest.mark.parametrize(("name", "says"), [
+    ("v2.toml", r"--name 'v2.toml': give the name without .toml \(--name v2\)"),
+    ("x" * 250, "an experiment name is 1-100 letters"),
+    ("..x", "starting with a letter or digit"),
+    ("-x", "starting with a letter or digit"),
+    ("a b", "an experiment name is 1-100 letters"),
+])
+def test_one_rule_for_experiment_names(project, name, says):
+    folder = make_competition(project, *toy_frames())
+    with pytest.raises(PipelineError, match=says) as info:
+        init_experiment(folder, name=name)
+    assert len(str(info.value)) < 200 and "\n" not in str(info.value)
+    assert not Path("experiments").exists() or not any(Path("experiments").iterdir())
+    assert init_experiment(folder, name="v2.1_a-b") == Path("experiments/v2.1_a-b.toml")
+
+
+def test_init_refuses_a_target_with_gaps_as_prepare_does(project):
+    train, test = toy_frames()
+    train["y"] = train["y"].astype(float)
+    train.loc[[3, 7], "y"] = np.nan
+    with pytest.raises(PipelineError, match=r"train.csv: target 'y' has 2 missing value\(s\) "
+                       r"\(lines 5, 9\)"):
+        _init(project, train, test)
+    assert not Path("experiments").exists() or not any(Path("experiments").iterdir())
+
+
+def test_init_notes_a_number_column_turned_text_by_one_cell(project):
+    train, test = toy_frames()
+    train["num"] = train["num"].astype(object)
+    train.loc[4, "num"] = "12,5"
+    path, _ = _init(project, train, test)
+    assert "#   num: read as text only because of '12,5' (line 6)" in path.read_text()
+    assert "count: read as text" not in path.read_text()
+
+
+def test_init_names_a_semicolon_delimited_file(project):
+    folder = make_competition(project, *toy_frames())
+    frame = pd.read_csv(folder / "train.csv")
+    frame.to_csv(folder / "train.csv", sep=";", index=False)
+    with pytest.raises(PipelineError, match="train.csv: semicolon-delimited"):
+        init_experiment(folder)
+
+
 def test_bad_folders(project):
     with pytest.raises(PipelineError, match=r"nowhere: not a folder"):
         init_experiment(Path("nowhere"))

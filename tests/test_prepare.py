@@ -190,6 +190,13 @@ def test_errors_name_the_file_and_column(project):
     wrong = test.astype({"num": object})
     wrong.loc[0, "num"] = "n/a here"
     _bad(project, train, wrong, r"test\.csv: column 'num' is numeric in .*train\.csv")
+    for cell in ("inf", "1e400"):  # overflowing numbers: one line, never sklearn's traceback
+        huge = train.astype({"num": object})
+        huge.loc[6, "num"] = cell
+        _bad(project, huge, test, r"train\.csv: row 7 \(line 8\), column 'num' holds inf")
+        huge = test.astype({"count": object})
+        huge.loc[2, "count"] = cell
+        _bad(project, train, huge, r"test\.csv: row 3 \(line 4\), column 'count' holds inf")
 
 
 @pytest.mark.parametrize(
@@ -390,3 +397,23 @@ def test_a_column_empty_in_train_is_left_out_whatever_test_holds(project):
     p = _prepare(project, train, test)
     assert not any(n.startswith("pool") for n in p.feature_names)
     assert p.X_test.shape == (30, len(p.feature_names))
+
+
+def test_the_raw_files_are_fingerprinted_once_per_process(project, monkeypatch):
+    """Cached on each file's path, size and mtime: a second prepare hashes nothing; an edit
+    (new mtime) hashes again and gives another fingerprint."""
+    import os
+
+    from pipeline.prepare import cache
+
+    folder = make_competition(project, *toy_frames())
+    exp = experiment.load(write_experiment(project, "fp", folder))
+    hashed = []
+    real = cache._fingerprint
+    monkeypatch.setattr(cache, "_fingerprint", lambda *a: hashed.append(1) or real(*a))
+    first = prepare(exp).fingerprint
+    assert prepare(exp).fingerprint == first and hashed == [1]
+    test = folder / "test.csv"
+    test.write_text(test.read_text().replace("green", "blue", 1))
+    os.utime(test, ns=(1, 1))  # a different mtime, whatever the clock's resolution
+    assert prepare(exp).fingerprint != first and hashed == [1, 1]

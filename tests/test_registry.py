@@ -98,14 +98,18 @@ def test_champion_applies_the_threshold_the_submission_chose_on_oof(project, mon
     0.5, so it matters); the registered model writes exactly those labels."""
     import mlflow
 
-    from pipeline import submit as submit_module
-    from pipeline.decision import Decision, choose
+    from pipeline import evaluate
+    from pipeline.decision import Decision, choose, fold_scores
+    from pipeline.submission import members
 
     def far_from_half(metric, task, y, oof, folds):
         assert choose(metric, task, y, oof).kind == "threshold"
-        return Decision("threshold", (float(np.quantile(oof, 0.8)),))
+        return (fold_scores(metric, task, y, oof, folds),
+                Decision("threshold", (float(np.nanquantile(oof, 0.8)),)))
 
-    monkeypatch.setattr(submit_module, "choose_if_better", far_from_half)
+    # the trial's decision (stored by tune) and a bag's (chosen by submit) alike
+    monkeypatch.setattr(evaluate, "decide", far_from_half)
+    monkeypatch.setattr(members, "decide", far_from_half)
     exp = _tiny(project, "binary", "f1")
     sub, output = _submitted(exp)
     assert "decision chosen on out-of-fold predictions: threshold" in output
@@ -197,6 +201,17 @@ def test_pipeline_predict_writes_the_submission_format(project):
     result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
     assert result.exit_code == 2 and "'x1'" in result.output and not Path("q.csv").exists()
     assert len(result.output.strip().splitlines()) == 1
+    # rows without their id, or with an overflowing number: one line each, nothing written
+    _raw_test(exp).drop(columns="id").to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "bad.csv: no id column 'id'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not Path("q.csv").exists()
+    bad = _raw_test(exp).astype({"x1": object})
+    bad.loc[2, "x1"] = "1e400"
+    bad.to_csv("bad.csv", index=False)
+    result = runner.invoke(app, ["predict", "tiny", "bad.csv", "-o", "q.csv"])
+    assert result.exit_code == 2 and "row 3 (line 4), column 'x1'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not Path("q.csv").exists()
 
 
 def test_embedded_levels_survive_submit_and_predict_with_unseen_levels(project):
@@ -406,3 +421,36 @@ def test_runs_show_their_data_kind_config_and_ui_links(project):
     state = json.loads(tags[SHARED_VIEW + SHARE_KEY])
     assert state["orderByKey"] == "metrics.`cv_roc_auc`"
     assert state["chartsSearchFilter"] == "val_loss" and state["runsHiddenMode"] == "SHOW_ALL"
+
+
+def test_a_submit_whose_mlflow_logging_failed_is_finished_by_its_rerun(project, monkeypatch):
+    """A full disk can fail MLflow's logging after the CSV and the ledger row are written: the
+    re-run finds the identical submission and logs and registers it, once."""
+    import errno
+
+    from mlflow import MlflowClient
+
+    import pipeline.tracking as tracking
+
+    exp = _tiny(project)
+    tune.tune(exp, trials=2)
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")  # not a global URI set earlier
+    real = tracking.MlflowTracker.log_files
+
+    def full(self, run_id, files, artifact_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tracking.MlflowTracker, "log_files", full)
+    result = CliRunner().invoke(app, ["submit", "tiny"])
+    assert result.exit_code == 0 and "could not log the submission" in result.output
+    assert not client.search_model_versions("name='tiny'")
+    (csv,) = Path("submissions", "tiny").glob("*.csv")
+    monkeypatch.setattr(tracking.MlflowTracker, "log_files", real)
+    for _ in range(2):  # the second re-run has nothing left to do
+        result = CliRunner().invoke(app, ["submit", "tiny"])
+        assert result.exit_code == 0 and "identical to" in result.output, result.output
+        versions = client.search_model_versions("name='tiny'")
+        assert [v.tags["submission"] for v in versions] == [csv.name]
+    run = client.get_run(versions[0].run_id)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "submission")}
+    assert f"submission/{csv.name}" in logged

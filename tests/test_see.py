@@ -264,13 +264,68 @@ def test_show_without_weights_is_one_line_exit_2(project):
 
 def test_show_draws_the_submitted_model(project, tmp_path):
     from pipeline.experiment import load
+    from pipeline.submission import ledger
 
     exp = load(tiny_project(project))
     X, y = xor_data()
     folder = Path("submissions") / "tiny"
     folder.mkdir(parents=True)
     fit(X, y, hidden_layer_sizes=(3,), max_iter=2).save(folder / "20260101T000000Z-t0.npz")
+    ledger.append({"file": (folder / "20260101T000000Z-t0.csv").as_posix(), "sha256": "a",
+                   "experiment": "tiny"})
     from pipeline.show import draw
 
     drawn = draw(exp, project / "sub.svg")
     assert drawn.paths == [project / "sub.svg"] and "submitted model" in drawn.title
+
+
+def test_show_draws_the_ledgers_last_standing_submission_not_the_newest_file(project):
+    """Two submissions, the second withdrawn: `show` draws the first one's model (a glob for
+    the newest .npz would draw the withdrawn one); an ensemble's first member."""
+    from pipeline.experiment import load
+    from pipeline.show import submitted_files
+    from pipeline.submission import ledger
+
+    exp = load(tiny_project(project))
+    X, y = xor_data()
+    folder = Path("submissions") / "tiny"
+    folder.mkdir(parents=True)
+    for i in (1, 2):
+        fit(X, y, hidden_layer_sizes=(3,), max_iter=2).save(folder / f"a.m{i}.npz")
+    fit(X, y, hidden_layer_sizes=(2,), max_iter=2).save(folder / "b.npz")
+    for name in ("a", "b"):
+        ledger.append({"file": f"{folder.as_posix()}/{name}.csv", "sha256": name,
+                       "experiment": "tiny"})
+    assert submitted_files(exp) == [folder / "b.npz"]
+    result = CliRunner().invoke(app, ["withdraw", "tiny", "b.csv"])
+    assert result.exit_code == 0, result.output
+    assert submitted_files(exp) == [folder / "a.m1.npz", folder / "a.m2.npz"]
+    (folder / "a.m1.npz").unlink()
+    (folder / "a.m2.npz").unlink()
+    result = CliRunner().invoke(app, ["show", "tiny"])
+    assert result.exit_code == 2 and "a.npz: the model of the last submission" in result.output
+
+
+def test_show_trial_draws_its_kept_fold_model_and_retrains_with_one_line_when_gone(
+        project, monkeypatch):
+    from pipeline import trials
+    from pipeline.experiment import load
+    from pipeline.network import SigmoidNetworkClassifier
+    from pipeline.tune import tune
+
+    exp = load(tiny_project(project, trials=2))
+    tune(exp, track=False)
+    fits: list[int] = []
+    original = SigmoidNetworkClassifier.fit
+    monkeypatch.setattr(SigmoidNetworkClassifier, "fit",
+                        lambda self, *a, **k: fits.append(1) or original(self, *a, **k))
+    runner = CliRunner()
+    result = runner.invoke(app, ["show", "tiny", "--trial", "1", "-o", "t.png"])
+    assert result.exit_code == 0, result.output
+    assert fits == [] and Path("t.png").stat().st_size > 0
+    (trials.TrialKey("tiny", "tiny", 1).folder / "fold0.npz").unlink()
+    result = runner.invoke(app, ["show", "tiny", "--trial", "1", "-o", "t.png"])
+    assert result.exit_code == 0, result.output
+    assert fits == [1]
+    assert "trial 1: its fold models are not kept" in result.output
+    assert "fold 0 trains again" in result.output

@@ -217,15 +217,15 @@ def test_a_label_metric_applies_the_decision_chosen_on_oof_and_saves_it(fake, mo
     model's metadata; a different threshold writes different labels."""
     import json
 
-    from pipeline import submit as submit_module
-    from pipeline.decision import Decision, apply, choose
+    from pipeline.decision import Decision, apply, choose, fold_scores
+    from pipeline.submission import members as submit_module
 
     exp = write_competition(Path.cwd(), "dec", metric="accuracy", labels=("no", "yes"))
     exp = replace(exp, competition=replace(exp.competition, metric="mcc"))
     # the fake models' OOF is too easy for a threshold to beat 0.5 on other folds: the guard
-    # (choose_if_better, tests/test_decision.py) would keep 0.5; here the threshold is applied
-    monkeypatch.setattr(submit_module, "choose_if_better", lambda m, t, y, oof, folds:
-                        choose(m, t, y, oof))
+    # (decide, tests/test_decision.py) would keep 0.5; here the threshold is applied
+    monkeypatch.setattr(submit_module, "decide", lambda m, t, y, oof, folds:
+                        (fold_scores(m, t, y, oof, folds), choose(m, t, y, oof)))
     result = submit(exp, [trial()], refit=False)
     prepared = fake_prepare(exp)
     oof = _cross_validate(prepared, exp, trial().params).oof
@@ -239,8 +239,8 @@ def test_a_label_metric_applies_the_decision_chosen_on_oof_and_saves_it(fake, mo
         meta = json.loads(str(np.load(path)["metadata"]))
         assert Decision.from_dict(meta["decision"]) == result.decision
 
-    monkeypatch.setattr(submit_module, "choose_if_better",
-                        lambda *a: Decision("threshold", (1.1,)))
+    monkeypatch.setattr(submit_module, "decide",
+                        lambda *a: (fold_scores(*a), Decision("threshold", (1.1,))))
     forced = submit(exp, [trial(8, alpha=0.3)], refit=False)
     assert set(read(forced.path)["y"]) == {"no"}  # nothing reaches 1.1: the threshold applied
     assert "decision chosen on out-of-fold predictions: threshold 1.1" in _printed(forced)
@@ -735,7 +735,7 @@ def test_end_to_end_several_targets(tmp_path, monkeypatch):
 def test_oof_files_of_several_targets_name_each_target(tmp_path):
     import types
 
-    from pipeline.cv_run import write_oof
+    from pipeline.train import write_oof
 
     prepared = types.SimpleNamespace(train_ids=np.array(["a1", "a2"]), classes=None,
                                      y=np.array([[0.0, 1.0], [1.0, 0.0]]))

@@ -158,7 +158,7 @@ def test_setup_retries_a_raced_schema_then_fails_in_one_line(setup, monkeypatch)
     exp, _ = setup
     from pipeline.errors import PipelineError
 
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    monkeypatch.setattr(tracking.runs.time, "sleep", lambda s: None)
     tracker = tracking.MlflowTracker("sqlite:///mlflow.db")
     real, calls = tracker.experiment_id, []
 

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from pipeline import console, evaluate, tune
 from pipeline.cli import app
-from pipeline.cv_run import cross_validate_and_log
 from pipeline.errors import PipelineError
 from pipeline.experiment import load
 from pipeline.network import DivergenceError
+from pipeline.train import cross_validate_and_log
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -362,6 +362,40 @@ def test_every_new_study_measures_the_linear_model_and_the_defaults_first(projec
                                              "learning_rate_init": 0.02}]
 
 
+def test_an_interrupted_first_run_still_measures_the_baselines_on_resume(project, monkeypatch):
+    """Ctrl-C during a new study's first trial fails the linear baseline: the next run queues
+    it again, so the study measures it; a baseline that diverged is not retried forever."""
+    import pipeline.tune.objective as objective
+
+    space = ("n_layers = { low = 0, high = 2 }\nunits = { low = 4, high = 16, log = true }\n")
+    exp = load(tiny_project(project, trials=3, space=space))
+    real = objective.Objective.__call__
+
+    def interrupted(self, trial):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective.Objective, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune.tune(exp, track=False)
+    (lost,) = _study().trials[:1]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["baseline"]
+    monkeypatch.setattr(objective.Objective, "__call__", real)
+    tune.tune(exp, track=False)
+    done = [t for t in _study().get_trials(states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("baseline")]
+    assert sorted(t.user_attrs["params"]["hidden_layer_sizes"] for t in done) == [[], [8]]
+    # a baseline the model itself failed (diverged) is the model's answer: not queued again
+    from pipeline.tune.study import enqueue_baselines
+
+    study = _study()
+    study.enqueue_trial({"n_layers": 2}, user_attrs={"baseline": True})
+    failed = study.ask({"n_layers": optuna.distributions.IntDistribution(0, 2)})
+    failed.set_user_attr("error", "diverged: loss is nan")
+    study.tell(failed, state=TrialState.FAIL)
+    assert enqueue_baselines(study, [{"n_layers": 2}], created=False) == 0
+    assert enqueue_baselines(study, tune.baseline_trials(exp), created=False) == 0
+
+
 def test_the_linear_baseline_takes_its_inputs_unencoded(project):
     space = ("n_layers = { low = 0, high = 2 }\nunits = [8]\n"
              'numeric_encoding = ["periodic", "none"]\n')
@@ -369,3 +403,24 @@ def test_the_linear_baseline_takes_its_inputs_unencoded(project):
     linear, defaults = tune.baseline_trials(exp)
     assert linear == {"n_layers": 0, "units": 8, "numeric_encoding": "none"}
     assert defaults == {"n_layers": 1, "units": 8, "numeric_encoding": "periodic"}
+
+
+def test_a_trial_that_never_named_its_worker_is_failed_after_the_grace_period(
+    project, monkeypatch
+):
+    """The store failed right after handing out a trial: no pid, no heartbeat, so Optuna
+    would keep it RUNNING for ever. `recover` fails (and re-queues) it once it is older than
+    the grace period; a younger one may belong to a worker that is about to record itself."""
+    import pipeline.tune.worker as worker
+    from pipeline.tracking import NullTracker
+
+    study = tune.open_study("sqlite:///optuna.db", "orphan", "maximize")[0]
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert worker.recover(study, NullTracker()) == 0  # within the grace period: left alone
+    assert study.trials[lost.number].state == TrialState.RUNNING
+    monkeypatch.setattr(worker, "GRACE_PERIOD", 0)
+    assert worker.recover(study, NullTracker()) == 1
+    trials = study.get_trials()
+    assert trials[lost.number].state == TrialState.FAIL
+    assert "never recorded" in trials[lost.number].user_attrs["error"]
+    assert [t.state for t in trials[1:]] == [TrialState.WAITING]  # re-queued, same parameters

@@ -86,12 +86,7 @@ class Prepared:
 def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     """The prepared arrays for `exp`, from the cache when inputs and settings are unchanged."""
     comp = exp.competition
-    files = {name: comp.data_dir / name for name in COMPETITION_FILES}
-    for path in files.values():
-        if not path.is_file():
-            raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
-    code = source(comp.features) if comp.features is not None else None
-    fingerprint = input_fingerprint(files, comp, fold_column(exp), code)
+    files, code, fingerprint = _inputs(exp)
     out = cache_root(comp) / fingerprint
     # the feature code the arrays were made with, kept beside them for the registered model
     extra = {SOURCE_FILE: code} if code is not None else {}
@@ -101,6 +96,22 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     spec["fingerprint"] = fingerprint
     write_cache(out, arrays, spec, extra)
     return _from_arrays(arrays, spec, out)
+
+
+def fingerprint(exp: Experiment) -> str:
+    """The data fingerprint `prepare` would give, without reading or building the arrays."""
+    return _inputs(exp)[2]
+
+
+def _inputs(exp: Experiment) -> tuple[dict[str, Path], bytes | None, str]:
+    """The raw files, the feature code's text and their fingerprint."""
+    comp = exp.competition
+    files = {name: comp.data_dir / name for name in COMPETITION_FILES}
+    for path in files.values():
+        if not path.is_file():
+            raise PipelineError(f"{path}: file not found (expected a Kaggle-layout competition)")
+    code = source(comp.features) if comp.features is not None else None
+    return files, code, input_fingerprint(files, comp, fold_column(exp), code)
 
 
 def load_preprocessor(prepared: Prepared) -> dict[str, Any]:

@@ -4,6 +4,7 @@ temporary directory so a failed run leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,11 +26,15 @@ def cache_root(comp: Competition) -> Path:
     return DATA_DIR / comp.data_dir.resolve().name / "prepared"
 
 
+# fingerprints computed in this process, by the settings and each file's path, size and mtime:
+# one `pipeline run` prepares several times, and hashing the raw CSVs again is the slow part
+_SEEN: dict[tuple, str] = {}
+
+
 def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: str | None,
                       feature_code: bytes | None = None) -> str:
     """The raw files' bytes, the settings that shape the arrays and the feature code's text:
     any change re-prepares, and a study tied to the old fingerprint refuses to resume."""
-    h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
     settings: dict[str, Any] = {
         k: getattr(comp, k)
         for k in ("id", "target", "task", "drop", "categorical", "dates", "one_hot_max")}
@@ -37,7 +42,18 @@ def input_fingerprint(files: dict[str, Path], comp: Competition, fold_column: st
         settings["folds"] = fold_column
     if feature_code is not None:  # absent otherwise: fingerprints from before stay valid
         settings["features"] = hashlib.sha256(feature_code).hexdigest()
-    h.update(json.dumps(settings, sort_keys=True).encode())
+    text = json.dumps(settings, sort_keys=True)
+    stats = {name: path.stat() for name, path in files.items()}
+    key = (PREP_VERSION, text, *sorted((name, str(path.resolve()), stats[name].st_size,
+                                        stats[name].st_mtime_ns) for name, path in files.items()))
+    if key not in _SEEN:
+        _SEEN[key] = _fingerprint(files, text)
+    return _SEEN[key]
+
+
+def _fingerprint(files: dict[str, Path], settings: str) -> str:
+    h = hashlib.sha256(f"prep-v{PREP_VERSION}\n".encode())
+    h.update(settings.encode())
     for name, path in sorted(files.items()):
         h.update(f"\n{name}\n".encode())
         with path.open("rb") as f:
@@ -65,15 +81,28 @@ def load_cached(out: Path, fingerprint: str, extra: tuple[str, ...] = ()
 
 def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
                 extra: dict[str, bytes] | None = None) -> None:
-    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind.
-    `extra`: more files by name (the feature code the arrays were made with)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind,
+    not even the (empty) folders it made for the cache. `extra`: more files by name (the
+    feature code the arrays were made with)."""
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(out, arrays, spec, extra or {})
+    except BaseException:
+        for folder in made:  # deepest first; a folder a parallel run filled stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
+           extra: dict[str, bytes]) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
         np.savez(tmp / "arrays.npz", **arrays)
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-        for name, data in (extra or {}).items():
+        for name, data in extra.items():
             (tmp / name).write_bytes(data)
         if out.exists():  # --force, or a damaged cache
             shutil.rmtree(out)

@@ -179,9 +179,10 @@ def board(exp: Experiment) -> Board:
     labelled = exp.competition.task != "regression" and not exp.competition.multi_target
     classes = _classes(exp) if has_solution and labelled else None
     solution = load_solution(exp, fmt, classes)
-    found = [
-        Entry(r["file"], r.get("trials", ""), _float(r.get("cv_score")), r.get("time", ""),
-              r.get("message", ""))
+    found = [  # a CV scored with another metric (the experiment's changed since) is set aside
+        Entry(r["file"], r.get("trials", ""),
+              _float(r.get("cv_score")) if r.get("metric") in ("", None, metric.name)
+              else math.nan, r.get("time", ""), r.get("message", ""))
         for r in rows
     ]
     for entry in found:

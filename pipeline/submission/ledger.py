@@ -27,6 +27,9 @@ COLUMNS = (
     "message",
     "time",
     "status",  # empty: submitted; "withdrawn": a later row takes the file back
+    # the experiment file's resolved path: another file claiming the name is told apart
+    # (last, so rows appended to a ledger begun without it still line up with its header)
+    "experiment_file",
 )
 WITHDRAWN = "withdrawn"
 
@@ -58,9 +61,10 @@ def append(row: dict[str, str], path: Path = LEDGER) -> None:
 
 def _row(raw: dict) -> dict[str, str]:
     row = {k: v or "" for k, v in raw.items() if k is not None}
-    # a ledger begun before the status column: a withdrawal row's extra field is its status
-    if "status" not in row and raw.get(None):
-        row["status"] = raw[None][0]
+    # a ledger begun before the last columns: a later row's extra fields are those columns,
+    # in COLUMNS order (status, then experiment_file)
+    missing = [c for c in COLUMNS if c not in row]
+    row.update(zip(missing, raw.get(None) or [], strict=False))
     return row
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.provenance import git_commit
-from pipeline.tracking.blend_scoring import member_keys
+from pipeline.tracking.blend_scoring import member_features_key, member_keys
 from pipeline.tracking.registry import (
     ALIAS,
     REQUIREMENTS,
@@ -45,6 +45,10 @@ def blend_artifacts(base: Any, parts: list[tuple[Any, list[Path]]], weights: lis
         artifacts[pre] = str(prepared.path / "preprocessor.json")
         artifacts[scoring] = str(folder / f"{scoring}.json")
         artifacts.update({f"{prefix}{j}": str(p) for j, p in enumerate(paths)})
+        if exp.competition.features is not None:
+            from pipeline.prepare import SOURCE_FILE
+
+            artifacts[member_features_key(i)] = str(prepared.path / SOURCE_FILE)
     spec = output_spec(load_format(base), prepare(base).classes, [], decision)
     (folder / "scoring.json").write_text(json.dumps(spec | {"weights": list(weights)}, indent=1),
                                          encoding="utf-8")

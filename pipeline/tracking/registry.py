@@ -213,6 +213,19 @@ def log_model_version(mlflow: Any, exp: Any, result: Any, run_id: str, promote: 
                       previous)
 
 
+def is_registered(exp: Any, submission: Path, tracking_uri: str | None) -> bool:
+    """Has a model version of `exp` been registered for this submission file? (A submit whose
+    MLflow logging failed wrote the CSV and the ledger row: its re-run finishes the job.)"""
+    from mlflow.exceptions import MlflowException
+
+    with fluent_mlflow(tracking_uri) as mlflow:
+        try:
+            versions = mlflow.MlflowClient().search_model_versions(f"name='{exp.name}'")
+        except MlflowException:
+            return False
+    return any(v.tags.get("submission") == Path(submission).name for v in versions)
+
+
 def decide(client: Any, name: str, tags: dict[str, str], promote: bool) -> tuple[bool, str, Any]:
     """(move the alias?, why, the champion's version): no champion, other data (scores on
     different data don't compare), a better CV score, or --promote."""
@@ -227,6 +240,9 @@ def decide(client: Any, name: str, tags: dict[str, str], promote: bool) -> tuple
         return True, "--promote", champ.version
     if old.get("fingerprint") != tags["fingerprint"]:
         return True, "trained on other data than the champion", champ.version
+    if old.get("metric", tags["metric"]) != tags["metric"]:  # CVs of two metrics don't compare
+        return True, f"the champion was scored with another metric ({old['metric']})", \
+            champ.version
     better, why = should_promote(tags["metric"], float(tags["cv_score"]),
                                  float(old.get("cv_score", "nan")))
     return better, why, champ.version
@@ -268,8 +284,11 @@ def predict_csv(
     if model_uri and Path(model_uri).exists():
         uri = Path(model_uri).resolve().as_uri()
     model = load(uri, exp.name, tracking_uri)
-    df = as_signature_types(raw_frame(Path(input_csv), exp.competition.id),
-                            model.metadata.signature, Path(input_csv), exp.competition.id)
+    raw = raw_frame(Path(input_csv), exp.competition.id)
+    if exp.competition.id not in raw.columns:  # else the predictions come back without ids
+        raise PipelineError(f"{input_csv}: no id column {exp.competition.id!r} (each "
+                            "prediction is written beside its row's id, as in test.csv)")
+    df = as_signature_types(raw, model.metadata.signature, Path(input_csv), exp.competition.id)
     text = to_csv_text(model.predict(df))
     if out is not None:
         write_text_atomic(Path(out), text)

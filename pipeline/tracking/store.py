@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# MLflow logs a store error with its traceback before raising it; our callers name it in one
+# line (a warning, or the error that ends the command)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SCHEMA_LOCK_KEY = 0x6D6C666C6F77  # pg_advisory_lock key of MLflow's schema set-up ("mlflow")
@@ -60,6 +65,32 @@ def schema_lock(uri: str) -> Iterator[None]:
                     con.commit()
     finally:
         engine.dispose()
+
+
+SERVER_TIMEOUT = 5.0  # seconds for an MLflow server to answer at start
+
+
+def check_server(uri: str, timeout: float = SERVER_TIMEOUT) -> None:
+    """An http(s) tracking URI must answer MLflow's /health now: MLflow's own client retries
+    a dead address with back-off for many minutes, silently. Other URIs pass."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    from pipeline.errors import PipelineError
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            reply.read(64)
+    except urllib.error.HTTPError:
+        return  # something answers (an older server, a proxy): MLflow's calls will tell
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise PipelineError(
+            f"--tracking-uri {redact_url(uri)}: no MLflow server answers ({reason}); start "
+            "it (`make mlflow-server`) or check the URL"
+        ) from None
 
 
 def redact_url(uri: str) -> str:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.processes import sigterm_as_interrupt, stop_group
+from pipeline.processes import sigterm_as_interrupt, stop_group, supervised, supervised_env
 from pipeline.tracking.store import ARTIFACT_DIR, resolve_uri
 
 
@@ -50,12 +50,13 @@ def serve_ui(
     env = ui_env()
     if on_start is not None:
         on_start(f"http://{host}:{port}")
-    # its own process group: `mlflow server` starts workers of its own, which must end too
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # its own process group: `mlflow server` starts workers of its own, which must end too;
+    # under a supervisor that stops that group when we die without unwinding (kill -9, -HUP)
+    proc = subprocess.Popen(supervised(cmd), env=supervised_env(env), start_new_session=True)
     try:
         with sigterm_as_interrupt():  # `kill <pid>` of `pipeline ui` stops the server as Ctrl-C
             proc.wait()
-    except KeyboardInterrupt:
-        stop_group(proc.pid, lambda: proc.poll() is None)
+    except KeyboardInterrupt:  # the supervisor stops the server's group (10 s grace), then ends
+        stop_group(proc.pid, lambda: proc.poll() is None, grace=30.0)
         proc.wait()
         raise

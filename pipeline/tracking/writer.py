@@ -255,15 +255,48 @@ def writer_main(uri: str, queue: Any, owner: int) -> None:
 def _serve(uri: str, queue: Any, owner: int) -> None:
     import logging
     from collections import deque
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # its store errors come with a traceback each; our warning below names them in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    pending: deque = deque()
+    failures = _Failures()
+    try:
+        _loop(uri, queue, owner, pending, failures)
+    finally:
+        failures.summary()
+
+
+class _Failures:
+    """Warnings for failed writes, the same fault said once (a full disk fails every write)."""
+
+    def __init__(self) -> None:
+        self.last, self.repeated = "", 0
+
+    def warn(self, what: str, e: Exception) -> None:
+        fault = (str(e).strip().splitlines() or [""])[0][:300]
+        if fault == self.last:
+            self.repeated += 1
+            return
+        self.summary()
+        self.last = fault
+        print(f"warning: MLflow {what} failed: {fault}", file=sys.stderr)
+
+    def summary(self) -> None:
+        if self.repeated:
+            print(f"warning: {self.repeated} more MLflow write(s) failed the same way",
+                  file=sys.stderr)
+        self.repeated = 0
+
+
+def _loop(uri: str, queue: Any, owner: int, pending: Any, failures: _Failures) -> None:
     from queue import Empty
 
     from mlflow import MlflowClient  # the import (~1.5 s) overlaps with the owner's start
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     # The store is opened at the first write, never before: the owner creates the schema
     # first (two processes migrating a fresh database crash) and only then queues writes.
     client: Any = None
-    pending: deque = deque()
     while True:
         if not pending:
             try:
@@ -281,8 +314,7 @@ def _serve(uri: str, queue: Any, owner: int) -> None:
         try:
             write(client, msg)
         except Exception as e:  # one bad write must not lose the others
-            what = f"{type(msg).__name__} for run {getattr(msg, 'run_id', '-')}"
-            print(f"warning: MLflow {what} failed: {e}", file=sys.stderr)
+            failures.warn(f"{type(msg).__name__} for run {getattr(msg, 'run_id', '-')}", e)
         finally:
             if isinstance(msg, FinishParent) and msg.drawing is not None:
                 msg.drawing.cleanup()

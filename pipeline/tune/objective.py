@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.identity import study_identity
 from pipeline.metrics import METRICS
+from pipeline.trials.store import ARTIFACT_PATH
 from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
 
 if TYPE_CHECKING:
-    from pipeline.evaluate import FoldEpochCallback
+    from pipeline.evaluate import CVResult, FoldEpochCallback
     from pipeline.experiment import Experiment
     from pipeline.tracking import RunLog, Tracker
 
@@ -216,47 +218,50 @@ class Objective:
                                                                    self.stride // 10))
 
     def __call__(self, trial: Any) -> float:
-        import optuna
-
-        from pipeline.evaluate import cross_validate
-        from pipeline.network import DivergenceError
+        from pipeline.train import logged_cv, refit_epochs
 
         if not _admitted(trial.study, trial, self.args.budget):
             trial.set_user_attr("skipped", "budget reached by other workers")
             raise BudgetReached
         params, run = self._start(trial)
-        config = trial_config(self.exp, params)
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
-        try:
-            res = cross_validate(self.prepared, self.exp, params, diagnostics=True,
-                                 keep_models=self.tracker.enabled,
-                                 on_epoch=self._epoch_reporter(trial, run, where))
-            # a refit trains this long: the epochs whose weights the folds kept
-            n_iter = round(sum(res.best_epochs) / len(res.best_epochs))
-            for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
-                               "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
-                               **health_attrs(res.curves)}.items():
-                trial.set_user_attr(key, value)
-        except optuna.TrialPruned:
-            run.end("pruned", config=config, tags=stop_tags(trial, where, "pruned"))
-            raise
-        except DivergenceError as e:
-            trial.set_user_attr("error", f"diverged: {e}")
-            run.end("failed", config=config, tags=stop_tags(trial, where, "diverged"))
-            raise
-        except BaseException:  # interrupted or a bug: the run must not stay RUNNING
-            run.end("failed", config=config)
-            raise
-        name = f"cv_{self.metric.key}"
-        run.end(
-            "complete",
-            metrics={name: res.mean, f"{name}_std": res.std, "n_iter": n_iter,
-                     **{f"fold{f}/{self.metric.key}": s for f, s in enumerate(res.scores)}},
-            config=config, tags=run_tags(res.stop_reasons, trial.user_attrs),
-        )
-        if res.models and self._best_so_far(trial, res.mean):
-            self._log_network(trial, run.run_id, res.models[0], res.mean)
+        res = logged_cv(self.prepared, self.exp, params, run,
+                        config=trial_config(self.exp, params), keep_models=True,
+                        on_epoch=self._epoch_reporter(trial, where),
+                        stopped=lambda e: stopped(trial, where, e),
+                        tags=lambda res: saturated_tag(health_attrs(res.curves)))
+        n_iter = refit_epochs(res)
+        for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
+                           "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
+                           **health_attrs(res.curves)}.items():
+            trial.set_user_attr(key, value)
+        self._store(trial, res, run.run_id, n_iter)
+        if self.tracker.enabled and self._best_so_far(trial, res.mean):
+            self.tracker.log_network(
+                run.run_id, res.models[0], self.prepared.feature_names,
+                f"trial {trial.number}, fold 0 ({self.metric.name} {res.mean:.4f})")
         return res.mean
+
+    def _store(self, trial: Any, res: CVResult, run_id: str, n_iter: int) -> None:
+        """The trial's result, once, in the trials store (and on its run, tracking on): the
+        later stages reuse it instead of training again. Only the best `[tune] keep` trials
+        keep their fold models."""
+        import numpy as np
+
+        from pipeline.evaluate import predict
+        from pipeline.trials import TrialKey, prune, save
+
+        key = TrialKey(self.exp.name, self.args.study, trial.number)
+        test = np.mean([predict(m, self.prepared.X_test) for m in res.models], axis=0)
+        info = {"score": res.mean, "params": trial.user_attrs["params"], "n_iter": n_iter,
+                "decision": res.decision.as_dict(), "stop_reasons": res.stop_reasons,
+                "fingerprint": self.prepared.fingerprint, "run_id": run_id,
+                "feature_names": list(self.prepared.feature_names),
+                "identity": study_identity(self.exp, self.prepared.fingerprint)}
+        paths = save(key, models=res.models, oof=res.oof, test=test, info=info)
+        prune(self.exp.name, self.args.study, self.exp.tune.keep, self.metric.direction)
+        if self.tracker.enabled:  # the pruned models are gone already: only kept ones go up
+            self.tracker.log_files(run_id, [p for p in paths if p.exists()], ARTIFACT_PATH)
 
     def _best_so_far(self, trial: Any, score: float) -> bool:
         """Better than every complete trial: the best trial always gets its drawing, and
@@ -266,19 +271,6 @@ class Objective:
         except ValueError:  # no complete trial yet
             return True
         return score < best if self.metric.direction == "minimize" else score > best
-
-    def _log_network(self, trial: Any, run_id: str, model: Any, score: float) -> None:
-        """network.png / .svg of the trial's first fold on its run."""
-        import tempfile
-        from pathlib import Path
-
-        from pipeline.drawing import save_network
-
-        with tempfile.TemporaryDirectory() as tmp:
-            title = f"trial {trial.number}, fold 0 ({self.metric.name} {score:.4f})"
-            paths = save_network(model, Path(tmp) / "network",
-                                 list(self.prepared.feature_names), title)
-            self.tracker.log_files(run_id, paths, None)
 
     def _start(self, trial: Any) -> tuple[dict[str, Any], RunLog]:
         """Sample the parameters, record how to re-run them exactly, open the child run."""
@@ -301,10 +293,9 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.run_id)
         return params, run
 
-    def _epoch_reporter(self, trial: Any, run: RunLog,
-                        where: dict[str, int]) -> FoldEpochCallback:
-        """Per epoch: the run's curves, the pruner's reports and checks, an orphan check;
-        `where` keeps the fold and epoch reached."""
+    def _epoch_reporter(self, trial: Any, where: dict[str, int]) -> FoldEpochCallback:
+        """Per epoch: the pruner's reports and checks, an orphan check; `where` keeps the
+        fold and epoch reached."""
         import optuna
 
         parent_pid = self.args.parent_pid
@@ -312,9 +303,6 @@ class Objective:
 
         def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
             where.update(fold=fold, epoch=epoch)
-            run.epoch(fold, m)
-            if epoch == 1 and fold > 0:
-                run.flush()  # the previous fold is over: one log_batch for its curves
             if parent_pid is not None and os.getppid() != parent_pid:
                 raise KeyboardInterrupt("the tune process is gone")
             if epoch == 1:
@@ -346,14 +334,24 @@ def health_attrs(curves: list) -> dict[str, Any]:
     return out
 
 
-def run_tags(reasons: list[str], attrs: dict[str, Any]) -> dict[str, str]:
-    """The run's `stop_reason` summary (`converged (5/5 folds)`) and the `saturated` warning."""
-    from pipeline.evaluate import summarise_stops
+def saturated_tag(attrs: dict[str, Any]) -> dict[str, str]:
+    """The run's `saturated` warning, when the trial has one."""
+    return {"saturated": attrs["saturated"]} if attrs.get("saturated") else {}
 
-    tags = {"stop_reason": summarise_stops(reasons)}
-    if attrs.get("saturated"):
-        tags["saturated"] = attrs["saturated"]
-    return tags
+
+def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, dict[str, str]]:
+    """The run's state and tags for a trial that did not complete: pruned, diverged (its
+    error recorded), or interrupted / a bug (failed)."""
+    import optuna
+
+    from pipeline.network import DivergenceError
+
+    if isinstance(e, optuna.TrialPruned):
+        return "pruned", stop_tags(trial, where, "pruned")
+    if isinstance(e, DivergenceError):
+        trial.set_user_attr("error", f"diverged: {e}")
+        return "failed", stop_tags(trial, where, "diverged")
+    return "failed", {}
 
 
 def stop_tags(trial: Any, where: dict[str, int], how: str) -> dict[str, str]:

@@ -28,8 +28,6 @@ MAX_RETRY = 2  # a trial re-queued after its worker died, at most this often
 REPORT_EVERY = 10
 POLL = 0.5  # seconds between looks at the study while other workers hold the last slots
 PARENT_ATTR = "mlflow_parent_run_id"
-# What a study measured: trials scored on other data, folds or metric are not comparable.
-IDENTITY_KEYS = ("data_fingerprint", "folds", "metric", "task")
 HOST = socket.gethostname()  # shown, and recorded per trial (`host`)
 
 
@@ -122,8 +120,11 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
             check_sqlite(Path(path))
             # WAL: readers don't block the writer; the long timeout rides out other workers'
             # commits instead of failing with "database is locked". WAL persists in the file.
-            with sqlite3.connect(path, timeout=60) as con:
-                con.execute("PRAGMA journal_mode=WAL")
+            try:
+                with sqlite3.connect(path, timeout=60) as con:
+                    con.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as e:
+                raise PipelineError(f"--storage {url}: {sqlite_fault(Path(path), e)}") from None
         engine_kwargs = {"connect_args": {"timeout": 60}}
     last: Exception | None = None
     for attempt in range(5):  # fresh databases: workers on several machines race on the schema
@@ -151,10 +152,72 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
     )
 
 
+LOW_SPACE = 1 << 20  # bytes free below which an SQLite I/O error is read as a full disk
+
+
+def sqlite_fault(path: Path, e: Exception) -> str:
+    """What an SQLite error that is not about the file's content means, for one line: a
+    missing folder, a full disk, or another I/O fault. The file itself is never blamed."""
+    import shutil
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"folder {folder} does not exist; create it or point --storage elsewhere"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE or "full" in str(e):
+        return (f"the disk holding {path} is full ({free} bytes free; {e}); nothing was "
+                "changed: free some space and run the same command again")
+    return (f"SQLite could not read or write it ({e}); check free space (and any file-size "
+            "limit) and the folder's permissions")
+
+
+# SQLite errors about the bytes of the file (its content), not about reaching them
+CONTENT_ERRORS = ("not a database", "malformed", "corrupt", "encrypted")
+
+
+def store_fault(url: str, e: BaseException) -> PipelineError | None:
+    """One line naming the Optuna store and its fault when `e`, or an exception behind it, is
+    the store failing (a full disk, a database that went away); None for anything else.
+    Optuna can hide the store's error behind its own (`assert False, "Should not reach."`
+    when it cannot write a trial's end), so the whole chain is read."""
+    from pipeline.files import one_line
+    from pipeline.tracking.store import redact_url
+
+    fault: BaseException | None = None
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        kind = type(exc).__module__.split(".")[0]
+        if isinstance(exc, sqlite3.Error) or kind in ("sqlalchemy", "psycopg", "psycopg2") or (
+                type(exc).__name__ == "StorageInternalError"):
+            fault = exc if fault is None or isinstance(exc, sqlite3.Error) else fault
+        todo += [exc.__cause__, exc.__context__]
+    if fault is None:
+        return None
+    inner = getattr(fault, "orig", None) or fault  # sqlalchemy's wrapper: the driver's error
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if path:
+        why = sqlite_fault(Path(path), inner)
+    else:
+        why = (f"{one_line(inner)}; once it answers again, run the same command: the study "
+               "resumes where it stopped")
+    return PipelineError(f"the Optuna store {redact_url(url)} failed mid-study: {why} "
+                         "(finished trials are kept; the one in flight is marked failed)")
+
+
 def check_sqlite(path: Path) -> None:
     """An existing file must be Optuna's SQLite database: opened read-only first, so a
     corrupt, truncated or foreign file is one line and stays byte for byte as it was
-    (Optuna would add its tables to a foreign database, and WAL mode rewrites the header)."""
+    (Optuna would add its tables to a foreign database, and WAL mode rewrites the header).
+    An I/O fault (full disk: reading a WAL database writes its -shm file) names the fault and
+    never advises moving an intact store."""
     if not path.is_file() or path.stat().st_size == 0:
         return  # a new store
     fix = "move it away (or point --storage elsewhere) and run again"
@@ -163,8 +226,10 @@ def check_sqlite(path: Path) -> None:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
             problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]  # every page read
             if problem != "ok":
-                raise sqlite3.DatabaseError(problem)
+                raise sqlite3.DatabaseError(f"malformed: {problem}")
     except sqlite3.Error as e:
+        if not any(word in str(e) for word in CONTENT_ERRORS):
+            raise PipelineError(f"{path}: {sqlite_fault(path, e)}") from None
         raise PipelineError(
             f"{path}: not a readable Optuna database ({e}: truncated or corrupt?); {fix}"
         ) from None
@@ -244,28 +309,43 @@ def open_study(
     return study, created
 
 
-def check_identity(study: Any, identity: dict[str, str], url: str) -> None:
-    """Tie the study to what its trials measured; refuse to resume it on anything else.
-
-    A new study (or one from before identities were recorded) takes `identity`; an existing
-    one must match it key by key, else one line names what changed and the two ways on.
+def check_identity(
+    exp: Experiment, study: Any, fingerprint: str, url: str, *, record: bool = True
+) -> None:
+    """Tie the study to what its trials measured (`pipeline.identity`); refuse to use it for
+    anything else. `tune` (record=True) writes the keys a new or older study lacks; the stages
+    that only read trial scores (submit, show --trial, blend) pass record=False.
     [model] defaults, [tune.space] and the budget are not part of it: Optuna resumes across them.
     """
+    from pipeline.identity import check_study_identity
     from pipeline.tracking.store import redact_url
 
-    stored = {k: study.user_attrs.get(k) for k in IDENTITY_KEYS}
-    changed = [f"{k} {stored[k]} -> {identity[k]}" for k in IDENTITY_KEYS
-               if stored[k] is not None and stored[k] != identity[k]]
-    if changed:
-        name = study.study_name
-        raise PipelineError(
-            f"study {name!r} in {redact_url(url)} was measured on other data or settings "
-            f"({'; '.join(changed)}); start it again with --fresh, or tune a new study with "
-            f"--study {name}-2"
-        )
-    for key in IDENTITY_KEYS:
-        if stored[key] is None:
-            study.set_user_attr(key, identity[key])
+    current = check_study_identity(exp, study.user_attrs, fingerprint, study=study.study_name,
+                                   where=redact_url(url))
+    if record:
+        for key, value in current.items():
+            if study.user_attrs.get(key) is None:
+                study.set_user_attr(key, value)
+
+
+def enqueue_baselines(study: Any, baselines: list[dict[str, Any]], created: bool) -> int:
+    """Queue the baseline trials (`objective.baseline_trials`) a study measures first: all of
+    them in a new study; on resume, each one whose every trial failed other than by diverging
+    (its first run was interrupted, or its worker killed), so the study still measures the
+    linear model. Returns how many were queued."""
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+    queued = 0
+    for params in baselines:
+        tried = [t for t in trials if t.system_attrs.get("fixed_params") == params]
+        lost = bool(tried) and all(
+            t.state == TrialState.FAIL and not str(t.user_attrs.get("error", "")).startswith(
+                "diverged") for t in tried)
+        if (created and not tried) or lost:
+            study.enqueue_trial(params, user_attrs={"baseline": True})
+            queued += 1
+    return queued
 
 
 def quiet_optuna() -> None:

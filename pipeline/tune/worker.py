@@ -10,29 +10,34 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRICS
-from pipeline.processes import sigterm_as_interrupt, stop_group
+from pipeline.processes import default_signals, die_with_parent, sigterm_as_interrupt, stop_group
 from pipeline.tracking import MlflowTracker, Tracker, make_tracker
 from pipeline.tune.objective import BudgetReached, Objective, WorkerArgs
 from pipeline.tune.optuna_internals import fail_trial
 from pipeline.tune.plots import preload_figures
 from pipeline.tune.progress import GaveUp, TrialRow
 from pipeline.tune.study import (
+    GRACE_PERIOD,
     HOST_ID,
     MAX_RETRY,
     POLL,
     StaleTrialCallback,
     make_pruner,
     make_sampler,
+    make_storage,
     open_study,
     quiet_optuna,
+    store_fault,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +71,10 @@ def recover(study: Any, tracker: Tracker) -> int:
     """Fail (and re-queue) RUNNING trials whose worker is dead; close their MLflow runs.
 
     Other machines: Optuna's heartbeat (`fail_stale_trials`, then the storage's
-    StaleTrialCallback). This host (same HOST_ID): a trial whose pid is gone, at once.
+    StaleTrialCallback). This host (same HOST_ID): a trial whose pid is gone, at once. Any
+    host: a trial that never recorded its worker (the store failed right after handing it
+    out, so it has no heartbeat either and Optuna would leave it RUNNING for ever), once it
+    is older than the grace period: a live worker records itself within a second.
     """
     import optuna
     from optuna.trial import TrialState
@@ -78,10 +86,14 @@ def recover(study: Any, tracker: Tracker) -> int:
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
+        if pid is None and _orphaned(t):
+            why = "its worker never recorded itself (the store failed)"
+        elif t.user_attrs.get("host_id") != HOST_ID or not isinstance(pid, int) or _pid_alive(pid):
             continue
+        else:
+            why = f"worker pid {pid} died"
         try:
-            failed = fail_trial(study, t, f"worker pid {pid} died")
+            failed = fail_trial(study, t, why)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process recovered it first
         if failed is None:
@@ -89,6 +101,11 @@ def recover(study: Any, tracker: Tracker) -> int:
         n += 1
         callback(study, failed)
     return n
+
+
+def _orphaned(trial: Any) -> bool:
+    started = trial.datetime_start  # Optuna's: naive local time
+    return started is not None and (datetime.now() - started).total_seconds() > GRACE_PERIOD
 
 
 def run_worker(
@@ -108,11 +125,47 @@ def run_worker(
     own = tracker is None
     if tracker is None:
         tracker = worker_tracker(args.tracking_uri, args.track)
+    previous = _quiet_heartbeat_faults(args.storage)
     try:
         return _work(args, exp, prepared, tracker, on_trial)
+    except Exception as e:  # the store failing mid-study: one line, not a traceback per trial
+        if (fault := store_fault(args.storage, e)) is None:
+            raise
+        _fail_own_trials(args.storage, args.study)
+        raise fault from None
     finally:
+        threading.excepthook = previous
         if own:
             tracker.close()  # drain the writer: every run is complete before we return
+
+
+def _quiet_heartbeat_faults(url: str) -> Any:
+    """Optuna's heartbeat thread dies with a traceback when the store goes away; the trial
+    loop meets the same fault at its next write and says it in one line. Returns the hook
+    to restore."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.exc_value is None or store_fault(url, args.exc_value) is None:
+            previous(args)
+
+    threading.excepthook = hook
+    return previous
+
+
+def _fail_own_trials(url: str, name: str) -> None:
+    """Best effort, after a store fault: our RUNNING trials -> FAIL. If the store still
+    refuses, the next run's `recover` fails them (their pid is gone by then)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("host_id") == HOST_ID and t.user_attrs.get("pid") == os.getpid():
+                fail_trial(study, t, "the Optuna store failed")
+    except Exception:  # the store is still down: the message already says so
+        pass
 
 
 def worker_tracker(tracking_uri: str | None, track: bool) -> Tracker:
@@ -178,18 +231,25 @@ def stop_workers(procs: list[Any]) -> None:
         p.join(timeout=5)
 
 
-def _worker_process(args: WorkerArgs) -> None:
+def _worker_process(args: WorkerArgs, errors: Any = None) -> None:
     # its own process group (with its MLflow writer): the parent stops it as one, and a
-    # terminal's Ctrl-C reaches the parent only, which then stops the workers
+    # terminal's Ctrl-C reaches the parent only, which then stops the workers. The parent's
+    # SIGINT must work whatever we inherited; a parent gone without a word (kill -9) sends
+    # one too, so the trial in flight ends FAIL instead of RUNNING, and no new one starts.
     os.setpgid(0, 0)
+    default_signals()
+    die_with_parent(signal.SIGINT, args.parent_pid)
     try:
         gave_up = run_worker(args)
         if gave_up is not None:
             print(gave_up, flush=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except PipelineError as e:
-        print(f"error: {e}", flush=True)
+    except PipelineError as e:  # the parent says it, once for all workers (a store fault)
+        if errors is not None:
+            errors.put(str(e))
+        else:
+            print(f"error: {e}", flush=True)
         raise SystemExit(2) from None
 
 
@@ -198,9 +258,11 @@ def run_processes(
 ) -> None:
     """`jobs` spawned workers on the study; `poll()` about once a second while they run."""
     ctx = mp.get_context("spawn")  # fork would copy the parent's DB connections and threads
+    errors = ctx.SimpleQueue()  # the workers' one-line errors
     procs = [
         ctx.Process(target=_worker_process, name=f"tune-worker-{i}",
-                    args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),))
+                    args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),
+                          errors))
         for i in range(jobs)
     ]
     for p in procs:
@@ -218,6 +280,12 @@ def run_processes(
             p.join(timeout=60)
             if p.is_alive():
                 p.terminate()
+    said = []
+    while not errors.empty():
+        if (line := errors.get()) not in said:
+            said.append(line)
+    if said:  # every worker met the same store fault: one line
+        raise PipelineError("; ".join(said))
     bad = [p for p in procs if p.exitcode not in (0, None)]
     if bad:
         codes = ", ".join(f"{p.name}: exit {p.exitcode}" for p in bad)
