@@ -109,6 +109,13 @@ class CategoricalEmbedding:
     Backward: d loss / d T[i] sums the rows' d loss / d e_j that looked row i up, a
     scatter-add (``np.add.at``). T is a coefficient block: L2 and weight decay shrink it like
     the weights, which pulls rarely seen levels towards 0 (the mean).
+
+    Updates stay dense, measured against the sparse ones of PyTorch's SparseAdam / TF's LazyAdam
+    (only the batch's rows, and their Adam moments, move; L2 on those rows only) on
+    benchmarks/bench_embeddings.py, 3 data seeds x log-normal and Zipf levels: with periodic
+    inputs +0.0024 OOF / +0.0009 private AUC, with plain inputs -0.0020 / -0.0027, so not kept.
+    Dense Adam's momentum keeps moving a rare level's row for ~10 steps after its rows left the
+    batch, which helps it learn; lazy L2 alone changed nothing at the alphas init searches.
     """
 
     def __init__(self, sizes: list[int] | tuple[int, ...], dim: int) -> None:
