@@ -26,7 +26,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 MODEL ?= models:/$(EXP)@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test test-quick lint bench clean distclean
+.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test test-slow lint bench clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N] [MODEL=uri]"
@@ -88,14 +88,14 @@ mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db U
 gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
 	$(BIN)/pipeline gradcheck
 
-# pytest-xdist: one worker per core; worksteal evens out the few long end-to-end tests.
-test: $(STAMP) ## the whole test suite, on every core (TEST_WORKERS=N to choose)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
-
-# The end-to-end runs marked `slow` (worker processes, servers, PostgreSQL) take most of the
-# suite's time; `make test` (and CI) runs them, this is the edit-and-check loop.
-test-quick: $(STAMP) ## the test suite without the tests marked slow (end-to-end processes and servers)
+# pytest-xdist: one worker per core; worksteal evens out the few long end-to-end tests. The
+# end-to-end runs marked `slow` (worker processes, servers, signals, PostgreSQL) would double
+# the suite's time: `make test-slow` runs them, and CI runs both.
+test: $(STAMP) ## the test suite, on every core, under 5 minutes (TEST_WORKERS=N to choose)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow'
+
+test-slow: $(STAMP) ## the end-to-end tests marked slow: processes, servers, signals (CI runs them)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m slow
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -578,6 +578,7 @@ def test_validate_names_data_rows_and_ids(project):
                             "[0, 1]")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_sigterm_to_make_mlflow_server_stops_the_server(project, sig):
     """make does not pass SIGTERM on to a server's own workers: the recipe runs the server in a
@@ -596,6 +597,7 @@ def test_sigterm_to_make_mlflow_server_stops_the_server(project, sig):
     _signal_stops_the_server(proc, port, sig, "make mlflow-server")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project, jobs, monkeypatch):
     """Issue #22: a disk filling during tune printed a traceback per trial. Here a file-size
@@ -637,6 +639,7 @@ def test_a_store_that_fills_up_mid_study_ends_the_run_in_one_line(project, jobs,
     assert not _study().get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
+@pytest.mark.slow
 def test_kill_9_of_whatever_started_the_supervisor_stops_the_server(project):
     """`make mlflow-server` runs the server under `python -m pipeline.processes`; make (here a
     shell standing in for it) killed with -9 cannot pass anything on: Linux tells the
