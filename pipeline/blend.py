@@ -353,7 +353,7 @@ def register(base: Experiment, members: list[Member], result: BlendResult,
              weights: np.ndarray, tracking_uri: str | None) -> BlendResult:
     """Every member ours: the weighted mean of their models as MLflow model `base.name`;
     otherwise `not_registered` says why."""
-    from pipeline.prepare import prepare
+    from pipeline.prepare import fingerprint
 
     outside = [m.label for m in members if m.experiment is None or m.row is None]
     if outside:
@@ -366,7 +366,7 @@ def register(base: Experiment, members: list[Member], result: BlendResult,
         if not paths:
             return replace(result, not_registered=f"{m.label}: no model file beside "
                            f"{m.row['file']}")
-        if prepare(m.experiment).fingerprint != m.row.get("fingerprint"):
+        if fingerprint(m.experiment) != m.row.get("fingerprint"):
             return replace(result, not_registered=f"{m.label} was trained on other data than "
                            f"{m.experiment.name} prepares today (submit it again)")
         parts.append((m.experiment, paths))
@@ -374,7 +374,7 @@ def register(base: Experiment, members: list[Member], result: BlendResult,
 
     tags = {"members": " + ".join(f"{s.label} x{s.weight:.2f}" for s in result.members),
             "cv_score": repr(result.cv_score), "metric": result.metric,
-            "fingerprint": prepare(base).fingerprint, "submission": result.path.name}
+            "fingerprint": fingerprint(base), "submission": result.path.name}
     try:
         registered = register_blend(base, parts, [float(w) for w in weights], result.decision,
                                     tags, tracking_uri=tracking_uri)

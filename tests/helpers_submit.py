@@ -200,6 +200,7 @@ def install_fake_stages(monkeypatch) -> types.SimpleNamespace:
     calls = types.SimpleNamespace(fit=0, cross_validate=0)
     prepare_mod = types.ModuleType("pipeline.prepare")
     prepare_mod.prepare = fake_prepare
+    prepare_mod.fingerprint = lambda exp: fake_prepare(exp).fingerprint
     evaluate_mod = types.ModuleType("pipeline.evaluate")
 
     def build_estimator(task, params):

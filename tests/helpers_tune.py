@@ -87,3 +87,14 @@ def fresh_mlflow_db(root: Path) -> str:
             _TEMPLATE["db"] = db.read_bytes()
     (root / "mlflow.db").write_bytes(_TEMPLATE["db"])
     return "sqlite:///mlflow.db"
+
+
+def one_line_error(result, *expected: str) -> str:
+    """A CliRunner result refused as the contract says: exit 2 and one `error:` line holding
+    every `expected` text; returns that line."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]

@@ -9,21 +9,12 @@ import shutil
 
 import pandas as pd
 import pytest
-from helpers_tune import tiny_project
+from helpers_tune import one_line_error, tiny_project
 from typer.testing import CliRunner
 
 from pipeline import tune
 from pipeline.cli import app
 from pipeline.experiment import load
-
-
-def _one_line_error(result, *expected: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 def _tuned(project):
@@ -46,7 +37,7 @@ def test_submit_refuses_a_study_measured_before_the_target_was_flipped(project):
     frame["y"] = 1 - frame["y"]
     frame.to_csv(train, index=False)
     result = CliRunner().invoke(app, ["submit", "tiny"])
-    _one_line_error(result, "study 'tiny'", "data_fingerprint", "pipeline tune tiny --fresh")
+    one_line_error(result, "study 'tiny'", "data_fingerprint", "pipeline tune tiny --fresh")
     assert _untouched(project) == before
     assert not (project / "submissions").exists()
 
@@ -55,9 +46,9 @@ def test_submit_and_show_refuse_a_study_measured_with_a_column_now_dropped(proje
     path = _tuned(project)
     path.write_text(path.read_text().replace('target = "y"\n', 'target = "y"\ndrop = ["x2"]\n'))
     result = CliRunner().invoke(app, ["submit", "tiny"])
-    _one_line_error(result, "features: no longer reads x2")
+    one_line_error(result, "features: no longer reads x2")
     result = CliRunner().invoke(app, ["show", "tiny", "--trial", "0", "-o", "net.png"])
-    _one_line_error(result, "features: no longer reads x2")
+    one_line_error(result, "features: no longer reads x2")
     assert not (project / "net.png").exists()
     assert not (project / "submissions").exists()
 
@@ -66,7 +57,7 @@ def test_submit_refuses_a_study_scored_with_another_metric(project):
     path = _tuned(project)
     path.write_text(path.read_text().replace('metric = "roc_auc"', 'metric = "log_loss"'))
     result = CliRunner().invoke(app, ["submit", "tiny"])
-    _one_line_error(result, "metric roc_auc -> log_loss", "--fresh")
+    one_line_error(result, "metric roc_auc -> log_loss", "--fresh")
     assert not (project / "submissions").exists()
     # the way on that the line names: a fresh study, then submit
     assert CliRunner().invoke(app, ["tune", "tiny", "--fresh", "--quiet"]).exit_code == 0
@@ -85,7 +76,7 @@ def test_another_experiment_file_with_the_same_name_and_other_data_is_refused(pr
     text = (project / "experiments" / "tiny.toml").read_text()
     (other / "tiny.toml").write_text(text.replace('"data/tiny"', f'"{other}/data/tiny"'))
     for command in (["submit", "other/tiny.toml"], ["tune", "other/tiny.toml", "--quiet"]):
-        line = _one_line_error(CliRunner().invoke(app, command), "name 'tiny' is taken by",
+        line = one_line_error(CliRunner().invoke(app, command), "name 'tiny' is taken by",
                                str(project / "experiments" / "tiny.toml"), "rename")
         assert "tiny-2.toml" in line
     assert not (project / "submissions").exists()
@@ -112,7 +103,7 @@ def test_another_file_with_the_same_name_is_refused_by_the_ledger_too(project):
     tune.tune(load(other / "tiny.toml"), study_name="elsewhere", track=False)
     before = ledger.LEDGER.read_bytes()
     result = CliRunner().invoke(app, ["submit", "other/tiny.toml", "--study", "elsewhere"])
-    _one_line_error(result, "name 'tiny' is taken by", "submissions/ledger.csv", "rename")
+    one_line_error(result, "name 'tiny' is taken by", "submissions/ledger.csv", "rename")
     assert ledger.LEDGER.read_bytes() == before
     (row,) = ledger.read()
     assert row["experiment_file"] == str(project / "experiments" / "tiny.toml")

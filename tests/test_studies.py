@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from helpers_tune import fresh_mlflow_db, tiny_project
+from helpers_tune import fresh_mlflow_db, one_line_error, tiny_project
 from helpers_workers import stop, worker_env
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -31,15 +31,6 @@ COLUMNS_80 = {"COLUMNS": "80"}
 
 def _study(name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage="sqlite:///optuna.db")
-
-
-def _one_line_error(result, *expected: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 # --- 1. a study is tied to what it measured -----------------------------------------------
@@ -60,7 +51,7 @@ def test_study_records_what_it_measured_and_refuses_other_data(project):
     frame["x2"] = frame["x2"] * 2
     frame.to_csv(train, index=False)
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
-    line = _one_line_error(result, "data_fingerprint", old, "--fresh", "--study")
+    line = one_line_error(result, "data_fingerprint", old, "--fresh", "--study")
     assert len(_study().trials) == 2  # nothing added
     # the refused run's MLflow writer process ended with it (in-process callers keep running)
     assert not [p for p in mp.active_children() if p.name == "mlflow-writer"]
@@ -86,7 +77,7 @@ def test_editing_the_feature_code_refuses_to_resume_like_new_data(project):
     assert len(_study().trials) == 2
     code.write_text(code.read_text().replace("df['x2']", "df['x2'] ** 2"))
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
-    _one_line_error(result, f"data_fingerprint {old} -> ", "--fresh")
+    one_line_error(result, f"data_fingerprint {old} -> ", "--fresh")
     assert len(_study().trials) == 2  # nothing added
 
 
@@ -101,7 +92,7 @@ def test_study_resumes_across_model_space_and_budget_edits_but_not_folds(project
     assert len(_study().get_trials(states=FINISHED)) == 3
     path.write_text(edited.replace("seed = 7", "seed = 8"))
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--study", "tiny"])
-    _one_line_error(result, "folds stratified/2/seed7 -> stratified/2/seed8")
+    one_line_error(result, "folds stratified/2/seed7 -> stratified/2/seed8")
     # a new study name is the other way on
     tune.tune(load(path), study_name="tiny-2", track=False)
     assert _study("tiny-2").user_attrs["folds"] == "stratified/2/seed8"
@@ -130,7 +121,7 @@ def test_a_removed_choice_refuses_to_resume_in_one_line(project):
     path.write_text(path.read_text().replace('activation = ["tanh", "relu"]',
                                              'activation = ["tanh"]'))
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--trials", "3"])
-    _one_line_error(result, "[tune.space] activation changed from ['tanh', 'relu'] to ['tanh']",
+    one_line_error(result, "[tune.space] activation changed from ['tanh', 'relu'] to ['tanh']",
                     "--fresh", "--study tiny-2")
     assert len(_study().trials) == 2  # nothing added
 
@@ -199,7 +190,7 @@ def test_a_damaged_optuna_db_is_one_line_and_left_as_it_was(project, damage):
     before = db.read_bytes()
     for args in (["tune", "tiny", "--quiet"], ["submit", "tiny"]):
         result = CliRunner().invoke(app, args)
-        _one_line_error(result, "optuna.db", "move it away")
+        one_line_error(result, "optuna.db", "move it away")
         assert db.read_bytes() == before
     assert not (project / "submissions").exists()
 
@@ -233,7 +224,7 @@ def test_sqlite_faults_name_the_missing_folder_or_the_full_disk(project, monkeyp
     tiny_project(project, trials=1)
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--storage",
                                       "sqlite:////nonexistent/dir/x.db"])
-    _one_line_error(result, "--storage sqlite:////nonexistent/dir/x.db",
+    one_line_error(result, "--storage sqlite:////nonexistent/dir/x.db",
                     "folder /nonexistent/dir does not exist")
     error = sqlite3.OperationalError("disk I/O error")
     assert "full" not in sqlite_fault(project / "optuna.db", error)
@@ -246,7 +237,7 @@ def test_a_tracking_server_that_does_not_answer_is_one_line(project):
     tiny_project(project, trials=1)
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--tracking-uri",
                                       "http://127.0.0.1:1"])
-    _one_line_error(result, "--tracking-uri http://127.0.0.1:1: no MLflow server answers",
+    one_line_error(result, "--tracking-uri http://127.0.0.1:1: no MLflow server answers",
                     "make mlflow-server")
     assert not (project / "optuna.db").exists() or not _study().trials
 
@@ -263,7 +254,7 @@ def test_a_journal_that_is_not_a_journal_is_one_line(project):
     journal = project / "study.journal"
     journal.write_text("hello\n")
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--storage", str(journal)])
-    _one_line_error(result, "study.journal", "not an Optuna journal")
+    one_line_error(result, "study.journal", "not an Optuna journal")
     assert journal.read_text() == "hello\n"
 
 
@@ -275,7 +266,7 @@ def test_a_corrupt_mlflow_db_is_one_line(project, monkeypatch):
     db = project / "mlflow.db"
     db.write_bytes(b"garbage" * 500)
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet"])
-    _one_line_error(result, "mlflow.db")
+    one_line_error(result, "mlflow.db")
     assert db.read_bytes() == b"garbage" * 500
 
 
@@ -286,7 +277,7 @@ def test_a_postgres_url_that_refuses_is_one_line_with_the_password_hidden(projec
     tiny_project(project, trials=1)
     url = "postgresql://u:secret@127.0.0.1:1/x"
     result = CliRunner().invoke(app, ["tune", "tiny", "--quiet", "--storage", url])
-    line = _one_line_error(result, "127.0.0.1:1", "check that the database server answers")
+    line = one_line_error(result, "127.0.0.1:1", "check that the database server answers")
     assert "secret" not in line
 
 
@@ -306,7 +297,7 @@ def test_a_full_disk_while_submitting_is_one_line_and_keeps_what_was_there(proje
 
     monkeypatch.setattr(pipeline.submit, "write_bytes_atomic", full)
     result = CliRunner().invoke(app, ["submit", "tiny", "--no-refit"])
-    _one_line_error(result, "No space left on device", "free some space")
+    one_line_error(result, "No space left on device", "free some space")
     after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before
 
@@ -323,7 +314,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, mo
 
     monkeypatch.setattr(np, "savez", full)
     result = CliRunner().invoke(app, ["prepare", "tiny"])
-    _one_line_error(result, "No space left on device")
+    one_line_error(result, "No space left on device")
     cache = project / "data" / "tiny" / "prepared"
     assert not cache.exists()  # not even the empty folder made for it
 
@@ -371,7 +362,7 @@ def test_withdraw_appends_a_row_and_the_board_hides_it(project):
     assert Path(first["file"]).is_file()
     board = runner.invoke(app, ["leaderboard", "tiny", "--csv"])
     assert name not in board.output and Path(second["file"]).name in board.output
-    _one_line_error(runner.invoke(app, ["withdraw", "tiny", name]), "no standing submission")
+    one_line_error(runner.invoke(app, ["withdraw", "tiny", name]), "no standing submission")
 
 
 def test_old_ledgers_without_a_status_column_still_withdraw(tmp_path):
@@ -539,7 +530,7 @@ def test_help_summaries_are_whole_at_80_columns():
 def test_top_k_past_the_complete_trials_is_an_error_and_writes_nothing(project):
     tune.tune(load(tiny_project(project, trials=2)), track=False)
     result = CliRunner().invoke(app, ["submit", "tiny", "--top-k", "50"], env=COLUMNS_80)
-    _one_line_error(result, "--top-k 50", "2 complete trials", "--top-k 2")
+    one_line_error(result, "--top-k 50", "2 complete trials", "--top-k 2")
     assert not (project / "submissions").exists()
 
 
@@ -574,7 +565,7 @@ def test_validate_names_data_rows_and_ids(project):
     sub.loc[3, "y"] = 1.2
     sub.to_csv(project / "mine.csv", index=False)
     result = CliRunner().invoke(app, ["validate", "tiny", "mine.csv"], env=COLUMNS_80)
-    _one_line_error(result, f"data row 4 (id {sub.loc[3, 'id']}), column 'y': 1.2 is outside "
+    one_line_error(result, f"data row 4 (id {sub.loc[3, 'id']}), column 'y': 1.2 is outside "
                             "[0, 1]")
 
 

@@ -189,10 +189,10 @@ def log_and_register(
 
 
 def log_model_version(mlflow: Any, exp: Any, result: Any, run_id: str, promote: bool) -> Registered:
-    from pipeline.prepare import prepare
+    from pipeline.prepare import fingerprint as data_fingerprint
 
     client = mlflow.MlflowClient()
-    fingerprint = prepare(exp).fingerprint
+    fingerprint = data_fingerprint(exp)
     signature = signature_of(exp)
     example = input_example(exp, signature)
     status = client.get_run(run_id).info.status

@@ -243,10 +243,11 @@ def best_trials(
     """The best complete trial (or trial number `trial`, or the `top_k` best), best first."""
     from optuna.trial import TrialState
 
-    from pipeline.prepare import prepare
+    from pipeline.prepare import fingerprint
 
     study = _load_study(exp, storage, study_name)
-    check_identity(exp, study, prepare(exp).fingerprint, storage_url(storage), record=False)
+    # the fingerprint alone: a read-only check neither loads nor builds the arrays
+    check_identity(exp, study, fingerprint(exp), storage_url(storage), record=False)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]
     if trial is not None:
