@@ -68,7 +68,7 @@ def read_csv(
     if df.empty:
         raise PipelineError(f"{path}: no data rows (only a header)")
     if len(df.columns) == 1:
-        _check_delimiter(path, str(df.columns[0]))
+        check_delimiter(path, str(df.columns[0]))
     _check_finite(df, path)
     return df
 
@@ -76,7 +76,7 @@ def read_csv(
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def _check_delimiter(path: Path, header: str) -> None:
+def check_delimiter(path: Path, header: str) -> None:
     """One column whose name holds another delimiter: the file is not comma-separated, and
     every later check would report a missing column instead."""
     for sep, name in OTHER_DELIMITERS.items():

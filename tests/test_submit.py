@@ -405,6 +405,15 @@ def test_validate_names_the_problem(tmp_path, monkeypatch, edit, expected):
         validate_file(exp, write(edit(good_frame(exp))))
 
 
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_validate_names_another_delimiter(tmp_path, monkeypatch, sep, name):
+    monkeypatch.chdir(tmp_path)
+    exp = write_competition(tmp_path, "bin")
+    good_frame(exp).to_csv("semi.csv", sep=sep, index=False)
+    with pytest.raises(PipelineError, match=f"^semi.csv: {name}-delimited"):
+        validate_file(exp, Path("semi.csv"))
+
+
 def test_validate_labels_must_be_in_the_label_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exp = write_competition(tmp_path, "acc", metric="accuracy", labels=("no", "yes"))

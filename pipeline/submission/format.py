@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.decision import Decision, apply
 from pipeline.errors import PipelineError
 from pipeline.experiment import Experiment
+from pipeline.files import check_delimiter
 from pipeline.metrics import METRICS, to_labels, top_k, top_k_of
 from pipeline.metrics import TOP_K as NEEDS_TOP_K
 
@@ -345,6 +346,8 @@ def _first(values: list[str]) -> str:
 def check(frame: pd.DataFrame, fmt: Format, where: str | Path) -> None:
     """Raise PipelineError naming every problem Kaggle would reject the file for."""
     header = tuple(frame.columns)
+    if len(header) == 1 and header != fmt.header:
+        check_delimiter(Path(where), str(header[0]))
     if header != fmt.header:
         raise PipelineError(
             f"{where}: header is {list(header)}, expected {list(fmt.header)} "
