@@ -33,15 +33,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """(grpc:// address, SQLite file) of a proxy running in a thread; heartbeat grace 1 s,
-    stale-trial check every 0.2 s."""
-    monkeypatch.setattr(study, "GRACE_PERIOD", 1)
-    monkeypatch.setattr(proxy, "REAP_EVERY", 0.2)
-    db = tmp_path / "optuna.db"
-    stop, ready, warned = threading.Event(), threading.Event(), []
-    address: list[str] = []
+def _serve(db: Path, warned: list[str]) -> tuple[str, threading.Event, threading.Thread]:
+    """A proxy for SQLite file `db` in a thread: (grpc:// address, stop event, thread)."""
+    stop, ready, address = threading.Event(), threading.Event(), []
 
     def on_ready(url: str) -> None:
         address.append(url)
@@ -52,8 +46,19 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         daemon=True)
     thread.start()
     assert ready.wait(60), "the proxy never listened"
+    return address[0], stop, thread
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """(grpc:// address, SQLite file) of a proxy running in a thread; heartbeat grace 1 s,
+    stale-trial check every 0.2 s."""
+    monkeypatch.setattr(study, "GRACE_PERIOD", 1)
+    monkeypatch.setattr(proxy, "REAP_EVERY", 0.2)
+    db, warned = tmp_path / "optuna.db", []
+    url, stop, thread = _serve(db, warned)
     try:
-        yield address[0], db
+        yield url, db
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -155,3 +160,17 @@ def test_storage_proxy_refuses_what_it_cannot_serve(
     result = runner.invoke(app, ["storage-proxy", "--storage", f"sqlite:///{tmp_path}/o.db",
                                  "--port", taken])
     one_line_error(result, f"--port {taken}: cannot listen there")
+
+
+def test_a_proxy_gone_mid_study_is_named_as_the_store_that_failed(tmp_path: Path) -> None:
+    url, stop, thread = _serve(tmp_path / "optuna.db", [])
+    s = _quiet_study(url)
+    s.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    stop.set()
+    thread.join(timeout=10)
+    with pytest.raises(Exception) as caught:
+        s.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    fault = study.store_fault(url, caught.value)
+    assert fault is not None, caught.value
+    assert str(fault).startswith(f"the Optuna store {url} failed mid-study: the storage proxy: "
+                                 "UNAVAILABLE"), fault
