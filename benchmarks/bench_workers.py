@@ -370,7 +370,7 @@ def report_many(results: list[Many], proxy_threads: int) -> bool:
 
 def main_many(args: argparse.Namespace) -> int:
     counts = sorted({int(w) for w in args.workers.split(",")}) if args.workers else [8, 16, 32]
-    routes = [r for r in args.storage.split(",") if r in ("postgres", "proxy")] or [
+    routes = [r for r in (args.storage or "").split(",") if r in ("postgres", "proxy")] or [
         "postgres", "proxy"]
     print(f"{os.cpu_count()} cores; {', '.join(map(str, counts))} workers, a budget of 4 "
           "trials per worker, 3 folds x 2 epochs on 1,200 rows; MLflow "
@@ -378,6 +378,10 @@ def main_many(args: argparse.Namespace) -> int:
           f"{args.proxy_threads}; load average before: {os.getloadavg()[0]:.2f}")
     project = Path(tempfile.mkdtemp(prefix="bench-workers-many."))
     uniform_study(project, EXP, data=EXP, epochs=2)
+    # prepared once, as `tune --jobs N` does: the workers only read the cache (32 processes
+    # writing one fresh cache at once race in prepare's cache writer)
+    subprocess.run([sys.executable, "-m", "pipeline", "prepare", EXP], cwd=project,
+                   env=worker_env(PYTHONPATH=str(ROOT)), check=True, capture_output=True)
     pg = start_postgres()
     try:
         results = many_cases(project, pg, counts, routes, args.track, args.proxy_threads)
