@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_tune import one_line_error
+from helpers_tune import fresh_mlflow_db, one_line_error, tiny_project
 from typer.testing import CliRunner
 
 pytest.importorskip("grpc", reason="the grpc extra: pip install -e '.[grpc]'")
@@ -174,3 +174,22 @@ def test_a_proxy_gone_mid_study_is_named_as_the_store_that_failed(tmp_path: Path
     assert fault is not None, caught.value
     assert str(fault).startswith(f"the Optuna store {url} failed mid-study: the storage proxy: "
                                  "UNAVAILABLE"), fault
+
+
+@pytest.mark.slow  # a whole `tune` start (prepare, MLflow) before the store: ~5-11 s
+def test_tune_given_a_dead_proxy_in_tune_storage_is_one_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[tune] storage = "grpc://..."` is what `tune` uses without --storage; nothing
+    answering there is one line naming the address, exit 2, no traceback."""
+    monkeypatch.setattr(study, "PROXY_WAIT", 0.5)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    path = tiny_project(project, trials=1)
+    dead = f"grpc://127.0.0.1:{_free_port()}"
+    text = path.read_text().replace("pruner_warmup_epochs = 1\n",
+                                    f'pruner_warmup_epochs = 1\nstorage = "{dead}"\n')
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["tune", "tiny", "--quiet",
+                                      "--tracking-uri", fresh_mlflow_db(project)])
+    one_line_error(result, f"--storage {dead}: no Optuna storage proxy answers")
+    assert not (project / "optuna.db").exists()
