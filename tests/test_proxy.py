@@ -193,3 +193,17 @@ def test_tune_given_a_dead_proxy_in_tune_storage_is_one_line(
                                       "--tracking-uri", fresh_mlflow_db(project)])
     one_line_error(result, f"--storage {dead}: no Optuna storage proxy answers")
     assert not (project / "optuna.db").exists()
+
+
+def test_without_grpcio_the_proxy_and_its_clients_say_which_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "grpc" else real(name, *a))
+    with pytest.raises(PipelineError, match=r"grpc://h:1: .*pip install -e '\.\[grpc\]'"):
+        study.make_storage("grpc://h:1")
+    result = CliRunner().invoke(app, ["storage-proxy", "--storage", f"sqlite:///{tmp_path}/o.db"])
+    one_line_error(result, "storage-proxy: Optuna's gRPC storage proxy needs grpcio")

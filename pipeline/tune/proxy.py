@@ -30,6 +30,7 @@ from pipeline.tune.study import (
     HEARTBEAT_INTERVAL,
     make_storage,
     quiet_optuna,
+    require_grpc,
 )
 
 DEFAULT_PORT = 13000  # Optuna's own default
@@ -54,6 +55,7 @@ def serve(
     if url.startswith(GRPC_PREFIX) or "://" not in url or url.startswith("journal:"):
         raise PipelineError(f"--storage {url}: the proxy serves a database (postgresql://..., "
                             "mysql://..., sqlite:///...), not a journal file or another proxy")
+    require_grpc("storage-proxy")
     quiet_optuna()
     # the reaper is one more thread with a connection of its own
     backend = make_storage(url, pool=threads + 1)

@@ -77,12 +77,22 @@ def grpc_address(url: str) -> tuple[str, int]:
     return host, port
 
 
+def require_grpc(what: str) -> None:
+    """One line, not an ImportError, when the optional `grpc` extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:
+        raise PipelineError(f"{what}: Optuna's gRPC storage proxy needs grpcio, the project's "
+                            "`grpc` extra: pip install -e '.[grpc]'")
+
+
 def _proxy_storage(url: str) -> Any:
     """The client of a running `pipeline storage-proxy`; one line if none answers."""
+    host, port = grpc_address(url)
+    require_grpc(f"--storage {url}")
     import grpc
     import optuna
 
-    host, port = grpc_address(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = grpc_storage(host, port, HEARTBEAT_INTERVAL)
