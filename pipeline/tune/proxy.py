@@ -28,6 +28,7 @@ from pipeline.tune.optuna_internals import grpc_server
 from pipeline.tune.study import (
     GRPC_PREFIX,
     HEARTBEAT_INTERVAL,
+    HOST,
     make_storage,
     quiet_optuna,
     require_grpc,
@@ -74,8 +75,9 @@ def serve(
     reaper = threading.Thread(target=reap_stale_trials, name="reaper", daemon=True,
                               args=(storage, stop, on_warning, REAP_EVERY))
     reaper.start()
-    if on_ready is not None:
-        on_ready(f"{GRPC_PREFIX}{host}:{port}")
+    if on_ready is not None:  # bound to every interface: workers use this host's name
+        named = HOST if host in ("0.0.0.0", "::", "[::]") else host
+        on_ready(f"{GRPC_PREFIX}{named}:{port}")
     try:
         with sigterm_as_interrupt():
             while not stop.wait(0.5):
