@@ -12,6 +12,8 @@ JOBS   ?= 1
 PORT   ?=
 TEST_WORKERS ?= auto
 # `make mlflow-server`: a database backend and an artifact destination (docs/distributed.md).
+# `make storage-proxy`: the Optuna database the gRPC proxy serves to many workers.
+STORAGE   ?= $(or $(OPTUNA_STORAGE),sqlite:///optuna.db)
 BACKEND   ?= sqlite:///mlflow.db
 ARTIFACTS ?= $(CURDIR)/mlartifacts
 HOST      ?= 127.0.0.1
@@ -26,7 +28,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 MODEL ?= models:/$(EXP)@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server gradcheck test test-slow lint bench clean distclean
+.PHONY: help setup data prepare train tune submit leaderboard ui serve dashboard mlflow-server storage-proxy gradcheck test test-slow lint bench clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [EXP=avocado] [TRIALS=N] [JOBS=N] [PORT=N] [MODEL=uri]"
@@ -36,7 +38,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,grpc]'
 	@touch $@
 
 setup: $(STAMP) ## create .venv and install the project (automatic for every target)
@@ -72,7 +74,7 @@ serve: $(STAMP) ## EXP's champion model as a REST API on 127.0.0.1 (MODEL=, PORT
 # optuna-dashboard is not needed by anything else, so it is installed on first use.
 $(DASH_STAMP): $(STAMP)
 	@rm -f $(VENV)/.dashboard-*
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,dashboard]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,grpc,dashboard]'
 	@touch $@
 
 dashboard: $(DASH_STAMP) ## optuna-dashboard on 127.0.0.1 for optuna.db (installs it; PORT=, default 8080)
@@ -84,6 +86,9 @@ mlflow-server: $(STAMP) ## MLflow tracking server for many workers (BACKEND=db U
 	exec $(BIN)/python -m pipeline.processes $(BIN)/mlflow server --backend-store-uri '$(BACKEND)' \
 		--artifacts-destination '$(ARTIFACTS)' --serve-artifacts --host $(HOST) \
 		--port $(or $(PORT),5000)
+
+storage-proxy: $(STAMP) ## Optuna gRPC storage proxy for dozens of workers (STORAGE=db URL, HOST=, PORT=13000)
+	$(BIN)/pipeline storage-proxy --storage '$(STORAGE)' --host $(HOST) --port $(or $(PORT),13000)
 
 gradcheck: $(STAMP) ## backpropagation vs finite differences, every activation x task
 	$(BIN)/pipeline gradcheck
@@ -103,7 +108,7 @@ lint: $(STAMP) ## ruff
 # The benchmarks' datasets come from packages in the `bench` extra, installed on first use.
 $(BENCH_STAMP): $(STAMP)
 	@rm -f $(VENV)/.bench-*
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,grpc,bench]'
 	@touch $@
 
 bench: $(BENCH_STAMP) ## benchmarks: speed ratios, and real tabular data vs scikit-learn (installs [bench])

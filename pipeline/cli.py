@@ -57,7 +57,8 @@ Storage = Annotated[
     typer.Option(
         "--storage",
         envvar="OPTUNA_STORAGE",
-        help="Optuna storage URL [default: sqlite:///optuna.db].",
+        help="Optuna storage URL, or grpc://HOST:PORT of a storage-proxy [default: [tune] "
+        "storage, else sqlite:///optuna.db].",
         show_default=False,
     ),
 ]
@@ -474,6 +475,29 @@ def ui(
         console.ui_started(url, study_links(url, tracking_uri))
 
     serve_ui(host=host, port=port, tracking_uri=tracking_uri, on_start=started)
+
+
+@app.command("storage-proxy")
+@user_errors
+def storage_proxy(
+    storage: Annotated[
+        str, typer.Option(envvar="OPTUNA_STORAGE",
+                          help="The study database the proxy serves (postgresql://...).")
+    ],
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0: every one).")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 13000,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Serving threads = most database connections held.")
+    ] = 16,
+) -> None:
+    """Serve one Optuna database to many tune workers over gRPC (--storage grpc://HOST:PORT)."""
+    from pipeline.tracking.store import redact_url
+    from pipeline.tune.proxy import serve
+
+    serve(storage, host=host, port=port, threads=threads,
+          on_ready=lambda address: console.proxy_started(address, redact_url(storage)),
+          on_warning=console.warning)
 
 
 @app.command()

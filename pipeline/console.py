@@ -94,6 +94,12 @@ def valid_submission(file: Path) -> None:
     line(f"{file}: valid submission")
 
 
+def proxy_started(address: str, storage: str) -> None:
+    """`pipeline storage-proxy`: where it listens and what workers pass."""
+    line(f"Optuna storage proxy for {storage} on {address}  (Ctrl-C to stop)")
+    line(f"workers: pipeline tune EXPERIMENT --storage {address}")
+
+
 def ui_started(url: str, links: Iterable[StudyLinks] = ()) -> None:
     """The URL, then per study its links (and its registered model's), each alone on its line
     so terminals keep it whole."""

@@ -130,6 +130,8 @@ class Tune:
     pruner_startup_trials: int = 5
     pruner_warmup_epochs: int = 5
     keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
+    # Optuna storage URL when neither --storage nor OPTUNA_STORAGE is given (e.g. grpc://h:p)
+    storage: str | None = None
     space: dict[str, Range | Choice] = field(default_factory=dict)
 
 
@@ -416,8 +418,22 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
             raw, "pruner_warmup_epochs", path, "tune", Tune.pruner_warmup_epochs, minimum=0
         ),
         keep=_int(raw, "keep", path, "tune", Tune.keep, minimum=0),
+        storage=_storage(raw, path),
         space=space,
     )
+
+
+def _storage(raw: dict[str, Any], path: Path) -> str | None:
+    """[tune] storage: an Optuna storage URL without a password (the file is logged with every
+    run and usually committed; ~/.pgpass or OPTUNA_STORAGE keep it out)."""
+    if "storage" not in raw:
+        return None
+    url = _typed(raw, "storage", str, path, "tune")
+    creds = url.split("://", 1)[1].rpartition("@")[0] if "://" in url else ""
+    if ":" in creds:
+        raise PipelineError(f"{path}: [tune] storage must not hold a password (it is logged "
+                            "with every run); use ~/.pgpass, or --storage / OPTUNA_STORAGE")
+    return url
 
 
 def _parse_dimension(key: str, spec: Any, path: Path) -> Range | Choice:

@@ -8,6 +8,7 @@ core, so trials of parallel workers overlap and a kill lands mid-trial.
 - `worker_env(**extra)`: the environment of a `pipeline tune` worker: one BLAS thread (one core
   per worker), no stores inherited from the caller's environment.
 - `stop(proc, sig)`: end a process started with `start_new_session=True`, and its children.
+- `start_proxy(storage, log, env, port)`: a `pipeline storage-proxy` in front of `storage`.
 """
 
 from __future__ import annotations
@@ -107,3 +108,26 @@ def ask_many(url: str, n: int, out: Any) -> None:
     warnings.simplefilter("ignore")  # heartbeat storages warn when asked outside optimize
     study = optuna.load_study(study_name="race", storage=make_storage(url))
     out.put([study.ask().number for _ in range(n)])
+
+
+def start_proxy(
+    storage: str, log: Path, env: dict[str, str], port: int, threads: int = 16,
+    timeout: float = 60,
+) -> tuple[subprocess.Popen, str]:
+    """`pipeline storage-proxy` for `storage` on 127.0.0.1:port, in a session of its own (stop
+    it with `stop`); returns it and its grpc:// address once it says it listens."""
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "pipeline", "storage-proxy", "--storage", storage,
+           "--port", str(port), "--threads", str(threads)]
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while "workers:" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"storage-proxy did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc, f"grpc://127.0.0.1:{port}"

@@ -14,6 +14,9 @@ What is checked, with `pipeline tune` processes exactly as a user on several mac
 2. One worker is killed with SIGKILL in the middle of a trial: the other worker's heartbeat
    check fails the stale trial, re-queues it (RetryHeartbeatStaleTrialCallback) and finishes the
    retry; the dead trial's MLflow child run ends FAILED instead of staying RUNNING.
+3. The same two cases through `pipeline storage-proxy` (Optuna's gRPC proxy, `--storage
+   grpc://...`): exact budget, one run per trial, the killed worker's trial failed by the
+   heartbeat the proxy checks; and a worker whose data differs is refused through it.
 
 Each worker runs in its own UTS namespace with its own host name where that is possible (root,
 `unshare`), so the dead worker looks like another machine and recovery has to go through
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers_workers import stop, uniform_study, worker_env
+from helpers_workers import start_proxy, stop, uniform_study, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -168,6 +171,26 @@ def mlflow_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
         # SIGKILL: a graceful stop waits on the workers' open connections, and is not tested here
         stop(proc, signal.SIGKILL)
         log.close()
+
+
+# --- the gRPC storage proxy -------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_for(tmp_path: Path) -> Iterator:
+    """proxy_for(db_url) -> grpc:// address of a `pipeline storage-proxy` on loopback."""
+    pytest.importorskip("grpc", reason="the grpc extra: pip install -e '.[grpc]'")
+    procs: list[subprocess.Popen] = []
+
+    def start(storage: str) -> str:
+        proc, url = start_proxy(storage, tmp_path / f"proxy-{len(procs)}.log", _base_env(),
+                                _free_port(), threads=4)
+        procs.append(proc)
+        return url
+
+    yield start
+    for proc in procs:
+        stop(proc)
 
 
 # --- the workers (the study: tests/helpers_workers.py) ----------------------------------------
@@ -338,18 +361,23 @@ def test_two_workers_share_one_study(
         assert len(plots) >= n, f"{len(plots)} convergence plots under {server.artifacts}"
 
 
+@pytest.mark.parametrize("route", ["direct", "proxy"])
 def test_killed_worker_trial_is_retried_by_the_other(
-    cluster: Cluster, mlflow_server: Server, tmp_path: Path, workers: list[Worker]
+    route: str, cluster: Cluster, mlflow_server: Server, tmp_path: Path, workers: list[Worker],
+    proxy_for,
 ) -> None:
+    """Through the proxy, the heartbeat goes through it and the proxy fails the stale trial;
+    its MLflow run is closed when worker B's `tune` ends."""
     import optuna
     from optuna.trial import TrialState
 
     n = 10
-    exp = "kill"
+    exp = f"kill_{route}"
     uniform_study(tmp_path, exp, data="dist")
-    storage = cluster.createdb("optuna_kill")
-    a = start_worker(tmp_path, "worker-a", exp, n, storage, mlflow_server.url)
-    b = start_worker(tmp_path, "worker-b", exp, n, storage, mlflow_server.url)
+    storage = cluster.createdb(f"optuna_kill_{route}")
+    via = proxy_for(storage) if route == "proxy" else storage
+    a = start_worker(tmp_path, "worker-a", exp, n, via, mlflow_server.url)
+    b = start_worker(tmp_path, "worker-b", exp, n, via, mlflow_server.url)
     workers.extend([a, b])
 
     # Wait until worker A is inside a trial whose MLflow child run exists, then kill -9 it (and
@@ -403,6 +431,43 @@ def test_killed_worker_trial_is_retried_by_the_other(
     assert dead_run.info.status == "FAILED", f"killed trial's run is {dead_run.info.status}"
     assert dead_run.data.tags.get("state") == "failed"
     assert by_trial[retry.number].info.status == "FINISHED"
+
+
+def test_two_workers_through_the_proxy_and_other_data_refused(
+    cluster: Cluster, tmp_path: Path, workers: list[Worker], proxy_for
+) -> None:
+    """Two workers through one proxy: exactly the budget, no duplicate or lost trial, one MLflow
+    child run per trial. A machine whose data differs is refused through the proxy too."""
+    n = 8
+    exp = "proxied"
+    uniform_study(tmp_path, exp, data="dist")
+    storage = cluster.createdb("optuna_proxied")
+    via = proxy_for(storage)
+    uri = cluster.createdb("mlflow_proxied")
+    for name in ("worker-a", "worker-b"):
+        workers.append(start_worker(tmp_path, name, exp, n, via, uri))
+    wait_all(workers)
+    logs = "\n".join(f"--- {w.name}\n{w.output()}" for w in workers)
+    assert [w.proc.returncode for w in workers] == [0, 0], logs
+    trials, attrs = load_trials(storage, exp)
+    check_study(trials, n, logs)
+    assert overlapping(trials), "the two workers never ran a trial at the same time"
+    check_runs(mlflow_runs(uri, exp), trials, attrs.get("mlflow_parent_run_id"))
+
+    other = tmp_path / "other-machine"  # the same experiment, one row of its data changed
+    uniform_study(other, exp, data="dist")
+    train = other / "data" / "dist" / "train.csv"
+    lines = train.read_text().splitlines()
+    cells = lines[-1].split(",")
+    cells[1] = "9.9999"  # the last row's first feature
+    train.write_text("\n".join([*lines[:-1], ",".join(cells)]) + "\n")
+    w = start_worker(other, "worker-c", exp, n + 2, via, f"sqlite:///{other / 'mlflow.db'}")
+    workers.append(w)
+    wait_all([w])
+    out = w.output()
+    assert w.proc.returncode == 2 and "Traceback" not in out, out
+    assert "data_fingerprint" in out and via in out, out
+    assert len(finished(load_trials(storage, exp)[0])) == n  # nothing was added
 
 
 # --- the store goes away mid-study (issue #22: a PostgreSQL outage printed tracebacks) --------

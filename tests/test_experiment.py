@@ -246,3 +246,21 @@ def test_the_metric_sets_the_losses_defaults_and_model_keys_win(project, metric,
     other = {"target_transform": "none", "loss": "squared"}[key]
     _write(project, text + f'\n[model]\n{key} = "{other}"\n')
     assert getattr(experiment.load("exp").model, key) == other
+
+
+def test_tune_storage_names_the_study_database_without_a_password(project, monkeypatch):
+    from pipeline.tune import storage_url
+
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    _write(project, MINIMAL + '\n[tune]\nstorage = "grpc://proxy-host:13000"\n')
+    exp = experiment.load("exp")
+    assert exp.tune.storage == "grpc://proxy-host:13000"
+    # --storage, then OPTUNA_STORAGE, win over the file
+    assert storage_url(None, exp.tune.storage) == "grpc://proxy-host:13000"
+    assert storage_url("sqlite:///x.db", exp.tune.storage) == "sqlite:///x.db"
+    _write(project, MINIMAL + '\n[tune]\nstorage = "postgresql://u:secret@db/optuna"\n')
+    with pytest.raises(PipelineError, match=r"\[tune\] storage must not hold a password"):
+        experiment.load("exp")
+    _write(project, MINIMAL + "\n[tune]\nstorage = 5\n")
+    with pytest.raises(PipelineError, match=r"\[tune\] storage must be a non-empty str"):
+        experiment.load("exp")

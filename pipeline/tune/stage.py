@@ -56,7 +56,7 @@ def tune(
     metric = METRICS[exp.competition.metric]
     # one worker: its MLflow writer process starts first, so its imports overlap with ours
     tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
-    url, name = storage_url(storage), study_name or exp.name
+    url, name = storage_url(storage, exp.tune.storage), study_name or exp.name
     try:
         prepared = prepare(exp)  # once here, so workers only read the cache
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
@@ -247,7 +247,8 @@ def best_trials(
 
     study = _load_study(exp, storage, study_name)
     # the fingerprint alone: a read-only check neither loads nor builds the arrays
-    check_identity(exp, study, fingerprint(exp), storage_url(storage), record=False)
+    url = storage_url(storage, exp.tune.storage)
+    check_identity(exp, study, fingerprint(exp), url, record=False)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "params" in t.user_attrs]
     if trial is not None:
@@ -280,7 +281,7 @@ def _load_study(exp: Experiment, storage: str | None, study_name: str | None) ->
     import optuna
 
     quiet_optuna()
-    url, name = storage_url(storage), study_name or exp.name
+    url, name = storage_url(storage, exp.tune.storage), study_name or exp.name
     try:
         return optuna.load_study(study_name=name, storage=make_storage(url))
     except KeyError:

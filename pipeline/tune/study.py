@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
-from pipeline.tune.optuna_internals import claiming_rdb_storage
+from pipeline.tune.optuna_internals import claiming_rdb_storage, grpc_storage
 
 if TYPE_CHECKING:
     from pipeline.experiment import Experiment
@@ -53,8 +53,58 @@ def _host_id() -> str:
 HOST_ID = _host_id()  # the same-host dead-pid shortcut compares this (`host_id`), not HOST
 
 
-def storage_url(storage: str | None) -> str:
-    return storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE
+GRPC_PREFIX = "grpc://"  # Optuna's gRPC storage proxy (`pipeline storage-proxy`)
+PROXY_WAIT = 5.0  # seconds a worker waits for the proxy to answer before giving up
+
+
+def storage_url(storage: str | None, configured: str | None = None) -> str:
+    """--storage, else OPTUNA_STORAGE, else the experiment's [tune] storage, else optuna.db."""
+    return storage or os.environ.get("OPTUNA_STORAGE") or configured or DEFAULT_STORAGE
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """(host, port) of a grpc://host:port storage URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None or parts.path not in ("", "/"):
+        raise PipelineError(f"--storage {url}: expected grpc://HOST:PORT (a `pipeline "
+                            "storage-proxy` address)")
+    return host, port
+
+
+def require_grpc(what: str) -> None:
+    """One line, not an ImportError, when the optional `grpc` extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:
+        raise PipelineError(f"{what}: Optuna's gRPC storage proxy needs grpcio, the project's "
+                            "`grpc` extra: pip install -e '.[grpc]'")
+
+
+def _proxy_storage(url: str) -> Any:
+    """The client of a running `pipeline storage-proxy`; one line if none answers."""
+    host, port = grpc_address(url)
+    require_grpc(f"--storage {url}")
+    import grpc
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = grpc_storage(host, port, HEARTBEAT_INTERVAL)
+    try:
+        storage.wait_server_ready(timeout=PROXY_WAIT)
+    except (ConnectionError, grpc.RpcError):
+        storage.close()
+        raise PipelineError(
+            f"--storage {url}: no Optuna storage proxy answers at {host}:{port} (waited "
+            f"{PROXY_WAIT:g} s); start one there with `pipeline storage-proxy --storage "
+            "postgresql://...` and check the host and port") from None
+    return storage
 
 
 def _journal_path(url: str) -> str | None:
@@ -99,13 +149,18 @@ class StaleTrialCallback:
             self.retry(study, trial)
 
 
-def make_storage(url: str, tracker: Tracker | None = None) -> Any:
-    """RDB storage with heartbeat (SQLite, PostgreSQL, MySQL) or a journal file (one host).
+def make_storage(url: str, tracker: Tracker | None = None, pool: int | None = None) -> Any:
+    """RDB storage with heartbeat (SQLite, PostgreSQL, MySQL), a journal file (one host) or
+    the client of a gRPC storage proxy (grpc://host:port).
 
     A trial the heartbeat fails has its MLflow run closed through `tracker` and is re-queued.
+    `pool`: the most database connections the storage holds (the proxy's bound), else
+    SQLAlchemy's default (5, plus 10 more under load).
     """
     import optuna
 
+    if url.startswith(GRPC_PREFIX):
+        return _proxy_storage(url)
     journal = _journal_path(url)
     if journal is not None:
         check_journal(Path(journal))
@@ -126,6 +181,8 @@ def make_storage(url: str, tracker: Tracker | None = None) -> Any:
             except sqlite3.Error as e:
                 raise PipelineError(f"--storage {url}: {sqlite_fault(Path(path), e)}") from None
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    if pool is not None:  # every thread of the proxy may hold one; none are opened beyond
+        engine_kwargs.update(pool_size=pool, max_overflow=0)
     last: Exception | None = None
     for attempt in range(5):  # fresh databases: workers on several machines race on the schema
         try:
@@ -195,13 +252,16 @@ def store_fault(url: str, e: BaseException) -> PipelineError | None:
             continue
         seen.add(id(exc))
         kind = type(exc).__module__.split(".")[0]
-        if isinstance(exc, sqlite3.Error) or kind in ("sqlalchemy", "psycopg", "psycopg2") or (
+        if isinstance(exc, sqlite3.Error) or kind in ("sqlalchemy", "psycopg", "psycopg2",
+                                                      "grpc") or (
                 type(exc).__name__ == "StorageInternalError"):
             fault = exc if fault is None or isinstance(exc, sqlite3.Error) else fault
         todo += [exc.__cause__, exc.__context__]
     if fault is None:
         return None
     inner = getattr(fault, "orig", None) or fault  # sqlalchemy's wrapper: the driver's error
+    if callable(getattr(inner, "details", None)):  # a gRPC error: the proxy's status
+        inner = RuntimeError(f"the storage proxy: {inner.code().name}: {inner.details()}")
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
     if path:
         why = sqlite_fault(Path(path), inner)
