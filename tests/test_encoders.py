@@ -59,9 +59,9 @@ def test_tree_bins_are_fitted_on_the_training_rows_only(monkeypatch):
     seen = []
     fit = PiecewiseLinearEncoder.fit
 
-    def spy(self, X, y=None, classification=True):
-        seen.append(set(X[:, 0].astype(int)))
-        return fit(self, X, y, classification)
+    def spy(self, X, y=None, classification=True, *, rows=None, columns=None):
+        seen.append(set((X[:, 0] if rows is None else X[rows, 0]).astype(int)))
+        return fit(self, X, y, classification, rows=rows, columns=columns)
 
     monkeypatch.setattr(PiecewiseLinearEncoder, "fit", spy)
     rng = np.random.default_rng(0)
@@ -70,11 +70,13 @@ def test_tree_bins_are_fitted_on_the_training_rows_only(monkeypatch):
     y = rng.integers(0, 2, n)
     for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
         for early in (False, True):
-            SigmoidNetworkClassifier(numeric_encoding="ple", max_iter=2, early_stopping=early,
-                                     validation_fraction=0.2, random_state=0).fit(X[train],
-                                                                                  y[train])
-            rows = seen.pop()
-            assert rows <= set(train)
+            est = SigmoidNetworkClassifier(numeric_encoding="ple", max_iter=2,
+                                           early_stopping=early, validation_fraction=0.2,
+                                           random_state=0)
+            est.fit(X[train], y[train])
+            est.fit(X, y, rows=train)  # the fold's rows as indices: the same rows
+            by_index, rows = seen.pop(), seen.pop()
+            assert rows == by_index and rows <= set(train)
             assert len(rows) == (len(train) - int(np.ceil(0.2 * len(train))) if early
                                  else len(train))
 
