@@ -11,7 +11,7 @@ Modules: ``params`` (the hyperparameter table: names, defaults, constraints, mea
 ``estimators`` (the scikit-learn wrappers and ``load_model``): ``base`` (their shared fit
 wiring and fitted state), ``classifier``, ``regressor``, ``saved`` (their save / load: what a
 model file holds), ``io`` (the .npz + JSON codec), ``gradcheck``, ``rows`` (a fold's rows of
-a shared matrix, encoded batch by batch), ``threads`` (BLAS threads of a fit).
+a shared matrix, encoded batch by batch), ``threads`` (one BLAS thread per fit).
 Nothing here imports the rest of ``pipeline``.
 
 The estimators are imported on first use (PEP 562): they pull in scikit-learn (~1 s), which the
@@ -21,7 +21,6 @@ experiment-file checks that read ``params`` do not need.
 from typing import Any
 
 from .errors import DivergenceError, ModelFileError
-from .threads import set_training_threads
 
 __all__ = [
     "DivergenceError",
@@ -29,7 +28,6 @@ __all__ = [
     "SigmoidNetworkClassifier",
     "SigmoidNetworkRegressor",
     "load_model",
-    "set_training_threads",
 ]
 
 

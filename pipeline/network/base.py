@@ -6,7 +6,7 @@ What differs by task (target encoding, score, error, what a model file adds) are
 classifier and the regressor fill in (``classifier``, ``regressor``); saving and loading is
 ``saved.SavedModel``'s. The math lives in ``core`` / ``training`` (NumPy only).
 
-Threads: ``threads`` (one BLAS thread per fit unless a worker process says otherwise).
+Threads: ``threads`` (one BLAS thread per fit, measured).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ command's); a worker in the tune process itself returns them.
 BLAS threads: a worker uses the cores it is given and no more, `blas_threads(jobs)` each
 (the process's CPU affinity shared by the `--jobs` workers), so parallel workers do not
 oversubscribe the machine; each trial records the count threadpoolctl reports (`blas_threads`).
+Inside a fit the network holds BLAS to one thread (`network/threads.py`: measured faster for
+its small GEMMs); the share serves the rest (predictions in blocks, scikit-learn).
 """
 
 from __future__ import annotations
@@ -119,14 +121,10 @@ def blas_threads(jobs: int) -> int:
 
 
 def limit_threads(n: int) -> None:
-    """This process's BLAS / OpenMP pools to `n` threads (threadpoolctl), for good: trials'
-    fits (network.set_training_threads), predictions and scikit-learn alike."""
+    """This process's BLAS / OpenMP pools to `n` threads (threadpoolctl), for good."""
     from threadpoolctl import threadpool_limits
 
-    from pipeline.network import set_training_threads
-
     threadpool_limits(limits=n)  # not a `with`: it holds for the worker's life
-    set_training_threads(n)
 
 
 def current_blas_threads() -> int:
