@@ -162,3 +162,27 @@ def test_categorical_models_round_trip_and_bad_level_arrays_are_one_line(tmp_pat
         with pytest.raises(ModelFileError, match="categorical") as info:
             load_model(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_encoders_fitted_on_row_indices_equal_those_fitted_on_the_copied_rows():
+    """fit(X, rows=...) reads the rows it is given, a column at a time: the same fitted state
+    as fitting the copy X[rows] (several categorical columns, several continuous ones)."""
+    rng = np.random.default_rng(4)
+    n = 600
+    X = np.column_stack([rng.standard_normal((n, 3)), rng.integers(0, 2, n),
+                         rng.integers(0, 7, n), rng.integers(0, 300, n)]).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    rows = rng.permutation(n)[:250]
+    a = CategoryIndex((4, 5), min_count=2).fit(X[rows])
+    b = CategoryIndex((4, 5), min_count=2).fit(X, rows)
+    assert a.sizes_ == b.sizes_
+    for ra, rb in zip(a.level_rows_, b.level_rows_, strict=True):
+        np.testing.assert_array_equal(ra, rb)
+    numeric = a.numeric_
+    for enc in (PiecewiseLinearEncoder(n_bins=4), ContinuousFirst()):
+        fa = type(enc)(**({"n_bins": 4} if isinstance(enc, PiecewiseLinearEncoder) else {}))
+        fa.fit(X[rows][:, numeric], y[rows])
+        enc.fit(X, y[rows], rows=rows, columns=numeric)
+        np.testing.assert_array_equal(fa.columns_, enc.columns_)
+        np.testing.assert_array_equal(fa.transform(X[:, numeric], np.float32),
+                                      enc.transform(X[:, numeric], np.float32))

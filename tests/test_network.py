@@ -660,12 +660,13 @@ def test_fit_on_row_indices_equals_fit_on_the_copied_rows(encoding):
     copied; the same weights, curves and predictions as fitting the copies X[tr], X[va]."""
     rng = np.random.default_rng(3)
     n = 400
-    X = np.column_stack([rng.standard_normal((n, 3)), rng.integers(0, 30, n)]).astype(np.float32)
+    X = np.column_stack([rng.standard_normal((n, 3)), rng.integers(0, 30, n),
+                         rng.integers(0, 5, n)]).astype(np.float32)
     y = (X[:, 0] + np.sin(X[:, 1]) + (X[:, 3] % 3 == 0) > 0.3).astype(int)
     tr, va = np.arange(0, n, 4), np.setdiff1d(np.arange(n), np.arange(0, n, 4))[::-1]
     curves = ([], [])
     kw = dict(numeric_encoding=encoding, max_iter=4, early_stopping=True, random_state=1,
-              categorical_columns=(3,), hidden_layer_sizes=(8,), batch_size=16)
+              categorical_columns=(3, 4), hidden_layer_sizes=(8,), batch_size=16)
     a = SigmoidNetworkClassifier(**kw).fit(X[tr], y[tr], eval_set=(X[va], y[va]),
                                            on_epoch=lambda e, m: curves[0].append(m))
     b = SigmoidNetworkClassifier(**kw).fit(X, y, rows=tr, eval_set=(X, y), eval_rows=va,

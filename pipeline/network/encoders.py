@@ -224,9 +224,9 @@ class CategoryIndex:
             codes = _codes(column(X, j, rows), j)
             counts = np.bincount(codes[codes >= 0])
             kept = counts >= self.min_count
-            rows = np.zeros(len(counts), np.int64)
-            rows[kept] = np.arange(1, kept.sum() + 1)
-            self.level_rows_.append(rows)
+            table_rows = np.zeros(len(counts), np.int64)
+            table_rows[kept] = np.arange(1, kept.sum() + 1)
+            self.level_rows_.append(table_rows)
         return self
 
     @property
