@@ -154,6 +154,46 @@ def test_cache_is_reused_and_keyed_by_inputs(project):
         == sorted([p1.fingerprint, p3.fingerprint])  # no temp dirs left
 
 
+def test_a_cache_installed_meanwhile_is_kept_unless_forced(project):
+    """Workers started together all build the same cache: the first one installed stays
+    (others may be reading it); only --force replaces it, by renaming it aside."""
+    from pipeline.prepare.cache import write_cache
+
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    arrays = {k: np.array(getattr(p, k)) for k in ("X_train", "X_test")}
+    first = (p.path / "preprocessor.json").stat().st_ino
+    write_cache(p.path, arrays, spec)  # a late worker: its copy is dropped
+    assert (p.path / "preprocessor.json").stat().st_ino == first
+    write_cache(p.path, arrays, spec, replace=True)
+    assert (p.path / "preprocessor.json").stat().st_ino != first
+    assert [d.name for d in p.path.parent.iterdir()] == [p.fingerprint]  # nothing aside left
+
+
+def _prepare_in(root: str) -> str:
+    import os
+
+    os.chdir(root)
+    return prepare(experiment.load("comp")).fingerprint
+
+
+def test_processes_preparing_one_fresh_cache_at_once_all_succeed(project):
+    """Eight processes (tune workers started without --jobs) on one fresh cache: before the
+    fix the late ones deleted the winner's files under each other (FileNotFoundError)."""
+    import multiprocessing
+
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        for _ in range(4):  # a race: several rounds make the old failure near certain
+            shutil.rmtree(p.path)
+            got = pool.map(_prepare_in, [str(project)] * 8)
+            assert got == [p.fingerprint] * 8
+    assert [d.name for d in p.path.parent.iterdir()] == [p.fingerprint]
+    np.testing.assert_array_equal(prepare(experiment.load("comp")).X_train, p.X_train)
+
+
 def test_damaged_cache_is_rebuilt(project):
     train, test = toy_frames()
     p = _prepare(project, train, test)

@@ -94,7 +94,7 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
         return _from_arrays(*cached, out)
     arrays, spec = _build(exp, files, code)
     spec["fingerprint"] = fingerprint
-    write_cache(out, arrays, spec, extra)
+    write_cache(out, arrays, spec, extra, replace=force)
     del arrays  # read back memory-mapped: the same pages every worker reads
     cached = load_cached(out, fingerprint, tuple(extra))
     if cached is None:  # a parallel run replaced it with other arrays meanwhile

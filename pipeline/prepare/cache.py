@@ -9,11 +9,13 @@ not once per process (issue 21). A cache of the older layout (one ``arrays.npz``
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +91,15 @@ def _mapped(path: Path) -> np.ndarray:
 
 
 def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
-                extra: dict[str, bytes] | None = None) -> None:
+                extra: dict[str, bytes] | None = None, *, replace: bool = False) -> None:
     """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind,
     not even the (empty) folders it made for the cache. `extra`: more files by name (the
-    feature code the arrays were made with)."""
+    feature code the arrays were made with). A valid cache of the same fingerprint that a
+    parallel run installed first is kept unless `replace` (--force)."""
     made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write(out, arrays, spec, extra or {})
+        _write(out, arrays, spec, extra or {}, replace)
     except BaseException:
         for folder in made:  # deepest first; a folder a parallel run filled stays
             with contextlib.suppress(OSError):
@@ -105,7 +108,7 @@ def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
 
 
 def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
-           extra: dict[str, bytes]) -> None:
+           extra: dict[str, bytes], replace: bool) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
@@ -115,12 +118,35 @@ def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
         for name, data in extra.items():
             (tmp / name).write_bytes(data)
-        if out.exists():  # --force, or a damaged cache
-            shutil.rmtree(out)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if not (out / "preprocessor.json").is_file():  # not a parallel run that won
-                raise
+        _install(tmp, out, spec.get("fingerprint", ""), tuple(extra), replace)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _install(tmp: Path, out: Path, fingerprint: str, extra: tuple[str, ...],
+             replace: bool) -> None:
+    """Rename the finished `tmp` to `out`. What stands there (--force, a damaged or stale
+    cache) is renamed aside first, never deleted in place: workers started together all
+    build the same cache, and one deleting files another is reading or replacing crashed it."""
+    for _ in range(5):
+        if out.exists():
+            if not replace and load_cached(out, fingerprint, extra) is not None:
+                return  # a parallel run installed these same arrays first: keep them
+            _move_aside(out)
+        try:
+            os.rename(tmp, out)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        replace = False  # another run installed one meanwhile: a valid one is as good
+    raise OSError(errno.EBUSY, f"{out}: other runs keep replacing this cache")
+
+
+def _move_aside(out: Path) -> None:
+    aside = out.with_name(f".{out.name}.old.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(out, aside)
+    except FileNotFoundError:
+        return  # another run moved it first
+    shutil.rmtree(aside, ignore_errors=True)
