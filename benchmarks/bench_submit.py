@@ -81,7 +81,8 @@ def old_readable(toml: Path) -> None:
     embedded = re.findall(r"(?m)^#\s+(\S+): \d+ levels \(> one_hot_max", text)
     text = re.sub(r"(?m)^(keep|one_hot_max|categorical_dim) = .*\n", "", text)
     text = re.sub(r"(?m)^drop = \[(.*)\]", lambda m: "drop = [" + ", ".join(
-        filter(None, [m.group(1), *(f'"{c}"' for c in embedded)])) + "]", text)
+        filter(None, [m.group(1), *(f'"{c}"' for c in embedded if f'"{c}"' not in m.group(1))])
+    ) + "]", text)  # idempotent: a second call (a tuned --project) changes nothing
     toml.write_text(text)
 
 
