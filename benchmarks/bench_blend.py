@@ -9,7 +9,7 @@ beats both members out of fold and on Private; Private >= 0.928.
 
     python benchmarks/bench_blend.py                       # ~5-20 min: the study dominates
     python benchmarks/bench_blend.py --project /tmp/adult  # keep the folder; re-runs are quick
-    python benchmarks/bench_blend.py --hgb "--learning-rate 0.05 --max-iter 300"
+    python benchmarks/bench_blend.py --hgb "--defaults"     # scikit-learn's defaults instead
 
 It also prints, for the same two members, what other ways of combining them would score (honest
 CV as the blend's; Private only to report, never to choose): Caruana's selection on the logits

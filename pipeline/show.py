@@ -57,14 +57,19 @@ def draw_kept(exp: Experiment, output: Path | None, study: str, number: int) -> 
 
     key = TrialKey(exp.name, study, number)
     stored = load(key)
-    if stored is None or not stored.models or "feature_names" not in stored.info:
+    if stored is None or not stored.model_paths or "feature_names" not in stored.info:
+        return None
+    from pipeline.network import ModelFileError, load_model
+
+    try:  # fold 0 alone: the figure draws one model
+        model = load_model(stored.model_paths[0])
+    except (OSError, ModelFileError):
         return None
     # what the trial measured must still be what the experiment says, as for every stage
     check_study_identity(exp, stored.info.get("identity", {}), fingerprint(exp), study=study,
                          where=str(key.folder))
     title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
-    return figure(stored.models[0], output, exp,
-                  list(stored.info["feature_names"]), title)
+    return figure(model, output, exp, list(stored.info["feature_names"]), title)
 
 
 def figure(model: Any, output: Path | None, exp: Experiment, names: list[str],
