@@ -227,26 +227,20 @@ def submit_best(
 def log_submission(exp: Experiment, result: SubmissionResult, parent: str,
                    tracking_uri: str | None, promote: bool) -> Submitted:
     """The submission's files and drawing on the parent run, then the registry."""
-    from pipeline.drawing import DrawnAhead
     from pipeline.network import load_model
     from pipeline.tracking import make_tracker
     from pipeline.tracking.registry import log_and_register
 
     first = result.model_paths[0]
     many = f", first of {len(result.model_paths)} models" if len(result.model_paths) > 1 else ""
-    model, names = load_model(first), list(result.feature_names)
-    # drawn on the other core while MLflow is imported and the files are logged
-    drawn = DrawnAhead(model, names if model.n_features_in_ == len(names) else None,
-                       f"{exp.name}: submitted model {first.name}{many}")
     try:
         tracker = make_tracker(tracking_uri)
         tracker.log_files(parent, [result.path, *result.model_paths], "submission")
         tracker.log_files(parent, result.prediction_paths, "predictions")
-        tracker.log_network(parent, model, names, "", "submission", drawn=drawn)
+        tracker.log_network(parent, load_model(first), result.feature_names,
+                            f"{exp.name}: submitted model {first.name}{many}", "submission")
     except Exception as e:  # the submission is written; a tracking hiccup must not undo it
         return Submitted(result, None, [f"could not log the submission to MLflow ({e})"])
-    finally:
-        drawn.cleanup()
     try:
         registered = log_and_register(exp, result, parent, tracking_uri=tracking_uri,
                                       promote=promote)

@@ -196,26 +196,6 @@ def test_many_inputs_are_summarised_and_no_hidden_layer_is_inputs_to_output(tmp_
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
 
 
-def test_a_network_drawn_ahead_in_a_child_is_the_figure_drawn_here(tmp_path):
-    """`DrawnAhead` (submit draws while MLflow is imported): the child's PNG / SVG are the
-    files `save_network` writes here, and its folder goes away; a model the child cannot
-    draw is drawn here, so the same error reaches the caller."""
-    X, y = xor_data()
-    clf = fit(X, y, hidden_layer_sizes=(4,), max_iter=20)
-    ahead = drawing.DrawnAhead(clf, ["a", "b", "c"], "t")
-    paths = ahead.paths()
-    here = drawing.save_network(clf, tmp_path / "network", ["a", "b", "c"], "t")
-    assert [p.name for p in paths] == ["network.png", "network.svg"]
-    assert paths[0].stat().st_size > 1000
-    assert paths[1].read_text().count("<path") == here[1].read_text().count("<path")
-    ahead.cleanup()
-    assert not paths[0].parent.exists()
-    broken = drawing.DrawnAhead(object(), None, "t")
-    with pytest.raises(AttributeError):
-        broken.paths()
-    broken.cleanup()
-
-
 def test_on_avocado_squishiness_carries_heavy_edges(project):
     """The talk's point: the avocado experiment's [model], trained on the prepared avocado
     data, leans on squishiness: among its 3 heaviest of 10 input columns."""

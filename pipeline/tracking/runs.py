@@ -90,19 +90,15 @@ class Tracker:
         pass
 
     def log_network(self, run_id: str, model: Any, feature_names: Iterable[str], title: str,
-                    artifact_path: str | None = None, drawn: Any = None) -> None:
+                    artifact_path: str | None = None) -> None:
         """network.png / .svg of `model` on the run: every figure of a network logged (a
-        trial's fold 0, a submission's model) is drawn here, or by `drawn` (a
-        `drawing.DrawnAhead` of the same model, started earlier)."""
+        trial's fold 0, a submission's model) is drawn here."""
         if not self.enabled:
             return
         import tempfile
 
         from pipeline.drawing import save_network
 
-        if drawn is not None:
-            self.log_files(run_id, drawn.paths(), artifact_path)
-            return
         names = list(feature_names)
         with tempfile.TemporaryDirectory() as tmp:
             paths = save_network(model, Path(tmp) / "network",
