@@ -17,6 +17,7 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec, remove_study
+from pipeline.tune.fidelity import full_fidelity
 from pipeline.tune.objective import WorkerArgs
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
@@ -248,8 +249,9 @@ def best_trials(
     study = _load_study(exp, storage, study_name)
     # the fingerprint alone: a read-only check neither loads nor builds the arrays
     check_identity(exp, study, fingerprint(exp), storage_url(storage), record=False)
+    # complete trials of every fidelity on all rows: never a subsample score (tune.fidelity)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "params" in t.user_attrs]
+            if "params" in t.user_attrs and full_fidelity(t)]
     if trial is not None:
         chosen = [t for t in done if t.number == trial]
         if not chosen:
