@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipeline.prepare import Prepared
 
 SUBSAMPLE_ATTR = "subsample_score"  # a trial's CV score on the subsample (user attribute)
+ROWS_ATTR = "subsample_rows"  # how many rows it was: a changed share starts a new ranking
 FIDELITY_ATTR = "fidelity"  # "subsample" (not promoted) or "full"
 
 
@@ -62,10 +63,12 @@ def promoted(value: float, others: list[float], share: float, maximize: bool) ->
     return value >= cut if maximize else value <= cut
 
 
-def subsample_scores(study: Any, number: int) -> list[float]:
-    """The subsample scores of every other trial that finished its subsample stage."""
+def subsample_scores(study: Any, number: int, rows: int) -> list[float]:
+    """The subsample scores of every other trial that finished its subsample stage on as
+    many rows (the same rows: the subsample is seeded)."""
     return [t.user_attrs[SUBSAMPLE_ATTR] for t in study.get_trials(deepcopy=False)
-            if t.number != number and SUBSAMPLE_ATTR in t.user_attrs]
+            if t.number != number and SUBSAMPLE_ATTR in t.user_attrs
+            and t.user_attrs.get(ROWS_ATTR) == rows]
 
 
 def full_fidelity(trial: Any) -> bool:

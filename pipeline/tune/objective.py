@@ -12,6 +12,7 @@ from pipeline.metrics import METRICS
 from pipeline.trials.store import ARTIFACT_PATH
 from pipeline.tune.fidelity import (
     FIDELITY_ATTR,
+    ROWS_ATTR,
     SUBSAMPLE_ATTR,
     promoted,
     subsample,
@@ -172,8 +173,10 @@ class Objective:
         value = res.mean
         # where pruners never look; TPE ranks the trials it prunes by their last report
         trial.report(value, step=self.exp.cv.folds * self.stride + 1)
-        others = subsample_scores(trial.study, trial.number)
+        rows = len(self._sub.y)
+        others = subsample_scores(trial.study, trial.number, rows)
         trial.set_user_attr(SUBSAMPLE_ATTR, value)
+        trial.set_user_attr(ROWS_ATTR, rows)
         share = self.exp.tune.promote
         if promoted(value, others, share, self.metric.direction == "maximize"):
             return value
