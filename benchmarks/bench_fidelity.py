@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,10 +111,11 @@ def hgb(data: Path) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=300_000)
-    ap.add_argument("--trials", type=int, default=10)
+    # `make bench` runs the defaults: the smallest size init stages (minutes, not an hour)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--studies", default="multi,full", help="comma-separated: multi, full")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench_fidelity"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_fidelity")
     ap.add_argument("--no-hgb", action="store_true")
     args = ap.parse_args()
     data = args.work / f"data{args.rows}"
