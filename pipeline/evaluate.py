@@ -250,7 +250,8 @@ def cross_validate(
         try:
             with warnings.catch_warnings():  # hitting max_iter is a tuning outcome, not news
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                est.fit(X[tr], y[tr], eval_set=(X[va], y[va]), on_epoch=report,
+                # rows by index: the fold never copies X (a memory map all workers share)
+                est.fit(X, y, rows=tr, eval_set=(X, y), eval_rows=va, on_epoch=report,
                         diagnostics=layer_health(diagnostics, seed + f))
         except BaseException:
             if on_stop is not None:

@@ -59,9 +59,9 @@ def test_tree_bins_are_fitted_on_the_training_rows_only(monkeypatch):
     seen = []
     fit = PiecewiseLinearEncoder.fit
 
-    def spy(self, X, y=None, classification=True):
-        seen.append(set(X[:, 0].astype(int)))
-        return fit(self, X, y, classification)
+    def spy(self, X, y=None, classification=True, *, rows=None, columns=None):
+        seen.append(set((X[:, 0] if rows is None else X[rows, 0]).astype(int)))
+        return fit(self, X, y, classification, rows=rows, columns=columns)
 
     monkeypatch.setattr(PiecewiseLinearEncoder, "fit", spy)
     rng = np.random.default_rng(0)
@@ -70,11 +70,13 @@ def test_tree_bins_are_fitted_on_the_training_rows_only(monkeypatch):
     y = rng.integers(0, 2, n)
     for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
         for early in (False, True):
-            SigmoidNetworkClassifier(numeric_encoding="ple", max_iter=2, early_stopping=early,
-                                     validation_fraction=0.2, random_state=0).fit(X[train],
-                                                                                  y[train])
-            rows = seen.pop()
-            assert rows <= set(train)
+            est = SigmoidNetworkClassifier(numeric_encoding="ple", max_iter=2,
+                                           early_stopping=early, validation_fraction=0.2,
+                                           random_state=0)
+            est.fit(X[train], y[train])
+            est.fit(X, y, rows=train)  # the fold's rows as indices: the same rows
+            by_index, rows = seen.pop(), seen.pop()
+            assert rows == by_index and rows <= set(train)
             assert len(rows) == (len(train) - int(np.ceil(0.2 * len(train))) if early
                                  else len(train))
 
@@ -160,3 +162,27 @@ def test_categorical_models_round_trip_and_bad_level_arrays_are_one_line(tmp_pat
         with pytest.raises(ModelFileError, match="categorical") as info:
             load_model(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_encoders_fitted_on_row_indices_equal_those_fitted_on_the_copied_rows():
+    """fit(X, rows=...) reads the rows it is given, a column at a time: the same fitted state
+    as fitting the copy X[rows] (several categorical columns, several continuous ones)."""
+    rng = np.random.default_rng(4)
+    n = 600
+    X = np.column_stack([rng.standard_normal((n, 3)), rng.integers(0, 2, n),
+                         rng.integers(0, 7, n), rng.integers(0, 300, n)]).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    rows = rng.permutation(n)[:250]
+    a = CategoryIndex((4, 5), min_count=2).fit(X[rows])
+    b = CategoryIndex((4, 5), min_count=2).fit(X, rows)
+    assert a.sizes_ == b.sizes_
+    for ra, rb in zip(a.level_rows_, b.level_rows_, strict=True):
+        np.testing.assert_array_equal(ra, rb)
+    numeric = a.numeric_
+    for enc in (PiecewiseLinearEncoder(n_bins=4), ContinuousFirst()):
+        fa = type(enc)(**({"n_bins": 4} if isinstance(enc, PiecewiseLinearEncoder) else {}))
+        fa.fit(X[rows][:, numeric], y[rows])
+        enc.fit(X, y[rows], rows=rows, columns=numeric)
+        np.testing.assert_array_equal(fa.columns_, enc.columns_)
+        np.testing.assert_array_equal(fa.transform(X[:, numeric], np.float32),
+                                      enc.transform(X[:, numeric], np.float32))

@@ -652,3 +652,26 @@ def test_huber_loss_is_squared_inside_delta_linear_outside_and_its_gradient_chec
     np.testing.assert_allclose(D.ravel(), np.array([0.5, d, -d]) / 3)
     for seed in (0, 1):  # targets drawn wide: residuals on both sides of delta
         assert check_case("sigmoid", "regression", seed=seed, loss="huber") < THRESHOLD
+
+
+@pytest.mark.parametrize("encoding", ["none", "ple", "periodic"])
+def test_fit_on_row_indices_equals_fit_on_the_copied_rows(encoding):
+    """fit(X, y, rows=tr, eval_set=(X, y), eval_rows=va): cross-validation's way, X never
+    copied; the same weights, curves and predictions as fitting the copies X[tr], X[va]."""
+    rng = np.random.default_rng(3)
+    n = 400
+    X = np.column_stack([rng.standard_normal((n, 3)), rng.integers(0, 30, n),
+                         rng.integers(0, 5, n)]).astype(np.float32)
+    y = (X[:, 0] + np.sin(X[:, 1]) + (X[:, 3] % 3 == 0) > 0.3).astype(int)
+    tr, va = np.arange(0, n, 4), np.setdiff1d(np.arange(n), np.arange(0, n, 4))[::-1]
+    curves = ([], [])
+    kw = dict(numeric_encoding=encoding, max_iter=4, early_stopping=True, random_state=1,
+              categorical_columns=(3, 4), hidden_layer_sizes=(8,), batch_size=16)
+    a = SigmoidNetworkClassifier(**kw).fit(X[tr], y[tr], eval_set=(X[va], y[va]),
+                                           on_epoch=lambda e, m: curves[0].append(m))
+    b = SigmoidNetworkClassifier(**kw).fit(X, y, rows=tr, eval_set=(X, y), eval_rows=va,
+                                           on_epoch=lambda e, m: curves[1].append(m))
+    for wa, wb in zip(a.coefs_, b.coefs_, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert curves[0] == curves[1] and len(curves[0]) == 4
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))

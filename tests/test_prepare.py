@@ -28,7 +28,8 @@ def _prepare(root: Path, train: pd.DataFrame, test: pd.DataFrame, *, force: bool
 def test_shapes_names_and_ids(project):
     train, test = toy_frames()
     p = _prepare(project, train, test)
-    assert p.X_train.shape == (60, len(p.feature_names)) and p.X_train.dtype == np.float64
+    assert p.X_train.shape == (60, len(p.feature_names)) and p.X_train.dtype == np.float32
+    assert isinstance(p.X_train, np.memmap) and not p.X_train.flags.writeable  # shared pages
     assert p.X_test.shape == (30, len(p.feature_names))
     assert p.feature_names[:2] == ("num", "count")
     assert "num[missing]" in p.feature_names  # train has gaps in num
@@ -45,7 +46,8 @@ def test_fit_on_train_only_and_standardised(project):
     test["num"] = 1000.0  # a shifted test set must not move the train statistics
     p = _prepare(project, train, test)
     j = p.feature_names.index("num")
-    assert abs(p.X_train[:, j].mean()) < 1e-9 and abs(p.X_train[:, j].std() - 1) < 1e-9
+    col = p.X_train[:, j].astype(np.float64)  # float32 arrays: exact to ~1e-7
+    assert abs(col.mean()) < 1e-6 and abs(col.std() - 1) < 1e-6
     assert p.X_test[:, j].min() > 100
 
 
@@ -140,10 +142,10 @@ def test_forced_categorical_matches_int_and_float_columns(project):
 def test_cache_is_reused_and_keyed_by_inputs(project):
     train, test = toy_frames()
     p1 = _prepare(project, train, test)
-    stamp = (p1.path / "arrays.npz").stat().st_mtime_ns
+    stamp = (p1.path / "X_train.npy").stat().st_mtime_ns
     p2 = prepare(experiment.load("comp"))
     assert p2.fingerprint == p1.fingerprint
-    assert (p2.path / "arrays.npz").stat().st_mtime_ns == stamp  # not rewritten
+    assert (p2.path / "X_train.npy").stat().st_mtime_ns == stamp  # not rewritten
     np.testing.assert_array_equal(p1.X_train, p2.X_train)
     assert p2.classes == p1.classes and p2.feature_names == p1.feature_names
     p3 = _prepare(project, train, test, extra='drop = ["count"]')  # settings change
@@ -155,9 +157,30 @@ def test_cache_is_reused_and_keyed_by_inputs(project):
 def test_damaged_cache_is_rebuilt(project):
     train, test = toy_frames()
     p = _prepare(project, train, test)
-    (p.path / "arrays.npz").write_bytes(b"junk")
+    expected = np.array(p.X_train)
+    (p.path / "X_train.npy").write_bytes(b"junk")
     again = prepare(experiment.load("comp"))
-    np.testing.assert_array_equal(again.X_train, p.X_train)
+    np.testing.assert_array_equal(again.X_train, expected)
+
+
+def test_cache_of_the_old_npz_layout_is_rebuilt(project):
+    """Caches written before the .npy layout hold one arrays.npz and no array list: rebuilt
+    in place (same fingerprint), never read as if they were current."""
+    import json
+
+    train, test = toy_frames()
+    p = _prepare(project, train, test)
+    expected = np.array(p.X_train)
+    spec = json.loads((p.path / "preprocessor.json").read_text())
+    del spec["arrays"]
+    (p.path / "preprocessor.json").write_text(json.dumps(spec))
+    for f in p.path.glob("*.npy"):
+        f.unlink()
+    np.savez(p.path / "arrays.npz", X_train=expected.astype(np.float64))
+    again = prepare(experiment.load("comp"))
+    assert again.fingerprint == p.fingerprint and again.X_train.dtype == np.float32
+    np.testing.assert_array_equal(again.X_train, expected)
+    assert (p.path / "X_train.npy").is_file()
 
 
 def _bad(project: Path, train, test, match: str, **kw) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 from pathlib import Path
 
 import optuna
@@ -220,6 +221,9 @@ def test_pruned_trials_are_pruned_everywhere(project):
     assert len(study.get_trials(states=FINISHED)) == 6
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "the slow learning rates should be pruned"
+    # the only worker: every core it may run on (threadpoolctl's count, in the worker)
+    cores = len(os.sched_getaffinity(0))
+    assert {t.user_attrs["blas_threads"] for t in study.trials} == {cores}
     _check_runs_match_study(study)
 
 
@@ -234,6 +238,9 @@ def test_two_worker_processes_share_the_budget(project):
     assert {t.user_attrs["worker"] for t in finished} == {0, 1}
     assert len({t.user_attrs["sampler_seed"] for t in finished}) == 2
     assert not study.get_trials(states=(TrialState.RUNNING,))
+    # each worker's BLAS pools held to its share of the cores (threadpoolctl, in the worker)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {t.user_attrs["blas_threads"] for t in finished} == {share}
     _check_runs_match_study(study)
 
 
@@ -519,3 +526,11 @@ def test_a_trial_run_lists_only_the_parameters_it_used():
                                              "alpha": 1e-4, "numeric_encoding": "none"}
     wide = used({}, {**params, "hidden_layer_sizes": (8,), "numeric_encoding": "periodic"})
     assert {"activation", "dropout", "periodic_scale"} <= set(wide)
+
+
+def test_workers_share_the_cores_they_are_given(monkeypatch):
+    """`--jobs N` workers get max(1, cores // N) BLAS threads each: never oversubscribed."""
+    from pipeline.tune import worker
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert [worker.blas_threads(n) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]

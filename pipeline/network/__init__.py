@@ -10,7 +10,8 @@ Modules: ``params`` (the hyperparameter table: names, defaults, constraints, mea
 ``core`` (forward / backward on preallocated buffers), ``training`` (the fit loop),
 ``estimators`` (the scikit-learn wrappers and ``load_model``): ``base`` (their shared fit
 wiring and fitted state), ``classifier``, ``regressor``, ``saved`` (their save / load: what a
-model file holds), ``io`` (the .npz + JSON codec), ``gradcheck``.
+model file holds), ``io`` (the .npz + JSON codec), ``gradcheck``, ``rows`` (a fold's rows of
+a shared matrix, encoded batch by batch), ``threads`` (one BLAS thread per fit).
 Nothing here imports the rest of ``pipeline``.
 
 The estimators are imported on first use (PEP 562): they pull in scikit-learn (~1 s), which the

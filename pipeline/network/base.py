@@ -6,11 +6,7 @@ What differs by task (target encoding, score, error, what a model file adds) are
 classifier and the regressor fill in (``classifier``, ``regressor``); saving and loading is
 ``saved.SavedModel``'s. The math lives in ``core`` / ``training`` (NumPy only).
 
-Threads: training holds BLAS to one thread (threadpoolctl, a scikit-learn dependency). Our GEMMs
-are small (batch x width x width), so a second thread gains little, while on a busy machine
-(parallel tuning workers, other jobs) a descheduled BLAS thread stalls every call: we measured a
-10-epoch fit going from 0.8 s to 16-36 s. One thread also makes results independent of the
-machine's thread settings, so ``random_state`` alone fixes them bit for bit.
+Threads: ``threads`` (one BLAS thread per fit, measured).
 """
 
 from __future__ import annotations
@@ -32,7 +28,9 @@ from .encoders import CategoryIndex, ContinuousFirst, PiecewiseLinearEncoder
 from .errors import ModelFileError
 from .losses import OUT_ACTIVATION, data_loss, output_
 from .params import DEFAULTS, TRAINING_PARAMS, validate, validate_all
+from .rows import EncodedRows, identity
 from .saved import SavedModel, categorical_of, embedding_of
+from .threads import training_threads
 from .training import EpochCallback, History, TrainConfig, fit_loop, validation_split
 
 
@@ -58,10 +56,6 @@ def table_init(names: tuple[str, ...]) -> Callable[..., None]:
     return __init__
 
 
-def _one_blas_thread() -> Any:
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _make_rng(random_state: Any) -> np.random.Generator:
@@ -122,31 +116,37 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         X: Any,
         y: Any,
         *,
+        rows: np.ndarray | None = None,
         eval_set: tuple[Any, Any] | None = None,
+        eval_rows: np.ndarray | None = None,
         on_epoch: EpochCallback | None = None,
         diagnostics: LayerHealth | None = None,
     ) -> BaseSigmoidNetwork:
-        """Train from scratch.
+        """Train from scratch on (X, y), or on its ``rows`` only (row indices: the same as
+        fitting X[rows], y[rows], without copying X; cross-validation's folds).
 
-        eval_set: an external (X_val, y_val), only reported (``val_loss``, ``val_error``) to
-        ``on_epoch(epoch, metrics)``, never used for stopping. An exception raised by
-        ``on_epoch`` propagates unchanged and leaves the weights reached so far in place.
-        diagnostics: a ``LayerHealth`` whose per-layer values join ``on_epoch``'s metrics,
-        measured on eval_set's rows (else the training rows). ``stop_reason_`` says why the
-        fit ended, even when it raised.
+        eval_set: an external (X_val, y_val) (its ``eval_rows`` only, when given), only
+        reported (``val_loss``, ``val_error``) to ``on_epoch(epoch, metrics)``, never used
+        for stopping. An exception raised by ``on_epoch`` propagates unchanged and leaves
+        the weights reached so far in place. diagnostics: a ``LayerHealth`` whose per-layer
+        values join ``on_epoch``'s metrics, measured on eval_set's rows (else the training
+        rows). ``stop_reason_`` says why the fit ended, even when it raised.
         """
         X, y = self._validate_y(X, y)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.intp)
+            y = y[rows]
         p = self._params()
         dt = np.dtype(p["dtype"])
-        cfg = self._config(p, X.shape[0])
+        cfg = self._config(p, y.shape[0])
         rng = _make_rng(p["random_state"])
         Y = self._encode_y(y, dt, p)
         codes = self.__dict__.pop("_y_codes", None)  # class codes, fit-time only
         train_idx = val_idx = None
         if cfg.early_stopping:  # stratified by class for classifiers (codes None: regression)
-            train_idx, val_idx = validation_split(codes, X.shape[0], p["validation_fraction"],
+            train_idx, val_idx = validation_split(codes, y.shape[0], p["validation_fraction"],
                                                   rng)
-        Xd = self._fit_encoder(p, X, Y if codes is None else codes, train_idx, dt)
+        Xd = self._fit_encoder(p, X, rows, Y if codes is None else codes, train_idx, dt)
         embedding = categorical = None
         if p["numeric_encoding"] == "periodic" and len(self.encoder_.columns_):
             embedding = PeriodicEmbedding(len(self.encoder_.columns_), p["periodic_frequencies"],
@@ -159,16 +159,15 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
                       categorical=categorical)
         net.init(rng)
         val_score = None if val_idx is None else self._val_score(
-            net, Xd[val_idx], Y[val_idx], p["early_stopping_metric"])
-        eval_metrics = None if eval_set is None else self._eval_metrics(net, eval_set, dt, Y)
+            net, Xd.subset(val_idx), Y[val_idx], p["early_stopping_metric"])
+        evaluated = None if eval_set is None else self._eval_rows(eval_set, eval_rows, dt, Y)
+        eval_metrics = None if evaluated is None else self._eval_metrics(net, *evaluated)
         if diagnostics is not None:
-            rows = (Xd, Y) if eval_set is None else (
-                self._encoded(check_array(eval_set[0], dtype=FLOATS), dt),
-                self._transform_y(np.asarray(eval_set[1]), dt))
-            eval_metrics = _with_health(eval_metrics, diagnostics, net, *rows)
+            eval_metrics = _with_health(eval_metrics, diagnostics, net,
+                                        *((Xd, Y) if evaluated is None else evaluated))
         history, error = History(), None
         try:
-            with _one_blas_thread():
+            with training_threads():
                 fit_loop(net, Xd, Y, cfg, rng, train_idx=train_idx, val_score=val_score,
                          eval_metrics=eval_metrics, on_epoch=on_epoch, history=history)
         except BaseException as e:
@@ -186,38 +185,53 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
             )
         return self
 
-    def _fit_encoder(self, p: dict[str, Any], X: np.ndarray, y: np.ndarray,
-                     rows: np.ndarray | None, dt: np.dtype) -> np.ndarray:
-        """The network's input: X, or its numeric encoding fitted on the training rows only
-        (not the early-stopping split: tree bins read labels). With ``categorical_columns``,
-        the encoding is of the other columns, and the categorical columns' table rows
-        (``CategoryIndex``, rare levels counted on the same training rows) come last."""
+    def _fit_encoder(self, p: dict[str, Any], X: np.ndarray, rows: np.ndarray | None,
+                     y: np.ndarray, train_idx: np.ndarray | None, dt: np.dtype) -> EncodedRows:
+        """The network's input, X's ``rows`` encoded on demand: the numeric encoding fitted on
+        the training rows only (not the early-stopping split ``train_idx`` leaves out: tree
+        bins read labels). With ``categorical_columns``, the encoding is of the other
+        columns, and the categorical columns' table rows (``CategoryIndex``, rare levels
+        counted on the same training rows) come last. X is read a column at a time."""
         kind = p["numeric_encoding"]
         self.encoder_ = self.categories_ = None
-        fit_rows = slice(None) if rows is None else rows
+        fit_rows = rows if train_idx is None else (
+            train_idx if rows is None else rows[train_idx])
         if p["categorical_columns"]:
             self.categories_ = CategoryIndex(p["categorical_columns"],
-                                             p["categorical_min_count"]).fit(X[fit_rows])
+                                             p["categorical_min_count"]).fit(X, fit_rows)
         if kind != "none":
             encoder = (PiecewiseLinearEncoder(p["n_bins"], p["binning"]) if kind == "ple"
                        else ContinuousFirst())
-            numeric = X if self.categories_ is None else X[:, self.categories_.numeric_]
-            self.encoder_ = encoder.fit(numeric[fit_rows], y[fit_rows],
-                                        classification=self._task != "regression")
-        return self._encoded(X, dt)
+            numeric = None if self.categories_ is None else self.categories_.numeric_
+            self.encoder_ = encoder.fit(X, y if train_idx is None else y[train_idx],
+                                        classification=self._task != "regression",
+                                        rows=fit_rows, columns=numeric)
+        return self._encoded(X, dt, rows)
 
-    def _encoded(self, X: np.ndarray, dt: Any) -> np.ndarray:
-        """The network's input from X: the fitted encodings (``_fit_encoder``)."""
-        if self.categories_ is not None:
-            numeric = X[:, self.categories_.numeric_]
-            numeric = (numeric.astype(dt) if self.encoder_ is None
-                       else self.encoder_.transform(numeric, dt))
-            return np.hstack([numeric, self.categories_.transform(X, dt)])
-        if self.encoder_ is None:
-            return np.ascontiguousarray(X, dtype=dt)  # the only full-size copy (-> float32)
-        return self.encoder_.transform(X, dt)
+    def _encoded(self, X: np.ndarray, dt: Any, rows: np.ndarray | None = None) -> EncodedRows:
+        """The network's input from X's ``rows`` (all when None), by the fitted encodings
+        (``_fit_encoder``), encoded block by block as the network reads them."""
+        cats, enc = self.categories_, self.encoder_
+        if cats is None and enc is None:
+            return EncodedRows(X, rows, identity(dt), X.shape[1], dt)
+        n_cat = 0 if cats is None else len(cats.columns_)
+        k = (X.shape[1] - n_cat) if enc is None else enc.n_features_out_  # numeric outputs
 
-    def _val_score(self, net: Network, Xv: np.ndarray, Yv: np.ndarray,
+        def encode(raw: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            if out is None:
+                out = np.empty((raw.shape[0], k + n_cat), dt)
+            numeric = raw if cats is None else raw[:, cats.numeric_]
+            if enc is None:
+                out[:, :k] = numeric
+            else:
+                enc.transform(numeric, dt, out=out[:, :k])
+            if cats is not None:
+                cats.transform(raw, dt, out=out[:, k:])
+            return out
+
+        return EncodedRows(X, rows, encode, k + n_cat, dt)
+
+    def _val_score(self, net: Network, Xv: EncodedRows, Yv: np.ndarray,
                    metric: str) -> Callable[[], float]:
         """Early stopping's criterion on the held-out split, higher is better: scikit-learn's
         score (accuracy / R^2) or the negated loss."""
@@ -227,9 +241,9 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         return lambda: -data_loss(self._task, net.logits(Xv).astype(np.float64), Yv64,
                                   net.loss_kind)
 
-    def _eval_metrics(self, net: Network, eval_set: Any, dt: np.dtype,
-                      Y: np.ndarray) -> Callable[[], dict[str, float]]:
-        """Per-epoch ``val_loss`` (the training loss's scale) and ``val_error`` on eval_set."""
+    def _eval_rows(self, eval_set: Any, rows: np.ndarray | None, dt: np.dtype,
+                   Y: np.ndarray) -> tuple[EncodedRows, np.ndarray]:
+        """eval_set's (encoded rows, encoded targets), checked against the training data."""
         try:
             Xe, ye = eval_set
         except (TypeError, ValueError):
@@ -238,12 +252,18 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         if Xe.shape[1] != self.n_features_in_:
             raise ValueError(f"eval_set X has {Xe.shape[1]} features, but the training X has "
                              f"{self.n_features_in_}")
-        Ye = self._transform_y(np.asarray(ye), dt)
-        if Ye.shape[0] != Xe.shape[0]:
-            raise ValueError(f"eval_set has {Xe.shape[0]} rows in X but {Ye.shape[0]} in y")
+        ye = np.asarray(ye)
+        if ye.shape[0] != Xe.shape[0]:
+            raise ValueError(f"eval_set has {Xe.shape[0]} rows in X but {ye.shape[0]} in y")
+        Ye = self._transform_y(ye if rows is None else ye[rows], dt)
         if Ye.shape[1] != Y.shape[1]:
             raise ValueError(f"eval_set y has {Ye.shape[1]} outputs; expected {Y.shape[1]}")
-        Xe, Ye64 = self._encoded(Xe, dt), Ye.astype(np.float64)
+        return self._encoded(Xe, dt, rows), Ye
+
+    def _eval_metrics(self, net: Network, Xe: EncodedRows,
+                      Ye: np.ndarray) -> Callable[[], dict[str, float]]:
+        """Per-epoch ``val_loss`` (the training loss's scale) and ``val_error`` on eval_set."""
+        Ye64 = Ye.astype(np.float64)
 
         def eval_metrics() -> dict[str, float]:
             Z = net.logits(Xe).astype(np.float64)
@@ -293,7 +313,7 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
         """
         net = self._network()
         X = validate_data(self, X, dtype=FLOATS, reset=False)
-        return net.predict(self._encoded(X, np.float64))
+        return net.predict(self._encoded(X, np.float64))  # block by block: bounded memory
 
 
 def _with_health(eval_metrics: Callable[[], dict[str, float]] | None, health: LayerHealth,

@@ -33,15 +33,22 @@ BINNINGS = ("quantile", "tree")
 MAX_CODE = 2**24  # level codes stay exact in float32 below this
 
 
-def continuous_columns(X: np.ndarray) -> np.ndarray:
-    """Indices of columns with more than two distinct values (the others pass through)."""
+def column(X: np.ndarray, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Column j of X on ``rows`` (all rows when None): one column is copied, never X."""
+    return X[:, j] if rows is None else X[rows, j]
+
+
+def continuous_columns(X: np.ndarray, rows: np.ndarray | None = None,
+                       columns: np.ndarray | None = None) -> np.ndarray:
+    """Positions in ``columns`` (all of X's by default) of the columns with more than two
+    distinct values on ``rows`` (the others pass through)."""
     cols = []
-    for j in range(X.shape[1]):
-        column = X[:, j]
-        first = column[0]
-        other = column[column != first]
+    for k, j in enumerate(range(X.shape[1]) if columns is None else columns):
+        values = column(X, j, rows)
+        first = values[0]
+        other = values[values != first]
         if other.size and np.any(other != other[0]):
-            cols.append(j)
+            cols.append(k)
     return np.asarray(cols, dtype=np.intp)
 
 
@@ -49,18 +56,24 @@ class ContinuousFirst:
     """The continuous columns first, then the others: what a periodic embedding (the network's
     first block, which takes the first n_c columns) reads."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None,
-            classification: bool = True) -> ContinuousFirst:
-        X = np.asarray(X)
-        self.n_features_in_ = X.shape[1]
-        self.columns_ = continuous_columns(X)
-        self.passthrough_ = np.setdiff1d(np.arange(X.shape[1]), self.columns_)
-        self.n_features_out_ = X.shape[1]
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, classification: bool = True, *,
+            rows: np.ndarray | None = None, columns: np.ndarray | None = None
+            ) -> ContinuousFirst:
+        """Fitted on X[rows][:, columns] (defaults: all), read a column at a time."""
+        n_in = X.shape[1] if columns is None else len(columns)
+        self.n_features_in_ = n_in
+        self.columns_ = continuous_columns(X, rows, columns)
+        self.passthrough_ = np.setdiff1d(np.arange(n_in), self.columns_)
+        self.n_features_out_ = n_in
         return self
 
-    def transform(self, X: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    def transform(self, X: np.ndarray, dtype: Any = np.float64,
+                  out: np.ndarray | None = None) -> np.ndarray:
         order = np.concatenate([self.columns_, self.passthrough_])
-        return np.ascontiguousarray(np.asarray(X)[:, order], dtype=dtype)
+        if out is None:
+            return np.ascontiguousarray(np.asarray(X)[:, order], dtype=dtype)
+        out[...] = X[:, order]
+        return out
 
     def feature_groups(self) -> list[tuple[int, int]]:
         return [(int(j), 1) for j in (*self.columns_, *self.passthrough_)]
@@ -95,15 +108,20 @@ class PiecewiseLinearEncoder:
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None,
-            classification: bool = True) -> PiecewiseLinearEncoder:
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, classification: bool = True, *,
+            rows: np.ndarray | None = None, columns: np.ndarray | None = None
+            ) -> PiecewiseLinearEncoder:
+        """Fitted on X[rows][:, columns] (defaults: all) and y (one label per fitted row),
+        read a column at a time (in float64)."""
         if self.binning not in BINNINGS:
             raise ValueError(f"binning must be one of {BINNINGS}; got {self.binning!r}")
-        X = np.asarray(X, dtype=np.float64)
-        self.n_features_in_ = X.shape[1]
-        self.columns_ = continuous_columns(X)
-        self.passthrough_ = np.setdiff1d(np.arange(X.shape[1]), self.columns_)
-        self.edges_ = [self._edges(X[:, j], y, classification) for j in self.columns_]
+        X = np.asarray(X)
+        picked = np.arange(X.shape[1]) if columns is None else np.asarray(columns)
+        self.n_features_in_ = len(picked)
+        self.columns_ = continuous_columns(X, rows, picked)
+        self.passthrough_ = np.setdiff1d(np.arange(len(picked)), self.columns_)
+        self.edges_ = [self._edges(column(X, picked[k], rows).astype(np.float64), y,
+                                   classification) for k in self.columns_]
         self.n_features_out_ = sum(len(e) - 1 for e in self.edges_) + len(self.passthrough_)
         return self
 
@@ -122,11 +140,13 @@ class PiecewiseLinearEncoder:
         edges = np.unique(np.concatenate([[lo], inner[(inner > lo) & (inner < hi)], [hi]]))
         return edges if len(edges) > 1 else np.array([lo, lo + 1.0])  # constant: one bin
 
-    def transform(self, X: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    def transform(self, X: np.ndarray, dtype: Any = np.float64,
+                  out: np.ndarray | None = None) -> np.ndarray:
         """(n, n_features_out_): the T_j components of each continuous column j, in order,
-        then the passthrough columns."""
+        then the passthrough columns (written into ``out`` when given)."""
         X = np.asarray(X)
-        out = np.empty((X.shape[0], self.n_features_out_), dtype)
+        if out is None:
+            out = np.empty((X.shape[0], self.n_features_out_), dtype)
         start = 0
         for j, edges in zip(self.columns_, self.edges_, strict=True):
             left, width = edges[:-1], np.diff(edges)  # (T,)
@@ -189,7 +209,8 @@ class CategoryIndex:
         self.columns = tuple(columns)
         self.min_count = min_count
 
-    def fit(self, X: np.ndarray) -> CategoryIndex:
+    def fit(self, X: np.ndarray, rows: np.ndarray | None = None) -> CategoryIndex:
+        """Level counts on X's ``rows`` (all when None), a column at a time."""
         X = np.asarray(X)
         self.n_features_in_ = X.shape[1]
         for j in self.columns:
@@ -200,12 +221,12 @@ class CategoryIndex:
         self.numeric_ = np.setdiff1d(np.arange(X.shape[1]), self.columns_)
         self.level_rows_ = []
         for j in self.columns_:
-            codes = _codes(X[:, j], j)
+            codes = _codes(column(X, j, rows), j)
             counts = np.bincount(codes[codes >= 0])
             kept = counts >= self.min_count
-            rows = np.zeros(len(counts), np.int64)
-            rows[kept] = np.arange(1, kept.sum() + 1)
-            self.level_rows_.append(rows)
+            table_rows = np.zeros(len(counts), np.int64)
+            table_rows[kept] = np.arange(1, kept.sum() + 1)
+            self.level_rows_.append(table_rows)
         return self
 
     @property
@@ -213,10 +234,15 @@ class CategoryIndex:
         """Table rows per column: the kept levels and the "other" row."""
         return [int(rows.max(initial=0)) + 1 for rows in self.level_rows_]
 
-    def transform(self, X: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
-        """(n, n_categorical) table rows, as ``dtype`` (the network's input is one array)."""
+    def transform(self, X: np.ndarray, dtype: Any = np.float64,
+                  out: np.ndarray | None = None) -> np.ndarray:
+        """(n, n_categorical) table rows, as ``dtype`` (the network's input is one array),
+        written into ``out`` when given."""
         X = np.asarray(X)
-        out = np.zeros((X.shape[0], len(self.columns_)), dtype)
+        if out is None:
+            out = np.zeros((X.shape[0], len(self.columns_)), dtype)
+        else:
+            out[...] = 0
         for i, (j, rows) in enumerate(zip(self.columns_, self.level_rows_, strict=True)):
             codes = _codes(X[:, j], j)
             known = (codes >= 0) & (codes < len(rows))

@@ -67,11 +67,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Prepared:
-    X_train: np.ndarray  # (n_train, n_features) float64
+    X_train: np.ndarray  # (n_train, n_features) float32, memory-mapped from the cache
     y: np.ndarray  # int64 codes 0..k-1 (code i = classes[i]); float64 for regression;
     # (n, m) float64 for several targets (0/1 for binary), the experiment's target order
     train_ids: np.ndarray  # 'U' strings, train.csv order
-    X_test: np.ndarray  # (n_test, n_features) float64, test.csv order
+    X_test: np.ndarray  # (n_test, n_features) float32, test.csv order, memory-mapped
     test_ids: np.ndarray  # 'U' strings, test.csv order
     feature_names: tuple[str, ...]
     classes: tuple | None  # original target labels, sorted; None for regression / several
@@ -95,7 +95,12 @@ def prepare(exp: Experiment, *, force: bool = False) -> Prepared:
     arrays, spec = _build(exp, files, code)
     spec["fingerprint"] = fingerprint
     write_cache(out, arrays, spec, extra)
-    return _from_arrays(arrays, spec, out)
+    del arrays  # read back memory-mapped: the same pages every worker reads
+    cached = load_cached(out, fingerprint, tuple(extra))
+    if cached is None:  # a parallel run replaced it with other arrays meanwhile
+        raise PipelineError(f"{out}: the prepared arrays changed while being written; "
+                            "run the command again")
+    return _from_arrays(*cached, out)
 
 
 def fingerprint(exp: Experiment) -> str:

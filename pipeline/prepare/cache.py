@@ -1,6 +1,10 @@
 """The prepared-arrays cache: the inputs' fingerprint, and data/<competition>/prepared/
-<fingerprint>/ (arrays.npz + preprocessor.json) read back, or written atomically through a
-temporary directory so a failed run leaves nothing behind."""
+<fingerprint>/ (one .npy file per array + preprocessor.json) read back, or written atomically
+through a temporary directory so a failed run leaves nothing behind.
+
+Arrays are read memory-mapped (``np.load(mmap_mode="r")``): every fold and every tuning worker
+on this machine reads the same pages of the page cache, so a million-row matrix is held once,
+not once per process (issue 21). A cache of the older layout (one ``arrays.npz``) is rebuilt."""
 
 from __future__ import annotations
 
@@ -70,13 +74,18 @@ def load_cached(out: Path, fingerprint: str, extra: tuple[str, ...] = ()
         return None
     try:
         spec = json.loads((out / "preprocessor.json").read_text(encoding="utf-8"))
-        with np.load(out / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, KeyError):
+        names = spec["arrays"]  # absent from the older .npz layout: rebuild
+        arrays = {k: _mapped(out / f"{k}.npy") for k in names}
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or damaged: rebuild
     if spec.get("fingerprint") != fingerprint or spec.get("version") != PREP_VERSION:
         return None
     return arrays, spec
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """A read-only memory map of a .npy file (never pickled objects: ValueError)."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
@@ -100,7 +109,9 @@ def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
-        np.savez(tmp / "arrays.npz", **arrays)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        spec = {**spec, "arrays": sorted(arrays)}
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
         for name, data in extra.items():
             (tmp / name).write_bytes(data)

@@ -3,6 +3,12 @@ recovery of trials whose worker died.
 
 A spawned worker has no caller to return messages to: it prints them (its stdout is the tune
 command's); a worker in the tune process itself returns them.
+
+BLAS threads: a worker uses the cores it is given and no more, `blas_threads(jobs)` each
+(the process's CPU affinity shared by the `--jobs` workers), so parallel workers do not
+oversubscribe the machine; each trial records the count threadpoolctl reports (`blas_threads`).
+Inside a fit the network holds BLAS to one thread (`network/threads.py`: measured faster for
+its small GEMMs); the share serves the rest (predictions in blocks, scikit-learn).
 """
 
 from __future__ import annotations
@@ -108,17 +114,41 @@ def _orphaned(trial: Any) -> bool:
     return started is not None and (datetime.now() - started).total_seconds() > GRACE_PERIOD
 
 
+def blas_threads(jobs: int) -> int:
+    """BLAS threads of each of `jobs` workers on this machine: the cores this process may
+    run on (its CPU affinity), shared, at least 1."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, jobs))
+
+
+def limit_threads(n: int) -> None:
+    """This process's BLAS / OpenMP pools to `n` threads (threadpoolctl), for good."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)  # not a `with`: it holds for the worker's life
+
+
+def current_blas_threads() -> int:
+    """The BLAS threads threadpoolctl reports for this process (the smallest pool's)."""
+    from threadpoolctl import threadpool_info
+
+    pools = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return min(pools) if pools else 1
+
+
 def run_worker(
-    args: WorkerArgs, on_trial: Callable[[], object] | None = None, tracker: Tracker | None = None
+    args: WorkerArgs, on_trial: Callable[[], object] | None = None, tracker: Tracker | None = None,
+    threads: int | None = None,
 ) -> GaveUp | None:
     """Work on the study until it holds `budget` finished trials (or the deadline passes).
 
     Returns why it stopped early, if it did. The caller may pass (and then closes) the
-    tracker; by default it is closed here.
+    tracker; by default it is closed here. `threads`: BLAS threads [default: every core,
+    `blas_threads(1)`: the only worker].
     """
     from pipeline.experiment import load
     from pipeline.prepare import prepare
 
+    limit_threads(blas_threads(1) if threads is None else threads)
     quiet_optuna()
     exp = load(args.exp_path)
     prepared = prepare(exp)
@@ -190,7 +220,7 @@ def _work(
     study, _ = open_study(args.storage, args.study, metric.direction,
                           sampler=make_sampler(args.seed, args.budget), pruner=make_pruner(exp),
                           tracker=tracker)
-    objective = Objective(exp, prepared, tracker, args)
+    objective = _recording_threads(Objective(exp, prepared, tracker, args))
     failures, max_failures = 0, max(10, args.budget)
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -221,6 +251,17 @@ def _work(
         )
 
 
+def _recording_threads(objective: Callable[[Any], float]) -> Callable[[Any], float]:
+    """The objective, each trial first recording the BLAS threads it runs with."""
+    threads = current_blas_threads()
+
+    def recorded(trial: Any) -> float:
+        trial.set_user_attr("blas_threads", threads)
+        return objective(trial)
+
+    return recorded
+
+
 def stop_workers(procs: list[Any]) -> None:
     """Ctrl-C or SIGTERM of `tune`: each worker's group gets SIGINT (the worker ends its trial
     as interrupted and drains its MLflow writer), then SIGKILL for what is left."""
@@ -231,7 +272,7 @@ def stop_workers(procs: list[Any]) -> None:
         p.join(timeout=5)
 
 
-def _worker_process(args: WorkerArgs, errors: Any = None) -> None:
+def _worker_process(args: WorkerArgs, errors: Any = None, threads: int = 1) -> None:
     # its own process group (with its MLflow writer): the parent stops it as one, and a
     # terminal's Ctrl-C reaches the parent only, which then stops the workers. The parent's
     # SIGINT must work whatever we inherited; a parent gone without a word (kill -9) sends
@@ -240,7 +281,7 @@ def _worker_process(args: WorkerArgs, errors: Any = None) -> None:
     default_signals()
     die_with_parent(signal.SIGINT, args.parent_pid)
     try:
-        gave_up = run_worker(args)
+        gave_up = run_worker(args, threads=threads)
         if gave_up is not None:
             print(gave_up, flush=True)
     except KeyboardInterrupt:
@@ -262,7 +303,7 @@ def run_processes(
     procs = [
         ctx.Process(target=_worker_process, name=f"tune-worker-{i}",
                     args=(replace(args, worker=i, seed=seeds[i], parent_pid=os.getpid()),
-                          errors))
+                          errors, blas_threads(jobs)))
         for i in range(jobs)
     ]
     for p in procs:
