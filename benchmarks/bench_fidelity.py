@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -141,7 +140,7 @@ def main() -> None:
         table[col] = table[col].astype("Int64").astype(object) if col in table else None
     print(f"\n{args.rows:,} training rows, {args.trials} trials (minutes; {os.cpu_count()} cores)")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table.map(lambda v: "" if isinstance(v, float) and np.isnan(v) else
+        print(table.map(lambda v: "" if v is None or pd.isna(v) else
                         (f"{v:.4f}" if isinstance(v, float) else v)).to_string())
 
 
