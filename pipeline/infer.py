@@ -33,7 +33,7 @@ FOLDS = 5
 # Training rows from which init turns on multi-fidelity tuning (README "Big data"): trials on
 # a subsample first, Hyperband on the epochs, 3 folds, one bagging seed, bigger batches.
 BIG_DATA = 100_000
-BIG_FOLDS = 3  # 2 fits on 2/3 of the rows per trial instead of 4 on 4/5: half the cost
+BIG_FOLDS = 3  # 3 fits on 2/3 of the rows per trial instead of 5 on 4/5: half the cost
 SUBSAMPLE_ROWS = 50_000  # rows a trial starts on (a share of at least 5%, at most 50%)
 FREE_TEXT_NAMES = {"name", "ticket", "description", "text", "comment", "url", "email", "address"}
 
