@@ -28,7 +28,7 @@ from pipeline.network.params import (
 
 TASKS = ("binary", "multiclass", "regression")
 # median: Optuna's MedianPruner; hyperband / halving: its HyperbandPruner /
-# SuccessiveHalvingPruner on the epoch curve (multi-fidelity, README "Big data").
+# SuccessiveHalvingPruner on the epoch curve (multi-fidelity, README "Multi-fidelity tuning").
 PRUNERS = ("median", "hyperband", "halving", "none")
 # [cv] kind: stratified (classification only), kfold, group (a group's rows in one fold),
 # time (validate on later rows only).

@@ -30,8 +30,9 @@ from pipeline.metrics import metrics_for
 
 MAX_CLASSES = 20  # integer targets with at most this many values are labels, not numbers
 FOLDS = 5
-# Training rows from which init turns on multi-fidelity tuning (README "Big data"): trials on
-# a subsample first, Hyperband on the epochs, 3 folds, one bagging seed, bigger batches.
+# Training rows from which init turns on multi-fidelity tuning (README "Multi-fidelity
+# tuning"): trials on a subsample first, Hyperband on the epochs, 3 folds, one bagging seed,
+# bigger batches.
 BIG_DATA = 100_000
 BIG_FOLDS = 3  # 3 fits on 2/3 of the rows per trial instead of 5 on 4/5: half the cost
 SUBSAMPLE_ROWS = 50_000  # rows a trial starts on (a share of at least 5%, at most 50%)
@@ -266,14 +267,14 @@ def _tune_toml(n_rows: int) -> str:
     if n_rows < BIG_DATA:
         return ('pruner = "median"\n'
                 f"# From {BIG_DATA:,} training rows init writes pruner = \"hyperband\", subsample "
-                "and promote\n# (README \"Big data\").")
+                "and promote\n# (README \"Multi-fidelity tuning\").")
     share = round(min(0.5, max(0.05, SUBSAMPLE_ROWS / n_rows)), 2)
     return f"""\
-# Multi-fidelity, on from {BIG_DATA:,} training rows (README "Big data"): Optuna's Hyperband
-# stops fold 0's epoch curve early ("median" / "halving" / "none" also work); each trial
-# first cross-validates on `subsample` of the rows ({round(share * n_rows):,}); only those
-# in the best `promote` share so far go on to all rows. The others end pruned: submit only
-# picks a trial scored on all rows. subsample = 1.0 turns it off.
+# Multi-fidelity tuning, on from {BIG_DATA:,} training rows (README "Multi-fidelity tuning"):
+# Optuna's Hyperband stops fold 0's epoch curve early ("median" / "halving" / "none" also
+# work); each trial first cross-validates on `subsample` of the rows ({round(share * n_rows):,}),
+# and only those in the best `promote` share so far go on to all rows. The others end pruned:
+# submit only picks a trial scored on all rows. subsample = 1.0 turns it off.
 pruner = "hyperband"
 subsample = {share}
 promote = 0.2"""
