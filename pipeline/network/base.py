@@ -216,15 +216,18 @@ class BaseSigmoidNetwork(SavedModel, BaseEstimator):
             return EncodedRows(X, rows, identity(dt), X.shape[1], dt)
         n_cat = 0 if cats is None else len(cats.columns_)
         k = (X.shape[1] - n_cat) if enc is None else enc.n_features_out_  # numeric outputs
+        numeric = np.arange(X.shape[1] - n_cat) if cats is None else cats.numeric_
+        # no encoding, or the periodic one's reordering: one gather of X's columns per batch
+        moved = None if isinstance(enc, PiecewiseLinearEncoder) else (
+            numeric if enc is None else numeric[enc.order_])
 
         def encode(raw: np.ndarray, out: np.ndarray | None) -> np.ndarray:
             if out is None:
                 out = np.empty((raw.shape[0], k + n_cat), dt)
-            numeric = raw if cats is None else raw[:, cats.numeric_]
-            if enc is None:
-                out[:, :k] = numeric
+            if moved is not None:
+                out[:, :k] = raw[:, moved]
             else:
-                enc.transform(numeric, dt, out=out[:, :k])
+                enc.transform(raw if cats is None else raw[:, numeric], dt, out=out[:, :k])
             if cats is not None:
                 cats.transform(raw, dt, out=out[:, k:])
             return out

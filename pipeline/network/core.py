@@ -25,6 +25,9 @@ from .losses import TASKS, loss_delta, output_
 
 FLOATS = (np.float64, np.float32)  # the dtypes a network trains and predicts in
 PREDICT_CHUNK = 8192  # rows per forward block at predict time: bounded memory, cache friendly
+# ... and fewer where a row's forward buffers are wide (periodic embeddings: ~12 KB a row in
+# float64, so 8192 rows would take ~100 MB per call; measured on issue 21's 300k rows)
+PREDICT_BYTES = 8 << 20
 
 
 class Network:
@@ -194,10 +197,13 @@ class Network:
         """Output-layer pre-activations Z_out, (n, sizes[-1]): ``forward`` on blocks of rows."""
         n = X.shape[0]
         out = np.empty((n, self.sizes[-1]), self.dtype)
-        ws = Workspace(self, min(n, PREDICT_CHUNK), self.sizes[-1], inference=True)
+        per_row = self.dtype.itemsize * (sum(self.sizes) + self.n_inputs
+                                         + sum(b.row_floats for b in self.blocks))
+        chunk = max(256, min(PREDICT_CHUNK, PREDICT_BYTES // per_row))
+        ws = Workspace(self, min(n, chunk), self.sizes[-1], inference=True)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            for start in range(0, n, PREDICT_CHUNK):
-                m = min(PREDICT_CHUNK, n - start)
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
                 ws.X[:m] = X[start:start + m]
                 self.forward(ws, m)
                 out[start:start + m] = ws.A[-1][:m]
@@ -246,8 +252,8 @@ class Workspace:
         emb, cat = net.embedding, net.categorical
         # with an embedding, the MLP's input A[0] is a buffer of its own
         A0 = np.empty((B, net.sizes[0]), dt) if net.blocks else self.X
-        self.E = {} if emb is None else emb.buffers(B, dt)
-        self.C = {} if cat is None else cat.buffers(B, dt)
+        self.E = {} if emb is None else emb.buffers(B, dt, inference)
+        self.C = {} if cat is None else cat.buffers(B, dt, inference)
         self.A = [A0] + [np.empty((B, n), dt) for n in net.sizes[1:]]
         # dropout: per hidden layer a mask M and the masked outputs AM (None: no dropout)
         drop = net.dropout > 0 and not inference

@@ -35,6 +35,7 @@ class PeriodicEmbedding:
         self.n_coef = self.n * 2 * self.k * self.d  # W: decayed like the MLP's coefficients
         self.n_other = self.n * self.d + self.n * self.k  # b and the frequencies c
         self.width = self.n * self.d  # columns it feeds the MLP
+        self.row_floats = self.n * (1 + 2 * self.k + 2 * self.d)  # forward buffers, per row
 
     def views(self, coef: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
         """{"W": (n, 2k, d), "b": (n, d), "c": (n, k)} as views of two flat blocks."""
@@ -49,14 +50,18 @@ class PeriodicEmbedding:
         p["W"][...] = rng.uniform(-bound, bound, p["W"].shape)
         p["b"][...] = rng.uniform(-bound, bound, p["b"].shape)
 
-    def buffers(self, rows: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    def buffers(self, rows: int, dtype: np.dtype, inference: bool = False
+                ) -> dict[str, np.ndarray]:
+        """Forward buffers (``row_floats`` per row); training adds the backward ones."""
         n, k, d = self.n, self.k, self.d
-        return {"xt": np.empty((n, rows, 1), dtype),  # 2 pi x, per column
-                "V": np.empty((n, rows, 2 * k), dtype), "H": np.empty((n, rows, d), dtype),
-                "G": np.empty((n, rows, d), dtype), "S": np.empty((n, rows, d), dtype),
-                "GV": np.empty((n, rows, 2 * k), dtype),
-                "E": np.empty((rows, n, d), dtype),  # row-major copy of H for the MLP
-                "ones": np.ones((n, 1, rows), dtype)}
+        forward = {"xt": np.empty((n, rows, 1), dtype),  # 2 pi x, per column
+                   "V": np.empty((n, rows, 2 * k), dtype), "H": np.empty((n, rows, d), dtype),
+                   "E": np.empty((rows, n, d), dtype)}  # row-major copy of H for the MLP
+        if inference:
+            return forward
+        return forward | {"G": np.empty((n, rows, d), dtype), "S": np.empty((n, rows, d), dtype),
+                          "GV": np.empty((n, rows, 2 * k), dtype),
+                          "ones": np.ones((n, 1, rows), dtype)}
 
     def forward(self, p: dict, buf: dict, X: np.ndarray) -> np.ndarray:
         """[h_1 .. h_n], (m, n d), for the continuous columns X (m, n); a view of buf["E"]."""
@@ -125,6 +130,7 @@ class CategoricalEmbedding:
         self.n_coef = sum(self.sizes) * self.d
         self.n_other = 0
         self.width = self.n * self.d  # columns it feeds the MLP
+        self.row_floats = self.n * (1 + self.d)  # forward buffers, per row
 
     def views(self, coef: np.ndarray) -> dict[str, np.ndarray]:
         return {"table": coef.reshape(sum(self.sizes), self.d)}
@@ -137,7 +143,8 @@ class CategoricalEmbedding:
         inputs and min_count 2: 0.809 (0.1) and 0.815 (0.01)."""
         p["table"][...] = rng.normal(0.0, INIT_SCALE, p["table"].shape)
 
-    def buffers(self, rows: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    def buffers(self, rows: int, dtype: np.dtype, inference: bool = False
+                ) -> dict[str, np.ndarray]:
         return {"rows": np.empty((rows, self.n), np.intp),  # table rows looked up
                 "out": np.empty((rows, self.n, self.d), dtype)}
 

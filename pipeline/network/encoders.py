@@ -67,9 +67,14 @@ class ContinuousFirst:
         self.n_features_out_ = n_in
         return self
 
+    @property
+    def order_(self) -> np.ndarray:
+        """Input column of each output column."""
+        return np.concatenate([self.columns_, self.passthrough_])
+
     def transform(self, X: np.ndarray, dtype: Any = np.float64,
                   out: np.ndarray | None = None) -> np.ndarray:
-        order = np.concatenate([self.columns_, self.passthrough_])
+        order = self.order_
         if out is None:
             return np.ascontiguousarray(np.asarray(X)[:, order], dtype=dtype)
         out[...] = X[:, order]
@@ -239,14 +244,19 @@ class CategoryIndex:
         """(n, n_categorical) table rows, as ``dtype`` (the network's input is one array),
         written into ``out`` when given."""
         X = np.asarray(X)
+        codes = X[:, self.columns_]  # (n, n_categorical): checked all at once (per batch)
+        if not _integers(codes):
+            for j in self.columns_:
+                _codes(X[:, j], j)  # raises, naming the column
+        codes = codes.astype(np.intp)
         if out is None:
-            out = np.zeros((X.shape[0], len(self.columns_)), dtype)
-        else:
-            out[...] = 0
-        for i, (j, rows) in enumerate(zip(self.columns_, self.level_rows_, strict=True)):
-            codes = _codes(X[:, j], j)
-            known = (codes >= 0) & (codes < len(rows))
-            out[known, i] = rows[codes[known]]
+            out = np.empty((X.shape[0], len(self.columns_)), dtype)
+        for i, rows in enumerate(self.level_rows_):
+            # a code out of range (unseen: negative, or a level these rows never had) reads
+            # the appended 0, the "other" row
+            lookup = np.append(rows, 0)
+            np.clip(codes[:, i], -1, len(rows), out=codes[:, i])
+            out[:, i] = lookup.take(codes[:, i])
         return out
 
     # ---------------------------------------------------------------- saved state
@@ -276,9 +286,14 @@ class CategoryIndex:
         return index
 
 
+def _integers(x: np.ndarray) -> bool:
+    """Every value a finite integer below MAX_CODE (a level code)."""
+    return bool(np.isfinite(x).all() and (x == np.round(x)).all() and (x < MAX_CODE).all())
+
+
 def _codes(x: np.ndarray, j: int) -> np.ndarray:
     """A column of level codes as int64; ValueError when it holds anything but integers."""
-    if not np.isfinite(x).all() or (x != np.round(x)).any() or (x >= MAX_CODE).any():
+    if not _integers(x):
         raise ValueError(f"categorical_columns: column {j} of X holds values that are not "
                          f"integer level codes below {MAX_CODE}")
     return x.astype(np.int64)
