@@ -123,10 +123,12 @@ def test_subsample_is_stratified_seeded_and_keeps_row_order(project):
     assert np.array_equal(sub.X_test, full.X_test)
 
 
-def test_a_subsample_too_small_for_the_folds_is_one_line(project):
+def test_a_subsample_too_small_for_the_folds_is_one_line_before_any_trial(project):
     exp = load(tiny_project(project, n=240, tune_extra="subsample = 0.01\n"))
     with pytest.raises(PipelineError, match=r"subsample = 0.01 keeps 2 of 240 training rows"):
         subsample(prepare(exp), exp)
+    one_line_error(CliRunner().invoke(app, ["tune", "tiny"]), "too few for 2 folds")
+    assert _study().trials == []  # refused before the first trial (and before any run)
 
 
 @pytest.mark.parametrize(("value", "others", "share", "maximize", "expected"), [

@@ -17,7 +17,7 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec, remove_study
-from pipeline.tune.fidelity import full_fidelity
+from pipeline.tune.fidelity import full_fidelity, subsample
 from pipeline.tune.objective import WorkerArgs
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
@@ -64,6 +64,8 @@ def tune(
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(exp, study, prepared.fingerprint, url)
         check_space(study, exp.tune.space, url)
+        if exp.tune.subsample < 1:  # a share too small for the folds: said before any trial
+            subsample(prepared, exp)
     except BaseException:  # bad data, store or identity: the idle writer process ends too
         tracker.close()
         raise
