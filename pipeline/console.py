@@ -207,7 +207,10 @@ def tune_summary(result: TuneResult, top: int = 10) -> None:
     console = _rich()
     order = result.ranked
     c = result.counts
-    console.print(f"trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
+    held = sum(r.attrs.get("fidelity") == "subsample" and r.state == "pruned"
+               for r in result.rows)  # [tune] subsample: pruned on the subsample
+    pruned = f"{c['pruned']} pruned ({held} on the subsample)" if held else f"{c['pruned']} pruned"
+    console.print(f"trials: {c['complete']} complete, {pruned}, {c['failed']} failed")
     if not order:
         console.print("no complete trial yet")
     else:

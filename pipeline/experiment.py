@@ -27,7 +27,9 @@ from pipeline.network.params import (
 )
 
 TASKS = ("binary", "multiclass", "regression")
-PRUNERS = ("median", "none")
+# median: Optuna's MedianPruner; hyperband / halving: its HyperbandPruner /
+# SuccessiveHalvingPruner on the epoch curve (multi-fidelity, README "Multi-fidelity tuning").
+PRUNERS = ("median", "hyperband", "halving", "none")
 # [cv] kind: stratified (classification only), kfold, group (a group's rows in one fold),
 # time (validate on later rows only).
 CV_KINDS = ("stratified", "kfold", "group", "time")
@@ -130,6 +132,10 @@ class Tune:
     pruner_startup_trials: int = 5
     pruner_warmup_epochs: int = 5
     keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
+    # Row fidelity: a trial first cross-validates on this share of the training rows; only
+    # those whose score ranks in the best `promote` share so far go on to all rows (1.0: off).
+    subsample: float = 1.0
+    promote: float = 0.3
     # Optuna storage URL when neither --storage nor OPTUNA_STORAGE is given (e.g. grpc://h:p)
     storage: str | None = None
     space: dict[str, Range | Choice] = field(default_factory=dict)
@@ -420,7 +426,24 @@ def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
         keep=_int(raw, "keep", path, "tune", Tune.keep, minimum=0),
         storage=_storage(raw, path),
         space=space,
+        **_fidelity(raw, path),
     )
+
+
+def _fidelity(raw: dict[str, Any], path: Path) -> dict[str, float]:
+    """[tune] subsample and promote: shares in (0, 1]; promote only means something with a
+    subsample (a full-row study promotes nothing)."""
+    out = {}
+    for key, of in (("subsample", "the training rows"), ("promote", "the trials")):
+        value = raw.get(key, getattr(Tune, key))
+        if not _is_type(value, float) or not 0 < value <= 1:
+            raise PipelineError(f"{path}: [tune] {key} must be a share of {of} in (0, 1], "
+                                f"e.g. 0.2, got {value!r}")
+        out[key] = float(value)
+    if "promote" in raw and out["subsample"] == 1:
+        raise PipelineError(f"{path}: [tune] promote only applies with subsample < 1 (trials "
+                            "on a share of the rows first); set subsample or drop promote")
+    return out
 
 
 def _storage(raw: dict[str, Any], path: Path) -> str | None:

@@ -45,11 +45,13 @@ class CvRun:
 def logged_cv(
     prepared: Any, exp: Experiment, params: dict[str, Any], run: RunLog, *,
     config: dict, on_epoch: FoldEpochCallback | None = None, stopped: Stopped | None = None,
-    tags: Callable[[CVResult], dict[str, str]] | None = None, **cv: Any,
+    tags: Callable[[CVResult], dict[str, str]] | None = None,
+    metrics: dict[str, float] | None = None, **cv: Any,
 ) -> CVResult:
     """k-fold CV of `params` (`evaluate.cross_validate`, with `cv`'s options) logged on `run`:
-    the curves as they come (`on_epoch` runs after), the scores when it ends. An exception
-    ends the run as `stopped(e)` says (default: failed) and propagates."""
+    the curves as they come (`on_epoch` runs after), the scores (and `metrics`, measured
+    before) when it ends. An exception ends the run as `stopped(e)` says (default: failed)
+    and propagates."""
     from pipeline.evaluate import cross_validate, summarise_stops
 
     def report(fold: int, epoch: int, m: dict[str, float]) -> None:
@@ -69,7 +71,7 @@ def logged_cv(
     except BaseException as e:  # the run must not stay RUNNING
         state, stop_tags = stopped(e) if stopped is not None else ("failed", {})
         scored = reached_score(name, metric.key, reached, exp.cv.folds) if state == "pruned" else {}
-        run.end(state, metrics=scored.get("metrics"), config=config,
+        run.end(state, metrics={**(metrics or {}), **scored.get("metrics", {})}, config=config,
                 tags={**stop_tags, **scored.get("tags", {})})
         raise
     # a label metric's CV is the decided one (or the plain one, when no decision beat it);
@@ -79,7 +81,7 @@ def logged_cv(
     run.end(
         "complete",
         metrics={name: res.mean, f"{name}_std": res.std, "n_iter": refit_epochs(res),
-                 "seconds": time.monotonic() - started, **plain,
+                 "seconds": time.monotonic() - started, **plain, **(metrics or {}),
                  **{f"fold{f}/{metric.key}": s for f, s in enumerate(res.scores)}},
         config=config,
         tags={"stop_reason": summarise_stops(res.stop_reasons), **(tags(res) if tags else {})},

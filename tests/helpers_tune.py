@@ -33,7 +33,7 @@ def tiny_frames(n: int, seed: int, task: str = "binary") -> pd.DataFrame:
 def tiny_project(
     root: Path, *, n: int = 240, task: str = "binary", metric: str = "roc_auc",
     folds: int = 2, max_iter: int = 6, trials: int = 3, pruner: str = "none",
-    space: str | None = None, model_extra: str = "",
+    space: str | None = None, model_extra: str = "", tune_extra: str = "",
 ) -> Path:
     folder = root / "data" / "tiny"
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def tiny_project(
         f"learning_rate_init = 0.02\n{model_extra}\n"
         f"[cv]\nfolds = {folds}\nseed = 7\n\n"
         f'[tune]\ntrials = {trials}\nseed = 3\npruner = "{pruner}"\n'
-        "pruner_startup_trials = 1\npruner_warmup_epochs = 1\n\n"
+        f"pruner_startup_trials = 1\npruner_warmup_epochs = 1\n{tune_extra}\n"
         f"[tune.space]\n{space}",
         encoding="utf-8",
     )

@@ -192,7 +192,7 @@ BAD = [
     (MINIMAL + "[cv]\nkind = 'time'\ntime = 3\n", "[cv] time must be a non-empty str"),
     (MINIMAL + "[cv]\nfold = 3\n", "unknown key [cv] fold"),
     (MINIMAL + "[tune]\ntimeout = -1\n", "[tune] timeout must be a positive number"),
-    (MINIMAL + "[tune]\npruner = 'hyperband'\n", "[tune] pruner must be one of"),
+    (MINIMAL + "[tune]\npruner = 'asha'\n", "[tune] pruner must be one of"),
     (MINIMAL + "[tune.space]\ncolour = [1]\n", "unknown key [tune.space] colour"),
     (MINIMAL + "[tune.space]\nunits = { low = 8, high = 64 }\n", "n_layers and units go together"),
     (MINIMAL + "[tune.space]\nalpha = { low = 1, high = 0.1 }\n", "[tune.space] alpha needs"),

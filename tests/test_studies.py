@@ -312,7 +312,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(project, mo
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", full)
+    monkeypatch.setattr(np, "save", full)  # the cache's arrays: one .npy file each
     result = CliRunner().invoke(app, ["prepare", "tiny"])
     one_line_error(result, "No space left on device")
     cache = project / "data" / "tiny" / "prepared"

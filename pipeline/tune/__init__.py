@@ -3,8 +3,10 @@
 The only package that imports optuna (inside functions, so `pipeline --help` stays fast):
 `study` (storage, sampler, pruner, stale-trial callback), `space` (the search space,
 conditional: a parameter is suggested only when it applies), `objective` (one trial),
-`worker` (the trial loop, worker processes, recovery), `plots` (the study plots), `progress`
-(what tuning reports, as plain data), `optuna_internals` (the two Optuna internals we use);
+`worker` (the trial loop, worker processes, recovery), `fidelity` (big data: trials on a
+row subsample first, only the promising ones promoted to all rows), `plots` (the study
+plots), `progress` (what tuning reports, as plain data), `optuna_internals` (the two Optuna
+internals we use);
 `stage` (the `tune` stage, and `best_trials`: the study's answer to submit and show);
 this module only re-exports.
 It prints nothing: progress goes to the caller's `on_progress`, results are returned.
@@ -23,7 +25,11 @@ re-reads the storage each time. Pruning is decided in the first fold only, after
 epochs: there every trial is compared on the same rows at the same epoch; checks in later folds
 mostly gave noise more chances to prune merely average trials (on adult 70% were pruned and TPE
 learnt little), while a bad trial already shows in fold 0. Later folds still report their
-curves (intermediate-values plot).
+curves (intermediate-values plot). `[tune] pruner = "hyperband"` / `"halving"` use Optuna's
+HyperbandPruner / SuccessiveHalvingPruner on the same fold-0 steps (they ask the trial itself:
+their rungs live in the storage). With `[tune] subsample` (`fidelity`) the subsample stage is
+pruned this way; its score is reported one step past its folds, and a promoted trial's
+all-rows folds report after it, unpruned.
 
 Workers. `--jobs N` spawns N processes; each runs the same loop as a lone `pipeline tune` on
 another machine would (`run_worker`), with its own sampler seed (recorded per trial), and sends

@@ -10,8 +10,16 @@ from typing import TYPE_CHECKING, Any
 from pipeline.identity import study_identity
 from pipeline.metrics import METRICS
 from pipeline.trials.store import ARTIFACT_PATH
+from pipeline.tune.fidelity import (
+    FIDELITY_ATTR,
+    ROWS_ATTR,
+    SUBSAMPLE_ATTR,
+    promoted,
+    subsample,
+    subsample_scores,
+)
 from pipeline.tune.space import network_params, suggest, used
-from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY
+from pipeline.tune.study import HOST, HOST_ID, REPORT_EVERY, epoch_stride
 
 if TYPE_CHECKING:
     from pipeline.evaluate import CVResult, FoldEpochCallback
@@ -38,16 +46,6 @@ class WorkerArgs:
     parent_pid: int | None  # spawned workers stop when the tune process is gone
 
 
-def _epoch_stride(exp: Experiment) -> int:
-    """Epochs reserved per fold in the pruner's step axis: step = fold * stride + epoch."""
-    from pipeline.experiment import Choice
-
-    dim = exp.tune.space.get("max_iter")
-    if dim is None:
-        return exp.model.max_iter
-    return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
-
-
 def trial_config(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
     """The child run's config.json: the experiment with [model] = what this trial trained."""
     config = exp.as_dict()
@@ -64,30 +62,40 @@ class PruneCheck:
 
     Same decision as `trial.should_prune()`, which re-reads every running trial with all its
     intermediate values from the storage on each call: ~20 ms on SQLite, more than an epoch of
-    a small network. Complete trials don't change, so a snapshot per fold is enough.
+    a small network. Complete trials don't change, so a snapshot per fold is enough for the
+    median pruner. Hyperband and successive halving record each rung in the storage and
+    compare against every trial that reached it (pruned ones too): they ask the trial itself,
+    on the big data they are meant for an epoch takes seconds.
     """
 
-    def __init__(self, study: Any) -> None:
-        self.study = study
-        self.direction = study.direction
+    def __init__(self, trial: Any) -> None:
+        from optuna.pruners import MedianPruner, NopPruner
+
+        self.trial = trial
+        self.study = trial.study
+        self.direction = self.study.direction
         self.values: dict[int, float] = {}
         self._done: list = []
+        self.native = not isinstance(self.study.pruner, MedianPruner | NopPruner)
         self.refresh()
 
     def refresh(self) -> None:
         from optuna.pruners import NopPruner
         from optuna.trial import TrialState
 
-        if isinstance(self.study.pruner, NopPruner):
-            return  # never prunes: no need to read the study
+        if self.native or isinstance(self.study.pruner, NopPruner):
+            return  # never prunes, or reads the study itself
         self._done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     def get_trials(self, deepcopy: bool = False, states: Any = None) -> list:  # the pruner's view
         return [t for t in self._done if states is None or t.state in states]
 
     def __call__(self, step: int, value: float) -> bool:
+        """Whether to prune, once `value` was reported at `step`."""
         from types import SimpleNamespace
 
+        if self.native:
+            return bool(self.trial.should_prune())
         self.values[step] = value
         me = SimpleNamespace(last_step=step, intermediate_values=self.values)
         return bool(self.study.pruner.prune(self, me))
@@ -99,12 +107,13 @@ class Objective:
     def __init__(self, exp: Experiment, prepared: Any, tracker: Tracker, args: WorkerArgs):
         self.exp, self.prepared, self.tracker, self.args = exp, prepared, tracker, args
         self.metric = METRICS[exp.competition.metric]
-        self.stride = _epoch_stride(exp)
+        self.stride = epoch_stride(exp)
         self.warmup = exp.tune.pruner_warmup_epochs
         self.sign = 1.0 if self.metric.direction == "minimize" else -1.0
         # ~10 reports per fold; every epoch when early stopping keeps folds short
         self.every = 1 if exp.model.early_stopping else max(1, min(REPORT_EVERY,
                                                                    self.stride // 10))
+        self._sub: Any = None  # the subsample's arrays, made at the first trial that needs them
 
     def __call__(self, trial: Any) -> float:
         from pipeline.train import logged_cv, refit_epochs
@@ -114,15 +123,19 @@ class Objective:
             raise BudgetReached
         params, run = self._start(trial)
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
+        extra: dict[str, float] = {}
+        if self.exp.tune.subsample < 1:  # the full rows only once promoted
+            extra = {f"subsample_cv_{self.metric.key}": self._subsample_stage(trial, params, run)}
         res = logged_cv(self.prepared, self.exp, params, run,
                         config=trial_config(self.exp, params), keep_models=True,
-                        on_epoch=self._epoch_reporter(trial, where),
-                        stopped=lambda e: stopped(trial, where, e),
-                        tags=lambda res: saturated_tag(health_attrs(res.curves)))
+                        on_epoch=self._epoch_reporter(trial, where, full=True),
+                        stopped=lambda e: stopped(trial, where, e), metrics=extra,
+                        tags=lambda res: {**saturated_tag(health_attrs(res.curves)),
+                                          FIDELITY_ATTR: "full"})
         n_iter = refit_epochs(res)
         for key, value in {"n_iter": n_iter, "n_iters": res.n_iters, "cv_std": res.std,
                            "fold_scores": res.scores, "stop_reasons": res.stop_reasons,
-                           **health_attrs(res.curves)}.items():
+                           FIDELITY_ATTR: "full", **health_attrs(res.curves)}.items():
             trial.set_user_attr(key, value)
         self._store(trial, res, run.run_id, n_iter)
         if self.tracker.enabled and self._best_so_far(trial, res.mean):
@@ -130,6 +143,51 @@ class Objective:
                 run.run_id, res.models[0], self.prepared.feature_names,
                 f"trial {trial.number}, fold 0 ({self.metric.name} {res.mean:.4f})")
         return res.mean
+
+    def _subsample_stage(self, trial: Any, params: dict[str, Any], run: RunLog) -> float:
+        """Cross-validate on the subsample (pruned along its epochs like a full trial);
+        return its score when the trial is promoted to all rows, else end its run and the
+        trial as pruned: its score is never a full CV score (`fidelity`)."""
+        import optuna
+
+        from pipeline.evaluate import cross_validate
+        from pipeline.train import reached_score
+
+        if self._sub is None:
+            self._sub = subsample(self.prepared, self.exp)
+        name = f"subsample_cv_{self.metric.key}"
+        tags = {FIDELITY_ATTR: f"subsample ({len(self._sub.y):,} of {len(self.prepared.y):,} "
+                               "rows)"}
+        where: dict[str, int] = {}
+        reached: list[float] = []
+        try:
+            res = cross_validate(self._sub, self.exp, params, on_stop=reached.extend,
+                                 on_epoch=self._epoch_reporter(trial, where, full=False))
+        except BaseException as e:
+            state, stop = stopped(trial, where, e)
+            scored = reached_score(name, self.metric.key, reached, self.exp.cv.folds)
+            trial.set_user_attr(FIDELITY_ATTR, "subsample")
+            run.end(state, metrics=scored.get("metrics"), config=trial_config(self.exp, params),
+                    tags={**stop, **scored.get("tags", {}), **tags})
+            raise
+        value = res.mean
+        # where pruners never look; TPE ranks the trials it prunes by their last report
+        trial.report(value, step=self.exp.cv.folds * self.stride + 1)
+        rows = len(self._sub.y)
+        others = subsample_scores(trial.study, trial.number, rows)
+        trial.set_user_attr(SUBSAMPLE_ATTR, value)
+        trial.set_user_attr(ROWS_ATTR, rows)
+        share = self.exp.tune.promote
+        if promoted(value, others, share, self.metric.direction == "maximize"):
+            return value
+        reason = (f"not promoted: subsample {self.metric.name} {value:.4f} outside the best "
+                  f"{share:.0%} of {len(others) + 1}")
+        for key, attr in {FIDELITY_ATTR: "subsample", "stop_reasons": [reason],
+                          "cv_std": res.std, "fold_scores": res.scores}.items():
+            trial.set_user_attr(key, attr)
+        run.end("pruned", metrics={name: value}, config=trial_config(self.exp, params),
+                tags={**tags, "stop_reason": reason, "pruned": "true"})
+        raise optuna.TrialPruned(reason)
 
     def _store(self, trial: Any, res: CVResult, run_id: str, n_iter: int) -> None:
         """The trial's result, once, in the trials store (and on its run, tracking on): the
@@ -182,26 +240,30 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.run_id)
         return params, run
 
-    def _epoch_reporter(self, trial: Any, where: dict[str, int]) -> FoldEpochCallback:
+    def _epoch_reporter(self, trial: Any, where: dict[str, int], full: bool) -> FoldEpochCallback:
         """Per epoch: the pruner's reports and checks, an orphan check; `where` keeps the
-        fold and epoch reached."""
+        fold and epoch reached. With [tune] subsample, the subsample stage (`full` False) is
+        pruned and the all-rows stage only reports, after the promotion step."""
         import optuna
 
         parent_pid = self.args.parent_pid
-        prune = PruneCheck(trial.study)
+        prune = PruneCheck(trial)
+        staged = self.exp.tune.subsample < 1
+        offset = (self.exp.cv.folds * self.stride + 1) if staged and full else 0  # past promotion
+        checks = not (staged and full)
 
         def on_epoch(fold: int, epoch: int, m: dict[str, float]) -> None:
             where.update(fold=fold, epoch=epoch)
             if parent_pid is not None and os.getppid() != parent_pid:
                 raise KeyboardInterrupt("the tune process is gone")
-            if epoch == 1:
+            if epoch == 1 and checks:
                 prune.refresh()  # trials other workers completed meanwhile
             if epoch % self.every:
                 return
             # pruners read "higher is better" in a maximize study: report -loss there
-            step, value = fold * self.stride + epoch, self.sign * m["val_loss"]
+            step, value = offset + fold * self.stride + epoch, self.sign * m["val_loss"]
             trial.report(value, step=step)
-            if fold == 0 and epoch > self.warmup and prune(step, value):
+            if checks and fold == 0 and epoch > self.warmup and prune(step, value):
                 raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: val_loss {m['val_loss']:.4f}")
 
         return on_epoch

@@ -17,6 +17,7 @@ from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
 from pipeline.tracking.store import redact_url
 from pipeline.trials import TrialSpec, remove_study
+from pipeline.tune.fidelity import full_fidelity, subsample
 from pipeline.tune.objective import WorkerArgs
 from pipeline.tune.optuna_internals import study_id
 from pipeline.tune.plots import stored_study_figures
@@ -63,6 +64,8 @@ def tune(
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(exp, study, prepared.fingerprint, url)
         check_space(study, exp.tune.space, url)
+        if exp.tune.subsample < 1:  # a share too small for the folds: said before any trial
+            subsample(prepared, exp)
     except BaseException:  # bad data, store or identity: the idle writer process ends too
         tracker.close()
         raise
@@ -249,8 +252,9 @@ def best_trials(
     # the fingerprint alone: a read-only check neither loads nor builds the arrays
     url = storage_url(storage, exp.tune.storage)
     check_identity(exp, study, fingerprint(exp), url, record=False)
+    # complete trials of every fidelity on all rows: never a subsample score (tune.fidelity)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "params" in t.user_attrs]
+            if "params" in t.user_attrs and full_fidelity(t)]
     if trial is not None:
         chosen = [t for t in done if t.number == trial]
         if not chosen:

@@ -334,11 +334,34 @@ def make_sampler(seed: int, budget: int) -> Any:
         )
 
 
+def epoch_stride(exp: Experiment) -> int:
+    """Epochs reserved per fold in the pruner's step axis: step = fold * stride + epoch."""
+    from pipeline.experiment import Choice
+
+    dim = exp.tune.space.get("max_iter")
+    if dim is None:
+        return exp.model.max_iter
+    return int(max(dim.choices) if isinstance(dim, Choice) else dim.high)
+
+
+HALVING = 3  # reduction factor of hyperband / halving: the best third goes on at each rung
+
+
 def make_pruner(exp: Experiment) -> Any:
+    """[tune] pruner. The objective checks it on fold 0 only, after the warm-up epochs."""
     import optuna
 
-    if exp.tune.pruner == "none":
+    kind = exp.tune.pruner
+    if kind == "none":
         return optuna.pruners.NopPruner()
+    # rungs at warm-up * 3^k epochs of fold 0; the objective's steps go on past one fold's
+    # epochs, so the most epochs is given, not guessed from the last step ("auto")
+    low = max(1, exp.tune.pruner_warmup_epochs)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=low, max_resource=max(low, epoch_stride(exp)), reduction_factor=HALVING)
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=HALVING)
     # warm-up is applied per fold in the objective, so the pruner itself has none
     return optuna.pruners.MedianPruner(n_startup_trials=exp.tune.pruner_startup_trials)
 
