@@ -83,12 +83,9 @@ class Result:
         return 60 * self.finished / self.steady
 
 
-def run_case(project: Path, label: str, storage: str, tracking: str, workers: int,
-             trials: int) -> Result:
-    study = f"{EXP}-{label}-w{workers}"
-    cmd = [sys.executable, "-m", "pipeline", "tune", EXP, "--trials", str(trials),
-           "--storage", storage, "--study", study, "--tracking-uri", tracking, "--quiet"]
-    logs = [project / f"{study}-{i}.log" for i in range(workers)]
+def run_workers(cmd: list[str], project: Path, logs: list[Path], timeout: float
+                ) -> tuple[float, list[subprocess.Popen]]:
+    """One worker process per log file, all started at once; (wall seconds, ended processes)."""
     t0 = time.perf_counter()
     procs = []
     for log in logs:
@@ -97,12 +94,21 @@ def run_case(project: Path, label: str, storage: str, tracking: str, workers: in
                                           stderr=subprocess.STDOUT, start_new_session=True))
     try:
         for p in procs:
-            p.wait(timeout=900)
+            p.wait(timeout=timeout)
     finally:
         for p in procs:
             if p.poll() is None:  # only on error or interrupt
                 stop(p)
-    wall = time.perf_counter() - t0
+    return time.perf_counter() - t0, procs
+
+
+def run_case(project: Path, label: str, storage: str, tracking: str, workers: int,
+             trials: int) -> Result:
+    study = f"{EXP}-{label}-w{workers}"
+    cmd = [sys.executable, "-m", "pipeline", "tune", EXP, "--trials", str(trials),
+           "--storage", storage, "--study", study, "--tracking-uri", tracking, "--quiet"]
+    logs = [project / f"{study}-{i}.log" for i in range(workers)]
+    wall, procs = run_workers(cmd, project, logs, timeout=900)
     bad = [(log, p.returncode) for log, p in zip(logs, procs, strict=True) if p.returncode != 0]
     if bad:
         log, code = bad[0]
@@ -278,20 +284,7 @@ def run_many(project: Path, route: str, storage: str, db_url: str, workers: int,
     logs = [project / f"{study}-{i}.log" for i in range(workers)]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--as-worker", EXP, storage, study,
            str(budget), tracking]
-    t0 = time.perf_counter()
-    procs = []
-    for log in logs:
-        with log.open("w") as fh:
-            procs.append(subprocess.Popen(cmd, cwd=project, env=worker_env(), stdout=fh,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
-    try:
-        for p in procs:
-            p.wait(timeout=1800)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                stop(p)
-    wall = time.perf_counter() - t0
+    wall, procs = run_workers(cmd, project, logs, timeout=1800)
     peak = sampler.stop()
 
     import optuna
