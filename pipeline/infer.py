@@ -36,6 +36,8 @@ FOLDS = 5
 BIG_DATA = 100_000
 BIG_FOLDS = 3  # 3 fits on 2/3 of the rows per trial instead of 5 on 4/5: half the cost
 SUBSAMPLE_ROWS = 50_000  # rows a trial starts on (a share of at least 5%, at most 50%)
+# From here a trial on all rows costs minutes (~6 at 1M rows on 2 cores): half as many promoted
+HUGE_DATA = 500_000
 FREE_TEXT_NAMES = {"name", "ticket", "description", "text", "comment", "url", "email", "address"}
 
 
@@ -269,15 +271,17 @@ def _tune_toml(n_rows: int) -> str:
                 f"# From {BIG_DATA:,} training rows init writes pruner = \"hyperband\", subsample "
                 "and promote\n# (README \"Multi-fidelity tuning\").")
     share = round(min(0.5, max(0.05, SUBSAMPLE_ROWS / n_rows)), 2)
+    promote = 0.1 if n_rows >= HUGE_DATA else 0.2
     return f"""\
 # Multi-fidelity tuning, on from {BIG_DATA:,} training rows (README "Multi-fidelity tuning"):
 # Optuna's Hyperband stops fold 0's epoch curve early ("median" / "halving" / "none" also
 # work); each trial first cross-validates on `subsample` of the rows ({round(share * n_rows):,}),
 # and only those in the best `promote` share so far go on to all rows. The others end pruned:
-# submit only picks a trial scored on all rows. subsample = 1.0 turns it off.
+# submit only picks a trial scored on all rows (promote 0.1 from {HUGE_DATA:,} rows, where a
+# trial on all rows costs minutes). subsample = 1.0 turns it off.
 pruner = "hyperband"
 subsample = {share}
-promote = 0.2"""
+promote = {promote}"""
 
 
 def _infer_drop(train: Any, test: Any, id_col: str, targets: list[str]) -> dict[str, str]:

@@ -95,6 +95,8 @@ def test_init_turns_multi_fidelity_on_from_its_row_threshold(project, monkeypatc
     assert exp.tune.subsample == 0.5  # SUBSAMPLE_ROWS of 60 rows: capped at half of them
     assert (exp.cv.folds, exp.submit.seeds, exp.model.batch_size) == (3, 1, 512)
     assert "on from 60 training rows" in text
+    monkeypatch.setattr(infer, "HUGE_DATA", 60)  # very big data: fewer trials promoted
+    assert _init(project, "huge")[1].tune.promote == 0.1
     monkeypatch.setattr(infer, "BIG_DATA", 61)  # one row short: off
     _, exp = _init(project, "short")
     assert exp.tune.subsample == 1.0 and exp.tune.pruner == "median"
