@@ -15,31 +15,30 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+
+# [tune] lives in its own module; its classes are re-exported, as every stage reads them here
+from pipeline.experiment_tune import Choice, Range, Tune, parse_tune
 from pipeline.files import ISO
 from pipeline.metrics import fit_problem
 from pipeline.network.params import (
     BY_NAME,
     EXPERIMENT_PARAMS,
-    Constraint,
-    Either,
-    Interval,
     config_class,
+)
+from pipeline.toml_checks import (
+    check_keys,
+    int_value,
+    is_type,
+    one_of,
+    str_list,
+    table_of,
+    typed,
 )
 
 TASKS = ("binary", "multiclass", "regression")
-# median: Optuna's MedianPruner; hyperband / halving: its HyperbandPruner /
-# SuccessiveHalvingPruner on the epoch curve (multi-fidelity, README "Multi-fidelity tuning").
-PRUNERS = ("median", "hyperband", "halving", "none")
 # [cv] kind: stratified (classification only), kfold, group (a group's rows in one fold),
 # time (validate on later rows only).
 CV_KINDS = ("stratified", "kfold", "group", "time")
-# Search-space keys that are not network parameters: they build `hidden_layer_sizes`
-# (n_layers = 0 is the linear model).
-SPACE_EXTRAS: dict[str, Interval] = {
-    "n_layers": Interval(True, 0, None, "left"),
-    "units": Interval(True, 1, None, "left"),
-}
-
 EXPERIMENTS_DIR = Path("experiments")
 ONE_HOT_MAX = 20  # [competition] one_hot_max's default
 MAX_LEVELS = 10_000  # most levels a categorical column may have to be kept (init), one-hot
@@ -106,39 +105,6 @@ class CV:
     kind: str | None = None  # None: stratified for classification, kfold for regression
     group: str | None = None  # the column that keeps a group's rows in one fold (kind group)
     time: str | None = None  # the date or number column that orders rows (kind time)
-
-
-@dataclass(frozen=True)
-class Range:
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-    step: float | None = None
-
-
-@dataclass(frozen=True)
-class Choice:
-    choices: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Tune:
-    trials: int = 30
-    timeout: float | None = None
-    seed: int = 0
-    pruner: str = "median"
-    # Trials completed before the pruner may stop anything, and epochs before it looks.
-    pruner_startup_trials: int = 5
-    pruner_warmup_epochs: int = 5
-    keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
-    # Row fidelity: a trial first cross-validates on this share of the training rows; only
-    # those whose score ranks in the best `promote` share so far go on to all rows (1.0: off).
-    subsample: float = 1.0
-    promote: float = 0.3
-    # Optuna storage URL when neither --storage nor OPTUNA_STORAGE is given (e.g. grpc://h:p)
-    storage: str | None = None
-    space: dict[str, Range | Choice] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,24 +194,24 @@ def load(name_or_path: str | Path) -> Experiment:
 
 def parse(raw: dict[str, Any], path: Path) -> Experiment:
     """Validate a parsed TOML document; every problem names `path` and the key."""
-    _check_keys(raw, {"competition", "model", "cv", "tune", "submit"}, path, "")
+    check_keys(raw, {"competition", "model", "cv", "tune", "submit"}, path, "")
     if "competition" not in raw:
         raise PipelineError(f"{path}: missing section [competition]")
-    comp = _section(raw, "competition", path)
-    _check_keys(comp, {f.name for f in fields(Competition)}, path, "competition")
+    comp = table_of(raw, "competition", path)
+    check_keys(comp, {f.name for f in fields(Competition)}, path, "competition")
     for key in ("data_dir", "id", "target", "task", "metric"):
         if key not in comp:
             raise PipelineError(f"{path}: missing key [competition] {key}")
     competition = Competition(
-        data_dir=Path(_typed(comp, "data_dir", str, path, "competition")),
-        id=_typed(comp, "id", str, path, "competition"),
+        data_dir=Path(typed(comp, "data_dir", str, path, "competition")),
+        id=typed(comp, "id", str, path, "competition"),
         target=_target(comp["target"], path),
-        task=_one_of(comp, "task", TASKS, path, "competition"),
-        metric=_typed(comp, "metric", str, path, "competition"),
-        drop=tuple(_str_list(comp, "drop", path, "competition")),
-        categorical=tuple(_str_list(comp, "categorical", path, "competition")),
+        task=one_of(comp, "task", TASKS, path, "competition"),
+        metric=typed(comp, "metric", str, path, "competition"),
+        drop=tuple(str_list(comp, "drop", path, "competition")),
+        categorical=tuple(str_list(comp, "categorical", path, "competition")),
         one_hot_max=_one_hot_max(comp, path),
-        kaggle=_typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
+        kaggle=typed(comp, "kaggle", str, path, "competition") if "kaggle" in comp else None,
         dates=_dates(comp, path),
         features=_features_file(comp, path),
     )
@@ -256,17 +222,17 @@ def parse(raw: dict[str, Any], path: Path) -> Experiment:
     if competition.id in competition.targets:
         raise PipelineError(f"{path}: [competition] id and target are both {competition.id!r}")
 
-    model = _parse_model(_section(raw, "model", path), path, competition.metric)
+    model = _parse_model(table_of(raw, "model", path), path, competition.metric)
 
-    cv = _parse_cv(_section(raw, "cv", path), competition, path)
+    cv = _parse_cv(table_of(raw, "cv", path), competition, path)
 
-    tune = _parse_tune(_section(raw, "tune", path), path)
-    sub_raw = _section(raw, "submit", path)
-    _check_keys(sub_raw, {"refit", "seeds"}, path, "submit")
+    tune = parse_tune(table_of(raw, "tune", path), path)
+    sub_raw = table_of(raw, "submit", path)
+    check_keys(sub_raw, {"refit", "seeds"}, path, "submit")
     refit = sub_raw.get("refit", Submit.refit)
     if not isinstance(refit, bool):
         raise PipelineError(f"{path}: [submit] refit must be true or false, got {refit!r}")
-    submit = Submit(refit=refit, seeds=_int(sub_raw, "seeds", path, "submit", Submit.seeds,
+    submit = Submit(refit=refit, seeds=int_value(sub_raw, "seeds", path, "submit", Submit.seeds,
                                             minimum=1))
     return Experiment(name=path.stem, path=path, competition=competition, model=model, cv=cv,
                       tune=tune, submit=submit)
@@ -279,8 +245,8 @@ def default_fold_kind(comp: Competition) -> str:
 
 
 def _parse_cv(raw: dict[str, Any], comp: Competition, path: Path) -> CV:
-    _check_keys(raw, {f.name for f in fields(CV)}, path, "cv")
-    given = _one_of(raw, "kind", CV_KINDS, path, "cv") if "kind" in raw else None
+    check_keys(raw, {f.name for f in fields(CV)}, path, "cv")
+    given = one_of(raw, "kind", CV_KINDS, path, "cv") if "kind" in raw else None
     kind = given or default_fold_kind(comp)
     if kind == "stratified" and default_fold_kind(comp) != "stratified":
         what = "several targets" if comp.multi_target else "task regression"
@@ -298,10 +264,10 @@ def _parse_cv(raw: dict[str, Any], comp: Competition, path: Path) -> CV:
             raise PipelineError(
                 f'{path}: [cv] kind = "{key}" needs {key} = "<column of train.csv>"'
             )
-        columns[key] = _typed(raw, key, str, path, "cv") if key in raw else None
+        columns[key] = typed(raw, key, str, path, "cv") if key in raw else None
     return CV(
-        folds=_int(raw, "folds", path, "cv", CV.folds, minimum=2),
-        seed=_int(raw, "seed", path, "cv", CV.seed, minimum=0),
+        folds=int_value(raw, "folds", path, "cv", CV.folds, minimum=2),
+        seed=int_value(raw, "seed", path, "cv", CV.seed, minimum=0),
         kind=given, **columns,
     )
 
@@ -332,7 +298,7 @@ def metric_fit(metric: str) -> dict[str, Any]:
 
 
 def _parse_model(raw: dict[str, Any], path: Path, metric: str) -> Model:
-    _check_keys(raw, set(EXPERIMENT_PARAMS), path, "model")
+    check_keys(raw, set(EXPERIMENT_PARAMS), path, "model")
     given = {key: model_value(key, value, path, f"[model] {key}") for key, value in raw.items()}
     return Model(**{**metric_fit(metric), **given})
 
@@ -384,195 +350,6 @@ def parse_overrides(exp: Experiment, overrides: list[str]) -> dict[str, Any]:
     return out
 
 
-def _parse_tune(raw: dict[str, Any], path: Path) -> Tune:
-    known = {f.name for f in fields(Tune)}
-    _check_keys(raw, known, path, "tune")
-    timeout = raw.get("timeout")
-    if timeout is not None and (not _is_type(timeout, float) or timeout <= 0):
-        raise PipelineError(
-            f"{path}: [tune] timeout must be a positive number of seconds, got {timeout!r}"
-        )
-    space_raw = raw.get("space", {})
-    if not isinstance(space_raw, dict):
-        raise PipelineError(f"{path}: [tune] space must be a table, got {space_raw!r}")
-    space: dict[str, Range | Choice] = {}
-    allowed = {*EXPERIMENT_PARAMS, *SPACE_EXTRAS}
-    for key, spec in space_raw.items():
-        if key not in allowed:
-            raise PipelineError(
-                f"{path}: unknown key [tune.space] {key} "
-                f"(expected one of {', '.join(sorted(allowed))})"
-            )
-        space[key] = _parse_dimension(key, spec, path)
-    if ("units" in space) != ("n_layers" in space):
-        raise PipelineError(
-            f"{path}: [tune.space] n_layers and units go together; give both or neither"
-        )
-    if "hidden_layer_sizes" in space and "units" in space:
-        raise PipelineError(
-            f"{path}: [tune.space] give hidden_layer_sizes or n_layers/units, not both"
-        )
-    return Tune(
-        trials=_int(raw, "trials", path, "tune", Tune.trials, minimum=1),
-        timeout=float(timeout) if timeout is not None else None,
-        seed=_int(raw, "seed", path, "tune", Tune.seed, minimum=0),
-        pruner=_one_of(raw, "pruner", PRUNERS, path, "tune") if "pruner" in raw else Tune.pruner,
-        pruner_startup_trials=_int(
-            raw, "pruner_startup_trials", path, "tune", Tune.pruner_startup_trials, minimum=0
-        ),
-        pruner_warmup_epochs=_int(
-            raw, "pruner_warmup_epochs", path, "tune", Tune.pruner_warmup_epochs, minimum=0
-        ),
-        keep=_int(raw, "keep", path, "tune", Tune.keep, minimum=0),
-        storage=_storage(raw, path),
-        space=space,
-        **_fidelity(raw, path),
-    )
-
-
-def _fidelity(raw: dict[str, Any], path: Path) -> dict[str, float]:
-    """[tune] subsample and promote: shares in (0, 1]; promote only means something with a
-    subsample (a full-row study promotes nothing)."""
-    out = {}
-    for key, of in (("subsample", "the training rows"), ("promote", "the trials")):
-        value = raw.get(key, getattr(Tune, key))
-        if not _is_type(value, float) or not 0 < value <= 1:
-            raise PipelineError(f"{path}: [tune] {key} must be a share of {of} in (0, 1], "
-                                f"e.g. 0.2, got {value!r}")
-        out[key] = float(value)
-    if "promote" in raw and out["subsample"] == 1:
-        raise PipelineError(f"{path}: [tune] promote only applies with subsample < 1 (trials "
-                            "on a share of the rows first); set subsample or drop promote")
-    return out
-
-
-def _storage(raw: dict[str, Any], path: Path) -> str | None:
-    """[tune] storage: an Optuna storage URL without a password (the file is logged with every
-    run and usually committed; ~/.pgpass or OPTUNA_STORAGE keep it out)."""
-    if "storage" not in raw:
-        return None
-    url = _typed(raw, "storage", str, path, "tune")
-    creds = url.split("://", 1)[1].rpartition("@")[0] if "://" in url else ""
-    if ":" in creds:
-        raise PipelineError(f"{path}: [tune] storage must not hold a password (it is logged "
-                            "with every run); use ~/.pgpass, or --storage / OPTUNA_STORAGE")
-    return url
-
-
-def _parse_dimension(key: str, spec: Any, path: Path) -> Range | Choice:
-    where = f"[tune.space] {key}"
-    constraint = SPACE_EXTRAS.get(key) or BY_NAME[key].constraint
-    if isinstance(spec, list):
-        if not spec:
-            raise PipelineError(f"{path}: {where} is an empty list of choices")
-        return Choice(tuple(_choice(constraint, v, path, where) for v in spec))
-    if not isinstance(spec, dict):
-        raise PipelineError(
-            f"{path}: {where} must be a list of choices or a range "
-            f"{{ low = .., high = .. }}, got {spec!r}"
-        )
-    _check_keys(spec, {"low", "high", "log", "step"}, path, f"tune.space.{key}")
-    if "low" not in spec or "high" not in spec:
-        raise PipelineError(f"{path}: {where} range needs both low and high")
-    interval = _interval(constraint)
-    if interval is None:
-        raise PipelineError(f"{path}: {where} takes a list of choices, not a range")
-    low, high = spec["low"], spec["high"]
-    if not (_is_type(low, float) and _is_type(high, float)) or not low < high:
-        raise PipelineError(
-            f"{path}: {where} needs numbers low < high, got low={low!r} high={high!r}"
-        )
-    if interval.integer and not (_is_type(low, int) and _is_type(high, int)):
-        raise PipelineError(f"{path}: {where} is a whole number: low and high must be integers")
-    for end, value in (("low", low), ("high", high)):
-        if not interval.accepts(value):
-            raise PipelineError(
-                f"{path}: {where} {end} must be {interval.describe()}, got {value!r}"
-            )
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise PipelineError(f"{path}: {where} log must be true or false, got {log!r}")
-    if log and low <= 0:
-        raise PipelineError(f"{path}: {where} log scale needs low > 0, got {low!r}")
-    step = spec.get("step")
-    if step is not None and (not _is_type(step, float) or step <= 0 or log):
-        raise PipelineError(f"{path}: {where} step must be a positive number (and not with log)")
-    return Range(float(low), float(high), log=log, integer=interval.integer, step=step)
-
-
-def _choice(constraint: Constraint, value: Any, path: Path, where: str) -> Any:
-    if not constraint.accepts(value):
-        raise PipelineError(
-            f"{path}: {where} choices must be {constraint.describe()}, got {value!r}"
-        )
-    return constraint.canonical(value)
-
-
-def _interval(constraint: Constraint) -> Interval | None:
-    """The numeric part of a constraint a range can be drawn from (batch_size: the ints)."""
-    if isinstance(constraint, Interval):
-        return constraint
-    if isinstance(constraint, Either):
-        return next((c for c in constraint.options if isinstance(c, Interval)), None)
-    return None
-
-
-# --- small checkers ------------------------------------------------------------------------
-
-
-def _is_type(value: Any, expected: type) -> bool:
-    if isinstance(value, bool):
-        return expected is bool
-    if expected is float:
-        return isinstance(value, int | float)
-    return isinstance(value, expected)
-
-
-def _section(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise PipelineError(f"{path}: [{name}] must be a table, got {value!r}")
-    return value
-
-
-def _check_keys(raw: dict[str, Any], known: set[str], path: Path, section: str) -> None:
-    for key in raw:
-        if key not in known:
-            where = f"[{section}] {key}" if section else f"[{key}]"
-            raise PipelineError(
-                f"{path}: unknown key {where} (expected one of {', '.join(sorted(known))})"
-            )
-
-
-def _typed(raw: dict[str, Any], key: str, expected: type, path: Path, section: str) -> Any:
-    value = raw[key]
-    if not _is_type(value, expected) or (expected is str and not value):
-        raise PipelineError(
-            f"{path}: [{section}] {key} must be a non-empty {expected.__name__}, got {value!r}"
-        )
-    return value
-
-
-def _one_of(
-    raw: dict[str, Any], key: str, options: tuple[str, ...], path: Path, section: str
-) -> str:
-    value = raw[key]
-    if value not in options:
-        raise PipelineError(
-            f"{path}: [{section}] {key} must be one of {', '.join(options)}, got {value!r}"
-        )
-    return value
-
-
-def _str_list(raw: dict[str, Any], key: str, path: Path, section: str) -> list[str]:
-    value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PipelineError(
-            f"{path}: [{section}] {key} must be a list of column names, got {value!r}"
-        )
-    return value
-
-
 def _dates(raw: dict[str, Any], path: Path) -> dict[str, str]:
     """[competition] dates: a table column -> strptime format ("%d/%m/%Y"); whether the
     column exists and the format reads it is prepare's check (it needs the data)."""
@@ -606,18 +383,7 @@ def _features_file(raw: dict[str, Any], path: Path) -> Path | None:
 
 def _one_hot_max(comp: dict[str, Any], path: Path) -> int:
     value = comp.get("one_hot_max", ONE_HOT_MAX)
-    if not _is_type(value, int) or not 2 <= value <= MAX_LEVELS:
+    if not is_type(value, int) or not 2 <= value <= MAX_LEVELS:
         raise PipelineError(f"{path}: [competition] one_hot_max must be an integer in "
                             f"[2, {MAX_LEVELS}], got {value!r}")
-    return value
-
-
-def _int(
-    raw: dict[str, Any], key: str, path: Path, section: str, default: int, minimum: int
-) -> int:
-    value = raw.get(key, default)
-    if not _is_type(value, int) or value < minimum:
-        raise PipelineError(
-            f"{path}: [{section}] {key} must be an integer >= {minimum}, got {value!r}"
-        )
     return value
