@@ -192,6 +192,30 @@ def test_crashed_running_trial_is_failed_and_retried(project):
     assert c.get_run(run.run_id).info.status == "FAILED"
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_complete_study_still_fails_a_dead_workers_running_trial(project):
+    """A re-run of a study that holds its budget adds no trial, but a trial a killed worker
+    left RUNNING (and its MLflow run) is ended, not left until the study is extended."""
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=2))
+    tune.tune(exp)
+    study = _study()
+    from pipeline.tracking import MlflowTracker
+
+    tracker = MlflowTracker()
+    run = tracker.start_run(exp, "trial-0099", {}, {},
+                            parent_id=study.user_attrs[tune.PARENT_ATTR])
+    crashed = study.ask({"n_layers": optuna.distributions.IntDistribution(1, 2)})
+    for key, value in {"host": tune.HOST, "host_id": tune.HOST_ID, "pid": _dead_pid(),
+                       "mlflow_run_id": run.run_id}.items():
+        crashed.set_user_attr(key, value)
+    tune.tune(exp)  # complete: returns at once
+    study = _study()
+    assert study.trials[crashed.number].state == TrialState.FAIL
+    assert len(study.get_trials(states=FINISHED)) == 2  # nothing trained
+    assert _client().get_run(run.run_id).info.status == "FAILED"
+
+
 def test_divergence_fails_the_trial_and_the_study_goes_on(project, monkeypatch):
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=2))

@@ -70,6 +70,9 @@ def tune(
         tracker.close()
         raise
     if not created and (done := _complete(exp, study, budget)) is not None:
+        with suppress(Exception):  # a complete study still ends what killed workers left
+            recover(study, tracker)
+            _close_dead_runs(study, tracker)
         tracker.close()
         return done
     if created:
