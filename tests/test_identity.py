@@ -65,8 +65,8 @@ def test_submit_refuses_a_study_scored_with_another_metric(project):
     assert result.exit_code == 0, result.output
 
 
-def test_another_experiment_file_with_the_same_name_and_other_data_is_refused(project):
-    _tuned(project)
+def _same_name_other_data(project):
+    """other/tiny.toml: the experiment file `tiny` again, on a copy of its data with x1 flipped."""
     other = project / "other"
     shutil.copytree(project / "data" / "tiny", other / "data" / "tiny")
     train = other / "data" / "tiny" / "train.csv"
@@ -75,6 +75,12 @@ def test_another_experiment_file_with_the_same_name_and_other_data_is_refused(pr
     frame.to_csv(train, index=False)
     text = (project / "experiments" / "tiny.toml").read_text()
     (other / "tiny.toml").write_text(text.replace('"data/tiny"', f'"{other}/data/tiny"'))
+    return other
+
+
+def test_another_experiment_file_with_the_same_name_and_other_data_is_refused(project):
+    _tuned(project)
+    _same_name_other_data(project)
     for command in (["submit", "other/tiny.toml"], ["tune", "other/tiny.toml", "--quiet"]):
         line = one_line_error(CliRunner().invoke(app, command), "name 'tiny' is taken by",
                                str(project / "experiments" / "tiny.toml"), "rename")
@@ -92,14 +98,7 @@ def test_another_file_with_the_same_name_is_refused_by_the_ledger_too(project):
     old = [c for c in ledger.COLUMNS if c != "experiment_file"]
     ledger.LEDGER.write_text(",".join(old) + "\n", encoding="utf-8")
     assert CliRunner().invoke(app, ["submit", "tiny"]).exit_code == 0
-    other = project / "other"
-    shutil.copytree(project / "data" / "tiny", other / "data" / "tiny")
-    train = other / "data" / "tiny" / "train.csv"
-    frame = pd.read_csv(train)
-    frame["x1"] = -frame["x1"]
-    frame.to_csv(train, index=False)
-    text = (project / "experiments" / "tiny.toml").read_text()
-    (other / "tiny.toml").write_text(text.replace('"data/tiny"', f'"{other}/data/tiny"'))
+    other = _same_name_other_data(project)
     tune.tune(load(other / "tiny.toml"), study_name="elsewhere", track=False)
     before = ledger.LEDGER.read_bytes()
     result = CliRunner().invoke(app, ["submit", "other/tiny.toml", "--study", "elsewhere"])
