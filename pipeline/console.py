@@ -207,9 +207,12 @@ def tune_summary(result: TuneResult, top: int = 10) -> None:
     console = _rich()
     order = result.ranked
     c = result.counts
-    held = sum(r.attrs.get("fidelity") == "subsample" and r.state == "pruned"
-               for r in result.rows)  # [tune] subsample: pruned on the subsample
-    pruned = f"{c['pruned']} pruned ({held} on the subsample)" if held else f"{c['pruned']} pruned"
+    held = {where: sum(r.attrs.get("fidelity") == where and r.state == "pruned"
+                       for r in result.rows) for where in ("subsample", "first fold")}
+    # [tune] subsample: the trials the multi-fidelity rungs held back
+    rungs = ", ".join(f"{n} {'on the subsample' if where == 'subsample' else 'after one fold'}"
+                      for where, n in held.items() if n)
+    pruned = f"{c['pruned']} pruned ({rungs})" if rungs else f"{c['pruned']} pruned"
     console.print(f"trials: {c['complete']} complete, {pruned}, {c['failed']} failed")
     if not order:
         console.print("no complete trial yet")

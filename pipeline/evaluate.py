@@ -212,8 +212,12 @@ def cross_validate(
     keep_models: bool = False,
     diagnostics: bool = False,
     on_stop: Callable[[list[float]], None] | None = None,
+    on_fold: Callable[[int, float], object] | None = None,
 ) -> CVResult:
     """Fit one network per fold; fold f uses `random_state + f` so folds differ but repeat.
+
+    `on_fold(f, score)` runs after each fold with its plain score; an exception from it (the
+    multi-fidelity rung after the first fold) stops the CV like one from `on_epoch`.
 
     Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate; before
     they do, `on_stop` gets the scores reached: the finished folds' and the stopped fold's at
@@ -265,6 +269,13 @@ def cross_validate(
         stop_reasons.append(est.stop_reason_)
         if keep_models:
             models.append(est)
+        try:
+            if on_fold is not None:
+                on_fold(f, scores[-1])
+        except BaseException:
+            if on_stop is not None:
+                on_stop(list(scores))
+            raise
     name = exp.competition.metric
     rows = [va for _, va in splits]
     decided, decision = decide(name, task, y, oof, rows)  # one pass: this runs every trial

@@ -276,9 +276,10 @@ def _tune_toml(n_rows: int) -> str:
 # Multi-fidelity tuning, on from {BIG_DATA:,} training rows (README "Multi-fidelity tuning"):
 # Optuna's Hyperband stops fold 0's epoch curve early ("median" / "halving" / "none" also
 # work); each trial first cross-validates on `subsample` of the rows ({round(share * n_rows):,}),
-# and only those in the best `promote` share so far go on to all rows. The others end pruned:
-# submit only picks a trial scored on all rows (promote 0.1 from {HUGE_DATA:,} rows, where a
-# trial on all rows costs minutes). subsample = 1.0 turns it off.
+# and only those in the best `promote` share so far go on to all rows: one fold first, the
+# other folds if that fold ranks in the best `promote` share too. The others end pruned: submit
+# only picks a trial scored on all rows (promote 0.1 from {HUGE_DATA:,} rows, where a fold on
+# all rows costs minutes). subsample = 1.0 turns it off.
 pruner = "hyperband"
 subsample = {share}
 promote = {promote}"""

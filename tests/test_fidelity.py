@@ -23,7 +23,7 @@ from pipeline.experiment import load
 from pipeline.prepare import prepare
 from pipeline.trials import TrialKey
 from pipeline.trials import load as load_trial
-from pipeline.tune.fidelity import SUBSAMPLE_ATTR, promoted, subsample
+from pipeline.tune.fidelity import FOLD_ATTR, SUBSAMPLE_ATTR, promoted, subsample
 from pipeline.tune.study import epoch_stride, make_pruner
 
 SPACE = "learning_rate_init = { low = 0.0001, high = 0.05, log = true }\n"
@@ -158,7 +158,7 @@ def test_promoted_trials_run_on_all_rows_the_others_end_pruned(project, capsys):
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert len(complete) + len(pruned) == 8
     not_promoted = [t for t in pruned if t.user_attrs["stop_reasons"][0].startswith(
-        "not promoted")]
+        "not promoted") and t.user_attrs["fidelity"] == "subsample"]
     assert complete and not_promoted
     for t in complete:  # the value is a CV score on all 400 rows, after one on 200
         assert t.user_attrs["fidelity"] == "full" and SUBSAMPLE_ATTR in t.user_attrs
@@ -176,7 +176,35 @@ def test_promoted_trials_run_on_all_rows_the_others_end_pruned(project, capsys):
         before = [s for n, s in scores.items() if n < t.number]
         assert not promoted(scores[t.number], before, 0.4, maximize=True)
     held = sum(t.user_attrs["fidelity"] == "subsample" for t in pruned)
-    assert f"{len(pruned)} pruned ({held} on the subsample)" in capsys.readouterr().out
+    one_fold = sum(t.user_attrs.get("fidelity") == "first fold" for t in pruned)
+    said = f"{held} on the subsample" + (f", {one_fold} after one fold" if one_fold else "")
+    assert f"{len(pruned)} pruned ({said})" in capsys.readouterr().out
+
+
+def test_a_promoted_trial_goes_past_its_first_fold_only_when_it_ranks(project, capsys):
+    """The second rung: on all rows, the first fold's score decides whether the other folds
+    (the costly part on big data) train; a trial stopped there is pruned and stores nothing."""
+    exp = load(tiny_project(project, n=400, trials=12, max_iter=8, space=SPACE,
+                            tune_extra="subsample = 0.5\npromote = 0.5\n"))
+    tune.tune(exp, track=False)
+    study = _study()
+    reached = [t for t in study.trials if FOLD_ATTR in t.user_attrs]
+    stopped = [t for t in reached if t.state == TrialState.PRUNED]
+    assert stopped, [(t.number, t.state, t.user_attrs.get("stop_reasons")) for t in study.trials]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert {t.number for t in complete} == {t.number for t in reached} - {
+        t.number for t in stopped}
+    for t in stopped:
+        assert t.user_attrs["fidelity"] == "first fold"
+        assert t.user_attrs["stop_reasons"][0].startswith("not promoted: first fold roc_auc")
+        assert load_trial(TrialKey("tiny", "tiny", t.number)) is None
+    for t in complete:  # its first fold is the first fold of its full CV
+        assert t.user_attrs["fold_scores"][0] == pytest.approx(t.user_attrs[FOLD_ATTR])
+    scores = {t.number: t.user_attrs[FOLD_ATTR] for t in reached}
+    for t in reached:  # the rule: the best half of the first folds before it
+        before = [s for n, s in scores.items() if n < t.number]
+        went_on = t.number in {c.number for c in complete}
+        assert promoted(scores[t.number], before, 0.5, maximize=True) is went_on
 
 
 def test_the_best_trial_for_submit_is_always_full_fidelity(project):

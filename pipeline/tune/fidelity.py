@@ -4,10 +4,14 @@ Two fidelities: rows and epochs. With `subsample` < 1 every trial first cross-va
 fixed, seeded share of the training rows (stratified for one column of classes; the same rows
 for every trial, so their scores compare); only a trial whose subsample score ranks in the best
 `promote` share of the subsample scores so far goes on to all rows. That is asynchronous
-successive halving over two rungs (Optuna's SuccessiveHalvingPruner rule: promote when in the
-best 1/eta of the trials that reached the rung, the first one always). A trial not promoted
-ends PRUNED, so its subsample score never meets a full CV score: only COMPLETE trials (all
-rows) are stored, ranked, submitted and registered. Along the epochs, Optuna's Hyperband /
+successive halving (Optuna's SuccessiveHalvingPruner rule: promote when in the best 1/eta of
+the trials that reached the rung, the first one always) over three rungs: CV on the subsample,
+the first fold on all rows, the other folds on all rows. The second rung is there because a
+fold on all rows is what costs (minutes at 1M rows): a promoted trial whose first fold ranks
+outside the best `promote` share of the first folds so far stops there (the same rows for
+every trial: the folds are seeded). A trial not promoted ends PRUNED, so its subsample or
+one-fold score never meets a full CV score: only COMPLETE trials (all rows, every fold) are
+stored, ranked, submitted and registered. Along the epochs, Optuna's Hyperband /
 successive-halving pruner (`study.make_pruner`) stops the fold-0 curves of the subsample stage.
 """
 
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
 
 SUBSAMPLE_ATTR = "subsample_score"  # a trial's CV score on the subsample (user attribute)
 ROWS_ATTR = "subsample_rows"  # how many rows it was: a changed share starts a new ranking
-FIDELITY_ATTR = "fidelity"  # "subsample" (not promoted) or "full"
+FOLD_ATTR = "first_fold_score"  # the score of its first fold on all rows (user attribute)
+FIDELITY_ATTR = "fidelity"  # "subsample" or "first fold" (not promoted) or "full"
 
 
 def subsample(prepared: Prepared, exp: Experiment) -> Prepared:
@@ -69,6 +74,12 @@ def subsample_scores(study: Any, number: int, rows: int) -> list[float]:
     return [t.user_attrs[SUBSAMPLE_ATTR] for t in study.get_trials(deepcopy=False)
             if t.number != number and SUBSAMPLE_ATTR in t.user_attrs
             and t.user_attrs.get(ROWS_ATTR) == rows]
+
+
+def first_fold_scores(study: Any, number: int) -> list[float]:
+    """The first-fold scores on all rows of every other trial that reached that rung."""
+    return [t.user_attrs[FOLD_ATTR] for t in study.get_trials(deepcopy=False)
+            if t.number != number and FOLD_ATTR in t.user_attrs]
 
 
 def full_fidelity(trial: Any) -> bool:

@@ -4,6 +4,7 @@ the budget slot check, and the trial's MLflow child run."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,10 @@ from pipeline.metrics import METRICS
 from pipeline.trials.store import ARTIFACT_PATH
 from pipeline.tune.fidelity import (
     FIDELITY_ATTR,
+    FOLD_ATTR,
     ROWS_ATTR,
     SUBSAMPLE_ATTR,
+    first_fold_scores,
     promoted,
     subsample,
     subsample_scores,
@@ -124,11 +127,13 @@ class Objective:
         params, run = self._start(trial)
         where: dict[str, int] = {}  # the fold and epoch reached, for the stop reason
         extra: dict[str, float] = {}
-        if self.exp.tune.subsample < 1:  # the full rows only once promoted
+        staged = self.exp.tune.subsample < 1
+        if staged:  # the full rows only once promoted
             extra = {f"subsample_cv_{self.metric.key}": self._subsample_stage(trial, params, run)}
         res = logged_cv(self.prepared, self.exp, params, run,
                         config=trial_config(self.exp, params), keep_models=True,
                         on_epoch=self._epoch_reporter(trial, where, full=True),
+                        on_fold=self._first_fold_rung(trial) if staged else None,
                         stopped=lambda e: stopped(trial, where, e), metrics=extra,
                         tags=lambda res: {**saturated_tag(health_attrs(res.curves)),
                                           FIDELITY_ATTR: "full"})
@@ -188,6 +193,27 @@ class Objective:
         run.end("pruned", metrics={name: value}, config=trial_config(self.exp, params),
                 tags={**tags, "stop_reason": reason, "pruned": "true"})
         raise optuna.TrialPruned(reason)
+
+    def _first_fold_rung(self, trial: Any) -> Callable[[int, float], None]:
+        """After the first fold on all rows: go on to the other folds only when its score ranks
+        in the best `promote` share of the first folds so far (`fidelity`), else end pruned."""
+        import optuna
+
+        share, maximize = self.exp.tune.promote, self.metric.direction == "maximize"
+
+        def on_fold(fold: int, score: float) -> None:
+            if fold != 0:
+                return
+            others = first_fold_scores(trial.study, trial.number)
+            trial.set_user_attr(FOLD_ATTR, score)
+            if promoted(score, others, share, maximize):
+                return
+            trial.set_user_attr(FIDELITY_ATTR, "first fold")
+            raise optuna.TrialPruned(
+                f"not promoted: first fold {self.metric.name} {score:.4f} on all rows outside "
+                f"the best {share:.0%} of {len(others) + 1}")
+
+        return on_fold
 
     def _store(self, trial: Any, res: CVResult, run_id: str, n_iter: int) -> None:
         """The trial's result, once, in the trials store (and on its run, tracking on): the
@@ -298,6 +324,10 @@ def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, d
     from pipeline.network import DivergenceError
 
     if isinstance(e, optuna.TrialPruned):  # a normal outcome: the run ends FINISHED
+        if str(e).startswith("not promoted"):  # the first-fold rung: its reason as it is
+            trial.set_user_attr("stop_reasons", [str(e)])
+            return "pruned", {"stop_reason": str(e), "pruned": "true",
+                              FIDELITY_ATTR: "first fold"}
         return "pruned", {**stop_tags(trial, where, "pruned"), "pruned": "true"}
     if isinstance(e, DivergenceError):
         trial.set_user_attr("error", f"diverged: {e}")
