@@ -186,7 +186,7 @@ def test_a_promoted_trial_goes_past_its_first_fold_only_when_it_ranks(project, c
     (the costly part on big data) train; a trial stopped there is pruned and stores nothing."""
     exp = load(tiny_project(project, n=400, trials=12, max_iter=8, space=SPACE,
                             tune_extra="subsample = 0.5\npromote = 0.5\n"))
-    tune.tune(exp, track=False)
+    console.tune_summary(tune.tune(exp, track=False))
     study = _study()
     reached = [t for t in study.trials if FOLD_ATTR in t.user_attrs]
     stopped = [t for t in reached if t.state == TrialState.PRUNED]
@@ -205,6 +205,7 @@ def test_a_promoted_trial_goes_past_its_first_fold_only_when_it_ranks(project, c
         before = [s for n, s in scores.items() if n < t.number]
         went_on = t.number in {c.number for c in complete}
         assert promoted(scores[t.number], before, 0.5, maximize=True) is went_on
+    assert f"{len(stopped)} after one fold)" in capsys.readouterr().out
 
 
 def test_the_best_trial_for_submit_is_always_full_fidelity(project):

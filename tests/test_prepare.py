@@ -154,6 +154,26 @@ def test_cache_is_reused_and_keyed_by_inputs(project):
         == sorted([p1.fingerprint, p3.fingerprint])  # no temp dirs left
 
 
+def test_a_long_lived_process_builds_big_inputs_apart(project, monkeypatch):
+    """`apart`: a process that then trains for an hour (tune) builds a missing cache in a child
+    process and maps it; the same arrays, and the child's errors as one line."""
+    import pipeline.prepare as stage
+
+    train, test = toy_frames()
+    here = _prepare(project, train, test)
+    expected = np.array(here.X_train)
+    monkeypatch.setattr(stage, "APART_BYTES", 0)
+    monkeypatch.setattr(stage, "_build", None)  # this process must not build: the child does
+    shutil.rmtree(here.path)
+    apart = prepare(experiment.load("comp"), apart=True)
+    assert apart.fingerprint == here.fingerprint and isinstance(apart.X_train, np.memmap)
+    np.testing.assert_array_equal(apart.X_train, expected)
+    bad = train.drop(columns="y")
+    make_competition(project, bad, test, target="y")
+    with pytest.raises(PipelineError, match=r"train\.csv: no column 'y'"):
+        prepare(experiment.load("comp"), apart=True)
+
+
 def test_a_cache_installed_meanwhile_is_kept_unless_forced(project):
     """Workers started together all build the same cache: the first one installed stays
     (others may be reading it); only --force replaces it, by renaming it aside."""

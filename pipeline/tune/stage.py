@@ -59,7 +59,7 @@ def tune(
     tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
     url, name = storage_url(storage, exp.tune.storage), study_name or exp.name
     try:
-        prepared = prepare(exp)  # once here, so workers only read the cache
+        prepared = prepare(exp, apart=True)  # once here, so workers only read the cache
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(exp, study, prepared.fingerprint, url)
