@@ -1,5 +1,5 @@
 """The feature transform: which columns are features, numbers / categories / dates, the fitted
-ColumnTransformer (median imputation + missing indicators, one-hot encoding, standardisation),
+transformers (median imputation + missing indicators, one-hot encoding, standardisation),
 the level codes of high-cardinality columns (more than `[competition] one_hot_max` levels:
 the network embeds them) and its JSON form, and `transform`, which replays that JSON on raw
 rows without sklearn (the MLflow model does, in pipeline.tracking.scoring). sklearn is imported
@@ -9,7 +9,7 @@ only when fitting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,7 @@ from pipeline.files import DATE_PARTS, ISO, date_format, one_line, parse_dates
 PREP_VERSION = 4
 MISSING = "<missing>"  # a missing categorical value is a category of its own
 UNSEEN = -1  # the level code of a value train.csv never had (the network's "other" row)
-
-if TYPE_CHECKING:  # sklearn costs ~1 s to import; only a cache miss needs it
-    from sklearn.compose import ColumnTransformer
+TRANSFORM_ROWS = 65_536  # rows per block of the fitted transform (`_transformed`)
 
 
 def encode_features(
@@ -52,9 +50,9 @@ def encode_features(
                 if X_train_df[c].nunique() > comp.one_hot_max}
     one_hot = [c for c in categorical if c not in embedded]
 
-    ct = _transformer(numeric, one_hot).fit(X_train_df)
-    X_train = _with_codes(ct.transform(X_train_df), X_train_df, embedded)
-    X_test = _with_codes(ct.transform(X_test_df), X_test_df, embedded)
+    ct = _fitted(numeric, one_hot, X_train_df)
+    X_train = _transformed(ct, X_train_df, embedded)
+    X_test = _transformed(ct, X_test_df, embedded)
     spec = _describe(ct, numeric, one_hot, comp, target_spec)
     spec["embedded"] = [{"name": c, "levels": levels} for c, levels in embedded.items()]
     spec["feature_names"] += list(embedded)
@@ -74,6 +72,18 @@ def level_codes(labels: Any, levels: list[str]) -> np.ndarray:
     codes = pd.Index(levels).get_indexer(pd.Index(labels))
     codes[codes < 0] = UNSEEN
     return codes.astype(np.float64)
+
+
+def _transformed(ct: FittedParts, df: pd.DataFrame, embedded: dict[str, list[str]]
+                 ) -> np.ndarray:
+    """`ct.transform(df)` with the level codes, float32, a block of rows at a time: the
+    parts' float64 outputs and their stacked copy stay a block's size. Every step works row
+    by row, so the values are those of one call on every row."""
+    out = np.empty((len(df), ct.width + len(embedded)), np.float32)
+    for start in range(0, len(df), TRANSFORM_ROWS):
+        part = df.iloc[start:start + TRANSFORM_ROWS]
+        out[start:start + len(part)] = _with_codes(ct.transform(part), part, embedded)
+    return out
 
 
 def _with_codes(X: Any, df: pd.DataFrame, embedded: dict[str, list[str]]) -> np.ndarray:
@@ -221,39 +231,59 @@ def _with_dates(df: pd.DataFrame, dates: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def category_labels(s: pd.Series) -> pd.Series:
-    """Text labels; 3 and 3.0 both become '3' so an int test column matches a float train one."""
-    if is_numeric(s) and not pd.api.types.is_bool_dtype(s):
-        labels = [MISSING if pd.isna(v) else _number_label(v) for v in s.tolist()]
-    else:
-        labels = [MISSING if pd.isna(v) else str(v) for v in s.tolist()]
-    return pd.Series(labels, index=s.index, dtype=object)
+    """Text labels; 3 and 3.0 both become '3' so an int test column matches a float train one.
+    Made once per distinct value and shared by its rows: a million rows of 500 levels hold
+    500 strings, not a million (~330 MB for six such columns)."""
+    codes, values = pd.factorize(s, use_na_sentinel=True)  # a gap: code -1, the last label
+    label = _number_label if is_numeric(s) and not pd.api.types.is_bool_dtype(s) else str
+    labels = np.array([*(label(v) for v in values.tolist()), MISSING], dtype=object)
+    return pd.Series(labels[codes], index=s.index, dtype=object)
 
 
 def _number_label(v: Any) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def _transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    from sklearn.compose import ColumnTransformer
+class FittedParts:
+    """The fitted transformers of the prepared columns, by part: "num" (median imputation, then
+    standardisation), "missing" (indicators where train.csv has gaps) and "cat" (one-hot).
+    Each is fitted on its own columns with `fit`: a ColumnTransformer's fit runs fit_transform
+    on every part and stacks the outputs, a float64 copy of every row twice over that is thrown
+    away (~800 MB at 1M rows). `transform` stacks the parts like a ColumnTransformer."""
+
+    def __init__(self, parts: dict[str, tuple[Any, list[str]]], width: int) -> None:
+        self.parts, self.width = parts, width  # name -> (transformer, columns); output columns
+        self.named_transformers_ = {name: tr for name, (tr, _) in parts.items()}
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        blocks = [np.asarray(tr.transform(df[cols]), dtype=np.float64)
+                  for tr, cols in self.parts.values()]
+        return np.hstack(blocks) if blocks else np.empty((len(df), 0))
+
+
+def _fitted(numeric: list[str], categorical: list[str], df: pd.DataFrame) -> FittedParts:
     from sklearn.impute import MissingIndicator, SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    scale = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    parts: list[tuple[str, Any, list[str]]] = []
+    parts: dict[str, tuple[Any, list[str]]] = {}
     if numeric:
-        parts.append(("num", scale, numeric))
+        parts["num"] = (Pipeline([("impute", SimpleImputer(strategy="median")),
+                                  ("scale", StandardScaler())]), numeric)
         # Indicators only where train has gaps; a gap first seen in test is just imputed.
-        parts.append(("missing", MissingIndicator(features="missing-only", error_on_new=False),
-                      numeric))
+        parts["missing"] = (MissingIndicator(features="missing-only", error_on_new=False),
+                            numeric)
     if categorical:
-        parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False,
-                                           dtype=np.float64), categorical))
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+        parts["cat"] = (OneHotEncoder(handle_unknown="ignore", sparse_output=False,
+                                      dtype=np.float64), categorical)
+    for tr, cols in parts.values():
+        tr.fit(df[cols])
+    width = int(FittedParts(parts, 0).transform(df.iloc[:1]).shape[1])
+    return FittedParts(parts, width)
 
 
 def _describe(
-    ct: ColumnTransformer,
+    ct: FittedParts,
     numeric: list[str],
     categorical: list[str],
     comp: Competition,
