@@ -154,6 +154,22 @@ def test_cache_is_reused_and_keyed_by_inputs(project):
         == sorted([p1.fingerprint, p3.fingerprint])  # no temp dirs left
 
 
+def test_the_transform_by_blocks_of_rows_gives_the_same_arrays(project, monkeypatch):
+    """Big data is transformed a block of rows at a time (bounded float64 copies): the same
+    values bit for bit, one-hot, level codes and missing indicators included."""
+    from pipeline.prepare import features
+
+    train, test = toy_frames()
+    whole = _prepare(project, train, test, extra="one_hot_max = 2")
+    expected = np.array(whole.X_train), np.array(whole.X_test)
+    monkeypatch.setattr(features, "TRANSFORM_ROWS", 7)  # 60 rows: 9 blocks, the last short
+    blocks = prepare(experiment.load("comp"), force=True)
+    assert blocks.X_train.shape == expected[0].shape and blocks.categorical
+    assert "num[missing]" in blocks.feature_names
+    np.testing.assert_array_equal(blocks.X_train, expected[0])
+    np.testing.assert_array_equal(blocks.X_test, expected[1])
+
+
 def test_a_long_lived_process_builds_big_inputs_apart(project, monkeypatch):
     """`apart`: a process that then trains for an hour (tune) builds a missing cache in a child
     process and maps it; the same arrays, and the child's errors as one line."""
