@@ -216,10 +216,8 @@ def cross_validate(
 ) -> CVResult:
     """Fit one network per fold; fold f uses `random_state + f` so folds differ but repeat.
 
-    `on_fold(f, score)` runs after each fold with its plain score; an exception from it (the
-    multi-fidelity rung after the first fold) stops the CV like one from `on_epoch`.
-
-    Exceptions from `on_epoch` (pruning) and the network (DivergenceError) propagate; before
+    Exceptions from `on_epoch` (pruning), `on_fold(f, plain score)` (a multi-fidelity rung
+    after the first fold) and the network (DivergenceError) propagate; before
     they do, `on_stop` gets the scores reached: the finished folds' and the stopped fold's at
     the weights it had (the metric's plain score; nothing when those cannot be scored).
     `diagnostics` adds each hidden layer's health (saturation, gradient, weight and update
@@ -237,10 +235,7 @@ def cross_validate(
     seed = int(params.get("random_state") or 0)
     scores: list[float] = []
     curves: list[Curve] = []
-    n_iters: list[int] = []
-    best_epochs: list[int] = []
-    stop_reasons: list[str] = []
-    models: list = []
+    n_iters, best_epochs, stop_reasons, models = [], [], [], []  # per fold
     splits = folds(prepared, exp)
     for f, (tr, va) in enumerate(splits):
         record(curves, f, {})  # the fold's curve exists from its start
@@ -269,13 +264,7 @@ def cross_validate(
         stop_reasons.append(est.stop_reason_)
         if keep_models:
             models.append(est)
-        try:
-            if on_fold is not None:
-                on_fold(f, scores[-1])
-        except BaseException:
-            if on_stop is not None:
-                on_stop(list(scores))
-            raise
+        _fold_done(on_fold, on_stop, f, scores)
     name = exp.competition.metric
     rows = [va for _, va in splits]
     decided, decision = decide(name, task, y, oof, rows)  # one pass: this runs every trial
@@ -292,6 +281,19 @@ def cross_validate(
         raw_scores=scores,
         decision=decision,
     )
+
+
+def _fold_done(on_fold: Callable[[int, float], object] | None,
+               on_stop: Callable[[list[float]], None] | None, f: int, scores: list[float]) -> None:
+    """`on_fold` after fold f; when it stops the CV, `on_stop` gets the folds' scores first."""
+    if on_fold is None:
+        return
+    try:
+        on_fold(f, scores[-1])
+    except BaseException:
+        if on_stop is not None:
+            on_stop(list(scores))
+        raise
 
 
 def _report_reached(on_stop: Callable[[list[float]], None], scores: list[float], metric: Any,
