@@ -120,8 +120,10 @@ def test_the_proxy_fails_and_requeues_a_trial_whose_heartbeat_stopped(
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # `live` keeps beating; `dead` stopped
         storage.record_heartbeat(live._trial_id)
-        states = {t.number: t.state for t in s.get_trials(deepcopy=False)}
-        if states[dead.number] == TrialState.FAIL:
+        now = s.get_trials(deepcopy=False)
+        # failed, then re-queued: two writes, so a loaded machine may show the first alone
+        if now[dead.number].state == TrialState.FAIL and any(
+                t.system_attrs.get("failed_trial") == dead.number for t in now):
             break
         time.sleep(0.2)
     trials = s.get_trials(deepcopy=False)
