@@ -47,7 +47,8 @@ class Tune:
     pruner_warmup_epochs: int = 5
     keep: int = 10  # trials whose fold models the trials store keeps (the best ones)
     # Row fidelity: a trial first cross-validates on this share of the training rows; only
-    # those whose score ranks in the best `promote` share so far go on to all rows (1.0: off).
+    # those whose score ranks in the best `promote` share so far go on to all rows, one fold
+    # first and the others if that fold ranks there too (1.0: off).
     subsample: float = 1.0
     promote: float = 0.3
     # Optuna storage URL when neither --storage nor OPTUNA_STORAGE is given (e.g. grpc://h:p)
