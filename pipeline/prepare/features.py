@@ -23,6 +23,7 @@ PREP_VERSION = 4
 MISSING = "<missing>"  # a missing categorical value is a category of its own
 UNSEEN = -1  # the level code of a value train.csv never had (the network's "other" row)
 TRANSFORM_ROWS = 65_536  # rows per block of the fitted transform (`_transformed`)
+NUM_GROUP = 4  # numeric columns fitted together (`_groups`)
 
 
 def encode_features(
@@ -245,8 +246,9 @@ def _number_label(v: Any) -> str:
 
 
 class FittedParts:
-    """The fitted transformers of the prepared columns, by part: "num" (median imputation, then
-    standardisation), "missing" (indicators where train.csv has gaps) and "cat" (one-hot).
+    """The fitted transformers of the prepared columns, by part: "num0", "num1", ... (median
+    imputation, then standardisation, `_groups`), "missing" (indicators where train.csv has
+    gaps) and "cat" (one-hot).
     Each is fitted on its own columns with `fit`: a ColumnTransformer's fit runs fit_transform
     on every part and stacks the outputs, a float64 copy of every row twice over that is thrown
     away (~800 MB at 1M rows). `transform` stacks the parts like a ColumnTransformer."""
@@ -261,15 +263,28 @@ class FittedParts:
         return np.hstack(blocks) if blocks else np.empty((len(df), 0))
 
 
+def _groups(numeric: list[str]) -> list[list[str]]:
+    """The numeric columns in groups of NUM_GROUP (at least 2 a group): the imputer and scaler
+    work column by column, so a group's statistics are those of a fit on every column, while
+    their validation copies and the median's sort hold a group's rows, not every column's
+    (~850 MB at 1M x 24). One column alone would be summed pairwise, not row by row: other
+    last bits."""
+    groups = [numeric[i:i + NUM_GROUP] for i in range(0, len(numeric), NUM_GROUP)]
+    if len(groups) > 1 and len(groups[-1]) == 1:
+        groups[-2] += groups.pop()
+    return groups
+
+
 def _fitted(numeric: list[str], categorical: list[str], df: pd.DataFrame) -> FittedParts:
     from sklearn.impute import MissingIndicator, SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     parts: dict[str, tuple[Any, list[str]]] = {}
+    for g, cols in enumerate(_groups(numeric)):  # num0, num1, ...: in numeric's order
+        parts[f"num{g}"] = (Pipeline([("impute", SimpleImputer(strategy="median")),
+                                      ("scale", StandardScaler())]), cols)
     if numeric:
-        parts["num"] = (Pipeline([("impute", SimpleImputer(strategy="median")),
-                                  ("scale", StandardScaler())]), numeric)
         # Indicators only where train has gaps; a gap first seen in test is just imputed.
         parts["missing"] = (MissingIndicator(features="missing-only", error_on_new=False),
                             numeric)
@@ -301,15 +316,17 @@ def _describe(
         "missing_category": MISSING,
     }
     names: list[str] = []
-    if numeric:
-        num = ct.named_transformers_["num"]
+    for name, (num, cols) in ct.parts.items():
+        if not name.startswith("num"):
+            continue
         imputer, scaler = num.named_steps["impute"], num.named_steps["scale"]
-        kept = list(imputer.get_feature_names_out(numeric))  # all-empty columns are dropped
+        kept = list(imputer.get_feature_names_out(cols))  # all-empty columns are dropped
         for i, c in enumerate(kept):
-            median = float(imputer.statistics_[numeric.index(c)])
+            median = float(imputer.statistics_[cols.index(c)])
             mean, scale = float(scaler.mean_[i]), float(scaler.scale_[i])
             spec["numeric"].append({"name": c, "median": median, "mean": mean, "scale": scale})
         names += kept
+    if numeric:
         flagged = [numeric[i] for i in ct.named_transformers_["missing"].features_]
         spec["missing_indicators"] = flagged
         names += [f"{c}[missing]" for c in flagged]
