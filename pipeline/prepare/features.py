@@ -142,7 +142,7 @@ def _frame(
         cols[c] = _numbers(df[c], c, file, numeric_in)
     for c in categorical:
         cols[c] = category_labels(df[c])
-    return pd.DataFrame(cols, index=df.index)
+    return pd.DataFrame(cols, index=df.index, copy=False)  # the numbers: no second copy
 
 
 def _numbers(s: pd.Series, col: str, file: Path, numeric_in: Path | None) -> pd.Series:
