@@ -170,6 +170,32 @@ def test_the_transform_by_blocks_of_rows_gives_the_same_arrays(project, monkeypa
     np.testing.assert_array_equal(blocks.X_test, expected[1])
 
 
+@pytest.mark.parametrize("n_numeric", [1, 5, 6])
+def test_numbers_fitted_in_groups_of_columns_give_the_same_arrays(project, monkeypatch,
+                                                                   n_numeric):
+    """The imputer and scaler are fitted on groups of NUM_GROUP columns (bounded copies on big
+    data); a lone last column joins the group before it. The statistics are per column: the
+    same arrays and preprocessor as one fit on every column."""
+    from pipeline.prepare import features
+
+    rng = np.random.default_rng(0)
+    train, test = toy_frames()
+    for frame in (train, test):
+        for j in range(n_numeric):
+            frame[f"x{j}"] = rng.normal(j, 1 + j, len(frame)).round(3)
+    train.loc[[2, 7], "x0"] = np.nan  # a median to impute, an indicator
+    monkeypatch.setattr(features, "NUM_GROUP", 1000)  # one fit on every column
+    one = _prepare(project, train, test)
+    expected = np.array(one.X_train), np.array(one.X_test), json.loads(
+        (one.path / "preprocessor.json").read_text())
+    monkeypatch.setattr(features, "NUM_GROUP", 2)  # x0..: 2 numeric + n_numeric columns
+    grouped = prepare(experiment.load("comp"), force=True)
+    np.testing.assert_array_equal(grouped.X_train, expected[0])
+    np.testing.assert_array_equal(grouped.X_test, expected[1])
+    assert json.loads((grouped.path / "preprocessor.json").read_text()) == expected[2]
+    assert all(len(g) >= 2 for g in features._groups([f"c{i}" for i in range(n_numeric + 2)]))
+
+
 def test_a_long_lived_process_builds_big_inputs_apart(project, monkeypatch):
     """`apart`: a process that then trains for an hour (tune) builds a missing cache in a child
     process and maps it; the same arrays, and the child's errors as one line."""

@@ -271,7 +271,8 @@ def _groups(numeric: list[str]) -> list[list[str]]:
     last bits."""
     groups = [numeric[i:i + NUM_GROUP] for i in range(0, len(numeric), NUM_GROUP)]
     if len(groups) > 1 and len(groups[-1]) == 1:
-        groups[-2] += groups.pop()
+        last = groups.pop()
+        groups[-1] = groups[-1] + last
     return groups
 
 
