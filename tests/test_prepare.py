@@ -542,3 +542,52 @@ def test_the_raw_files_are_fingerprinted_once_per_process(project, monkeypatch):
     test.write_text(test.read_text().replace("green", "blue", 1))
     os.utime(test, ns=(1, 1))  # a different mtime, whatever the clock's resolution
     assert prepare(exp).fingerprint != first and hashed == [1, 1]
+
+
+@pytest.mark.slow
+def test_the_child_that_prepares_apart_ends_when_its_parent_is_killed(project):
+    """kill -9 of a tune that is building its cache apart: the child stops too (it would
+    otherwise run the user's feature code and the transform to the end, alone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train, test = toy_frames()
+    folder = make_competition(project, train, test)
+    (project / "experiments").mkdir(exist_ok=True)
+    (project / "experiments" / "slow.py").write_text(
+        "import time\n\ndef features(df):\n    time.sleep(120)\n    return df\n")
+    write_experiment(project, "comp", folder.relative_to(project),
+                     extra='features = "experiments/slow.py"')
+    code = ("import pipeline.prepare as p; from pipeline import experiment; p.APART_BYTES = 0; "
+            "p.prepare(experiment.load('comp'), apart=True)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=project)
+
+    def children() -> set[int]:
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent.pid:  # ppid
+                found.add(int(stat.parent.name))
+        return found
+
+    deadline, seen = time.monotonic() + 60, set()
+    while time.monotonic() < deadline and len(seen) < 2:  # the worker and the resource tracker
+        seen |= children()
+        time.sleep(0.2)
+    assert seen, "no child process started"
+    time.sleep(3)  # the child is in the user's code now
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in seen):
+        time.sleep(0.2)
+    alive = [c for c in seen if Path(f"/proc/{c}").exists()]
+    for c in alive:
+        os.kill(c, signal.SIGKILL)
+    assert not alive, f"children {alive} outlived their parent"

@@ -118,12 +118,23 @@ def prepare(exp: Experiment, *, force: bool = False, apart: bool = False) -> Pre
 
 def _build_in_child(exp: Experiment, force: bool) -> None:
     """`prepare(exp)` in a fresh process (spawn: no copy of this one's threads or heap); its
-    PipelineError comes back as it is."""
+    PipelineError comes back as it is. The child ends with us, however we end."""
+    import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_child,
+                             initargs=(os.getpid(),)) as pool:
         pool.submit(_prepare_only, exp, force).result()
+
+
+def _child(parent: int) -> None:
+    import signal
+
+    from pipeline.processes import default_signals, die_with_parent
+
+    default_signals()  # whatever it inherited (a script's background job ignores SIGINT)
+    die_with_parent(signal.SIGTERM, parent)  # kill -9 of tune: the child does not finish alone
 
 
 def _prepare_only(exp: Experiment, force: bool) -> None:
