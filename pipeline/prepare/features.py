@@ -255,7 +255,6 @@ class FittedParts:
 
     def __init__(self, parts: dict[str, tuple[Any, list[str]]], width: int) -> None:
         self.parts, self.width = parts, width  # name -> (transformer, columns); output columns
-        self.named_transformers_ = {name: tr for name, (tr, _) in parts.items()}
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         blocks = [np.asarray(tr.transform(df[cols]), dtype=np.float64)
@@ -328,11 +327,11 @@ def _describe(
             spec["numeric"].append({"name": c, "median": median, "mean": mean, "scale": scale})
         names += kept
     if numeric:
-        flagged = [numeric[i] for i in ct.named_transformers_["missing"].features_]
+        flagged = [numeric[i] for i in ct.parts["missing"][0].features_]
         spec["missing_indicators"] = flagged
         names += [f"{c}[missing]" for c in flagged]
     if categorical:
-        enc = ct.named_transformers_["cat"]
+        enc = ct.parts["cat"][0]
         for c, cats in zip(categorical, enc.categories_, strict=True):
             kept = [str(v) for v in cats]
             spec["categorical"].append({"name": c, "categories": kept})

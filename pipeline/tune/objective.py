@@ -209,9 +209,11 @@ class Objective:
             if promoted(score, others, share, maximize):
                 return
             trial.set_user_attr(FIDELITY_ATTR, "first fold")
-            raise optuna.TrialPruned(
+            held = optuna.TrialPruned(
                 f"not promoted: first fold {self.metric.name} {score:.4f} on all rows outside "
                 f"the best {share:.0%} of {len(others) + 1}")
+            held.rung = "first fold"  # `stopped` keeps this reason, not an epoch's
+            raise held
 
         return on_fold
 
@@ -324,10 +326,9 @@ def stopped(trial: Any, where: dict[str, int], e: BaseException) -> tuple[str, d
     from pipeline.network import DivergenceError
 
     if isinstance(e, optuna.TrialPruned):  # a normal outcome: the run ends FINISHED
-        if str(e).startswith("not promoted"):  # the first-fold rung: its reason as it is
+        if (rung := getattr(e, "rung", None)) is not None:  # a multi-fidelity rung held it
             trial.set_user_attr("stop_reasons", [str(e)])
-            return "pruned", {"stop_reason": str(e), "pruned": "true",
-                              FIDELITY_ATTR: "first fold"}
+            return "pruned", {"stop_reason": str(e), "pruned": "true", FIDELITY_ATTR: rung}
         return "pruned", {**stop_tags(trial, where, "pruned"), "pruned": "true"}
     if isinstance(e, DivergenceError):
         trial.set_user_attr("error", f"diverged: {e}")
