@@ -591,3 +591,22 @@ def test_the_child_that_prepares_apart_ends_when_its_parent_is_killed(project):
     for c in alive:
         os.kill(c, signal.SIGKILL)
     assert not alive, f"children {alive} outlived their parent"
+
+
+def test_a_matrix_written_by_blocks_must_fill_its_rows(project):
+    """The cache writes the feature matrices as their blocks come (never whole in memory); a
+    producer that falls short of the rows it announced is an error, and nothing is left."""
+    from pipeline.prepare.cache import write_cache
+    from pipeline.prepare.features import Blocks
+
+    def make():
+        yield np.ones((3, 2), np.float32)
+        yield np.zeros((2, 2), np.float32)
+
+    out = project / "data" / "c" / "prepared" / "f"
+    write_cache(out, {"X": Blocks((5, 2), make)}, {"fingerprint": "f"})
+    np.testing.assert_array_equal(np.load(out / "X.npy"), [[1, 1]] * 3 + [[0, 0]] * 2)
+    short = project / "data" / "d" / "prepared" / "f"
+    with pytest.raises(ValueError, match="3 rows written, expected 4"):
+        write_cache(short, {"X": Blocks((4, 2), lambda: iter([np.ones((3, 2))]))}, {})
+    assert not (project / "data" / "d").exists()

@@ -558,3 +558,23 @@ def test_workers_share_the_cores_they_are_given(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert [worker.blas_threads(n) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+
+
+def test_big_inputs_are_prepared_before_the_mlflow_writer_starts(project, monkeypatch):
+    """A cache built apart (big inputs) and the MLflow writer process would add up in memory
+    (~0.8 + 0.23 GB at 1M rows): tune builds first, then starts the writer."""
+    import pipeline.prepare as stage
+
+    fresh_mlflow_db(project)
+    exp = load(tiny_project(project, trials=1, max_iter=2))
+    build, seen = stage._build_in_child, []
+
+    def recording(*args):
+        seen.append(sorted(p.name for p in mp.active_children()))
+        build(*args)
+
+    monkeypatch.setattr(stage, "APART_BYTES", 0)
+    monkeypatch.setattr(stage, "_build_in_child", recording)
+    tune.tune(exp)
+    assert seen == [[]]  # built apart once, with no writer running
+    assert len(_study().trials) == 1 and _runs()  # then the writer logged the trial

@@ -33,6 +33,7 @@ from pipeline.prepare.cache import (
 )
 from pipeline.prepare.features import (
     PREP_VERSION,
+    Blocks,
     embedded_columns,
     encode_features,
     require_columns,
@@ -47,6 +48,7 @@ from pipeline.prepare.user_features import (
     load_function,
     source,
 )
+from pipeline.processes import trim_heap
 
 # the stage's public names, where callers import them from
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "SOURCE_FILE",
     "Prepared",
     "as_read",
+    "big_inputs",
     "cache_root",
     "encode_target",
     "encode_targets",
@@ -102,7 +105,7 @@ def prepare(exp: Experiment, *, force: bool = False, apart: bool = False) -> Pre
     extra = {SOURCE_FILE: code} if code is not None else {}
     if not force and (cached := load_cached(out, fingerprint, tuple(extra))) is not None:
         return _from_arrays(*cached, out)
-    if apart and sum(p.stat().st_size for p in files.values()) >= APART_BYTES:
+    if apart and big_inputs(exp):
         _build_in_child(exp, force)
         return prepare(exp)
     arrays, spec = _build(exp, files, code)
@@ -114,6 +117,16 @@ def prepare(exp: Experiment, *, force: bool = False, apart: bool = False) -> Pre
         raise PipelineError(f"{out}: the prepared arrays changed while being written; "
                             "run the command again")
     return _from_arrays(*cached, out)
+
+
+def big_inputs(exp: Experiment) -> bool:
+    """Whether `prepare(exp, apart=True)` builds a missing cache in a child process: raw
+    files of APART_BYTES and more (False when a file is missing: `prepare` says which)."""
+    files = [exp.competition.data_dir / name for name in COMPETITION_FILES]
+    try:
+        return sum(p.stat().st_size for p in files) >= APART_BYTES
+    except OSError:
+        return False
 
 
 def _build_in_child(exp: Experiment, force: bool) -> None:
@@ -181,12 +194,14 @@ def _from_arrays(arrays: dict[str, np.ndarray], spec: dict[str, Any], out: Path)
 
 
 def _build(exp: Experiment, files: dict[str, Path], code: bytes | None
-           ) -> tuple[dict[str, np.ndarray], dict]:
+           ) -> tuple[dict[str, np.ndarray | Blocks], dict]:
     comp = exp.competition
     train_file, test_file = files["train.csv"], files["test.csv"]
     declared = tuple(comp.dates)  # read as the text the format is for: 20150731 too
     train = read_csv(train_file, id_col=comp.id, str_cols=declared)
+    trim_heap()  # the CSV parser's buffers: ~200 MB at 1M rows that would stay resident
     test = read_csv(test_file, id_col=comp.id, str_cols=declared)
+    trim_heap()
     require_columns(train, train_file, comp.targets)
     require_columns(test, test_file, (comp.id,))
     features_spec = None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.experiment import Competition
-from pipeline.prepare.features import PREP_VERSION
+from pipeline.prepare.features import PREP_VERSION, Blocks
 
 DATA_DIR = Path("data")
 
@@ -90,7 +90,7 @@ def _mapped(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
-def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
+def write_cache(out: Path, arrays: dict[str, np.ndarray | Blocks], spec: dict[str, Any],
                 extra: dict[str, bytes] | None = None, *, replace: bool = False) -> None:
     """Write into a temp dir beside `out`, then rename: a failed run leaves nothing behind,
     not even the (empty) folders it made for the cache. `extra`: more files by name (the
@@ -107,13 +107,16 @@ def write_cache(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
         raise
 
 
-def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
+def _write(out: Path, arrays: dict[str, np.ndarray | Blocks], spec: dict[str, Any],
            extra: dict[str, bytes], replace: bool) -> None:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is ordinary project output
     try:
         for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            if isinstance(array, Blocks):
+                _stream(tmp / f"{name}.npy", array)
+            else:
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
         spec = {**spec, "arrays": sorted(arrays)}
         (tmp / "preprocessor.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
         for name, data in extra.items():
@@ -121,6 +124,25 @@ def _write(out: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
         _install(tmp, out, spec.get("fingerprint", ""), tuple(extra), replace)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stream(path: Path, array: Blocks) -> None:
+    """A .npy file written a block of rows at a time (the header first, as np.save writes
+    it): the file's pages go to the page cache, not to this process's memory."""
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": array.shape}
+    rows = 0
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for block in array.make():
+            block = np.ascontiguousarray(block, dtype=array.dtype)
+            if block.ndim != 2 or block.shape[1] != array.shape[1]:
+                raise ValueError(f"{path.name}: a block of shape {block.shape}, expected "
+                                 f"{array.shape[1]} columns")
+            f.write(memoryview(block).cast("B"))
+            rows += len(block)
+    if rows != array.shape[0]:
+        raise ValueError(f"{path.name}: {rows} rows written, expected {array.shape[0]}")
 
 
 def _install(tmp: Path, out: Path, fingerprint: str, extra: tuple[str, ...],

@@ -8,6 +8,8 @@ only when fitting.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pandas as pd
 from pipeline.errors import PipelineError
 from pipeline.experiment import Competition, Experiment
 from pipeline.files import DATE_PARTS, ISO, date_format, one_line, parse_dates
+from pipeline.processes import trim_heap
 
 # Bump when the transform changes, so old caches are not reused.
 PREP_VERSION = 4
@@ -26,12 +29,23 @@ TRANSFORM_ROWS = 65_536  # rows per block of the fitted transform (`_transformed
 NUM_GROUP = 4  # numeric columns fitted together (`_groups`)
 
 
+@dataclass(frozen=True)
+class Blocks:
+    """A float32 matrix made a block of rows at a time by `make`: the cache writes each block
+    to its .npy file as it comes, so the whole matrix is never in memory (280 MB at 1M rows)."""
+
+    shape: tuple[int, int]
+    make: Callable[[], Iterator[np.ndarray]]
+    dtype = np.dtype(np.float32)
+
+
 def encode_features(
     exp: Experiment, train_in: tuple[pd.DataFrame, Path], test_in: tuple[pd.DataFrame, Path],
     target_spec: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+) -> tuple[Blocks, Blocks, dict[str, Any]]:
     """train.csv's and test.csv's feature matrices, fitted on train only, and the JSON
-    preprocessor (`transform` redoes it without sklearn)."""
+    preprocessor (`transform` redoes it without sklearn). The matrices are made as the cache
+    writes them."""
     comp = exp.competition
     (train, train_file), (test, test_file) = train_in, test_in
     features = _feature_columns(train, comp, exp.path, train_file)
@@ -52,6 +66,7 @@ def encode_features(
     one_hot = [c for c in categorical if c not in embedded]
 
     ct = _fitted(numeric, one_hot, X_train_df)
+    trim_heap()  # the fit's copies (median sorts, validation) are freed in small blocks
     X_train = _transformed(ct, X_train_df, embedded)
     X_test = _transformed(ct, X_test_df, embedded)
     spec = _describe(ct, numeric, one_hot, comp, target_spec)
@@ -76,15 +91,16 @@ def level_codes(labels: Any, levels: list[str]) -> np.ndarray:
 
 
 def _transformed(ct: FittedParts, df: pd.DataFrame, embedded: dict[str, list[str]]
-                 ) -> np.ndarray:
+                 ) -> Blocks:
     """`ct.transform(df)` with the level codes, float32, a block of rows at a time: the
     parts' float64 outputs and their stacked copy stay a block's size. Every step works row
     by row, so the values are those of one call on every row."""
-    out = np.empty((len(df), ct.width + len(embedded)), np.float32)
-    for start in range(0, len(df), TRANSFORM_ROWS):
-        part = df.iloc[start:start + TRANSFORM_ROWS]
-        out[start:start + len(part)] = _with_codes(ct.transform(part), part, embedded)
-    return out
+    def make() -> Iterator[np.ndarray]:
+        for start in range(0, len(df), TRANSFORM_ROWS):
+            part = df.iloc[start:start + TRANSFORM_ROWS]
+            yield _with_codes(ct.transform(part), part, embedded)
+
+    return Blocks((len(df), ct.width + len(embedded)), make)
 
 
 def _with_codes(X: Any, df: pd.DataFrame, embedded: dict[str, list[str]]) -> np.ndarray:
@@ -247,8 +263,8 @@ def _number_label(v: Any) -> str:
 
 class FittedParts:
     """The fitted transformers of the prepared columns, by part: "num0", "num1", ... (median
-    imputation, then standardisation, `_groups`), "missing" (indicators where train.csv has
-    gaps) and "cat" (one-hot).
+    imputation, then standardisation, `_groups`), "missing0", ... (indicators where train.csv
+    has gaps, the same groups) and "cat" (one-hot).
     Each is fitted on its own columns with `fit`: a ColumnTransformer's fit runs fit_transform
     on every part and stacks the outputs, a float64 copy of every row twice over that is thrown
     away (~800 MB at 1M rows). `transform` stacks the parts like a ColumnTransformer."""
@@ -263,11 +279,11 @@ class FittedParts:
 
 
 def _groups(numeric: list[str]) -> list[list[str]]:
-    """The numeric columns in groups of NUM_GROUP (at least 2 a group): the imputer and scaler
-    work column by column, so a group's statistics are those of a fit on every column, while
-    their validation copies and the median's sort hold a group's rows, not every column's
-    (~850 MB at 1M x 24). One column alone would be summed pairwise, not row by row: other
-    last bits."""
+    """The numeric columns in groups of NUM_GROUP (at least 2 a group): the imputer, scaler and
+    missing indicator work column by column, so a group's statistics are those of a fit on
+    every column, while their validation copies and the median's sort hold a group's rows, not
+    every column's (~850 MB at 1M x 24; the indicator alone ~230 MB). One column alone would
+    be summed pairwise, not row by row: other last bits."""
     groups = [numeric[i:i + NUM_GROUP] for i in range(0, len(numeric), NUM_GROUP)]
     if len(groups) > 1 and len(groups[-1]) == 1:
         last = groups.pop()
@@ -281,13 +297,14 @@ def _fitted(numeric: list[str], categorical: list[str], df: pd.DataFrame) -> Fit
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     parts: dict[str, tuple[Any, list[str]]] = {}
-    for g, cols in enumerate(_groups(numeric)):  # num0, num1, ...: in numeric's order
+    groups = _groups(numeric)
+    for g, cols in enumerate(groups):  # num0, num1, ...: in numeric's order
         parts[f"num{g}"] = (Pipeline([("impute", SimpleImputer(strategy="median")),
                                       ("scale", StandardScaler())]), cols)
-    if numeric:
+    for g, cols in enumerate(groups):  # missing0, ...: the indicators, in numeric's order
         # Indicators only where train has gaps; a gap first seen in test is just imputed.
-        parts["missing"] = (MissingIndicator(features="missing-only", error_on_new=False),
-                            numeric)
+        parts[f"missing{g}"] = (MissingIndicator(features="missing-only", error_on_new=False),
+                                cols)
     if categorical:
         parts["cat"] = (OneHotEncoder(handle_unknown="ignore", sparse_output=False,
                                       dtype=np.float64), categorical)
@@ -326,10 +343,10 @@ def _describe(
             mean, scale = float(scaler.mean_[i]), float(scaler.scale_[i])
             spec["numeric"].append({"name": c, "median": median, "mean": mean, "scale": scale})
         names += kept
-    if numeric:
-        flagged = [numeric[i] for i in ct.parts["missing"][0].features_]
-        spec["missing_indicators"] = flagged
-        names += [f"{c}[missing]" for c in flagged]
+    flagged = [cols[i] for name, (indicator, cols) in ct.parts.items()
+               if name.startswith("missing") for i in indicator.features_]
+    spec["missing_indicators"] = flagged
+    names += [f"{c}[missing]" for c in flagged]
     if categorical:
         enc = ct.parts["cat"][0]
         for c, cats in zip(categorical, enc.categories_, strict=True):

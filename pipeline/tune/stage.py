@@ -50,16 +50,19 @@ def tune(
     `on_progress` gets the study as found, then the study after each trial. Ctrl-C ends the
     runs and raises KeyboardInterrupt with a line saying how far the study got.
     """
-    from pipeline.prepare import prepare
+    from pipeline.prepare import big_inputs, prepare
 
     quiet_optuna()
     budget = trials or exp.tune.trials
     metric = METRICS[exp.competition.metric]
-    # one worker: its MLflow writer process starts first, so its imports overlap with ours
+    # Prepared once here, so workers only read the cache. One worker's MLflow writer process
+    # starts first, so its imports overlap with ours; but after big inputs, which may be built
+    # in a child process: the two at once would add up (~230 + ~800 MB at 1M rows).
+    prepared = prepare(exp, apart=True) if big_inputs(exp) else None
     tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
     url, name = storage_url(storage, exp.tune.storage), study_name or exp.name
     try:
-        prepared = prepare(exp, apart=True)  # once here, so workers only read the cache
+        prepared = prepared or prepare(exp, apart=True)
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(exp, study, prepared.fingerprint, url)
