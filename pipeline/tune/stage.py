@@ -50,19 +50,12 @@ def tune(
     `on_progress` gets the study as found, then the study after each trial. Ctrl-C ends the
     runs and raises KeyboardInterrupt with a line saying how far the study got.
     """
-    from pipeline.prepare import big_inputs, prepare
-
     quiet_optuna()
     budget = trials or exp.tune.trials
     metric = METRICS[exp.competition.metric]
-    # Prepared once here, so workers only read the cache. One worker's MLflow writer process
-    # starts first, so its imports overlap with ours; but after big inputs, which may be built
-    # in a child process: the two at once would add up (~230 + ~800 MB at 1M rows).
-    prepared = prepare(exp, apart=True) if big_inputs(exp) else None
-    tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
     url, name = storage_url(storage, exp.tune.storage), study_name or exp.name
+    prepared, tracker = _prepared_and_tracker(exp, jobs, tracking_uri, track)
     try:
-        prepared = prepared or prepare(exp, apart=True)
         tracker.setup(exp)  # MLflow schema + experiment before any worker starts
         study, created = open_study(url, name, metric.direction, fresh=fresh, tracker=tracker)
         check_identity(exp, study, prepared.fingerprint, url)
@@ -123,6 +116,25 @@ def tune(
             recover(study, tracker)  # trials of workers that were killed: FAIL, re-queued
             _close_dead_runs(study, tracker)
     return result
+
+
+def _prepared_and_tracker(exp: Experiment, jobs: int, tracking_uri: str | None, track: bool
+                          ) -> tuple[Any, Tracker]:
+    """The prepared arrays, once here so workers only read the cache, and the tracker. One
+    worker's MLflow writer process starts first, so its imports overlap with ours; but after
+    big inputs, which may be built in a child process: the two at once would add up (~230 +
+    ~800 MB at 1M rows)."""
+    from pipeline.prepare import big_inputs, prepare
+
+    prepared = prepare(exp, apart=True) if big_inputs(exp) else None
+    tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
+    if prepared is None:
+        try:
+            prepared = prepare(exp, apart=True)
+        except BaseException:  # bad data: the idle writer process ends too
+            tracker.close()
+            raise
+    return prepared, tracker
 
 
 def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
