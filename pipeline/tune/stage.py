@@ -130,7 +130,7 @@ def _prepared_and_tracker(exp: Experiment, jobs: int, tracking_uri: str | None, 
     tracker = (worker_tracker if jobs == 1 else make_tracker)(tracking_uri, track)
     if prepared is None:
         try:
-            prepared = prepare(exp, apart=True)
+            prepared = prepare(exp)  # small inputs: built here, no child
         except BaseException:  # bad data: the idle writer process ends too
             tracker.close()
             raise
