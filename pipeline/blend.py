@@ -46,9 +46,9 @@ from pipeline.submission.format import (
     to_csv_text,
     to_frame,
 )
+from pipeline.submission.ledger import MANIFEST, experiment_of
 
 STEPS = 50  # greedy steps: weights in steps of 1/50 at most
-MANIFEST = "blend.json"  # submissions/NAME/blend.json: the experiment whose competition it is
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -399,20 +399,6 @@ def _check_name(name: str, experiments: list[str]) -> Experiment:
                             f"{known.competition.data_dir}, not {base.competition.data_dir}; "
                             "choose another name")
     return base
-
-
-def experiment_of(name: str) -> Experiment | None:
-    """The experiment a blend's leaderboard scores against (its first member's, renamed),
-    or None when `name` is no blend."""
-    manifest = ledger.SUBMISSIONS / name / MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        source = json.loads(manifest.read_text(encoding="utf-8"))["experiment"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PipelineError(f"{manifest}: not a blend manifest (expected "
-                            '{"experiment": "experiments/<name>.toml"})') from None
-    return replace(load(source), name=name)
 
 
 def _write_manifest(name: str, base: Experiment) -> list[Path]:

@@ -165,9 +165,9 @@ def load_experiment(name: str) -> ExperimentFile:
 def board_experiment(name: str) -> ExperimentFile:
     """An experiment, or a blend (`pipeline blend`: its first member's competition, its own
     name) for the commands that read submissions: leaderboard, withdraw, predict."""
-    from pipeline.blend import experiment_of
+    from pipeline.submission.ledger import experiment_named
 
-    return experiment_of(name) or load_experiment(name)
+    return experiment_named(name)
 
 
 @app.command()
@@ -328,11 +328,14 @@ def validate(
 def leaderboard(
     experiment: Experiment,
     csv: Annotated[bool, typer.Option("--csv", help="Machine-readable CSV on stdout.")] = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="With every experiment and blend on the same competition and metric.",
+    )] = False,
 ) -> None:
     """Every submission in the ledger: CV score and local Public / Private scores."""
     from pipeline.submission.leaderboard import board
 
-    console.leaderboard(board(board_experiment(experiment)), as_csv=csv)
+    console.leaderboard(board(board_experiment(experiment), every=every), as_csv=csv)
 
 
 @app.command()

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # `pipeline leaderboard --csv`: the machine-readable columns, in this order
 LEADERBOARD_COLUMNS = (
     "public_rank", "private_rank", "public", "private", "cv_score", "metric", "trials", "file",
-    "status", "time", "message",
+    "status", "time", "message", "experiment",
 )
 
 
@@ -404,6 +404,7 @@ def _leaderboard_csv(board: Board) -> None:
         out.writerow([
             e.public_rank or "", e.private_rank or "", _cell(e.public), _cell(e.private),
             _cell(e.cv), board.metric, e.trials, e.file, e.status, e.time, e.message,
+            e.experiment,
         ])
     sys.stdout.flush()
 
@@ -424,6 +425,8 @@ def _leaderboard_table(board: Board) -> None:
         console.print(table)
         for ref, file in files:  # whole, one a line, never folded: they are copied from here
             line(f"{ref} {file}")
+    for skipped in board.skipped:
+        line(f"left out: {skipped}")
 
 
 SCORE_WIDTH = len("-0.12345")  # a score column never narrower: scores are never elided
@@ -436,7 +439,9 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
     from rich.table import Table
     from rich.text import Text  # `[1]` as text, not rich markup
 
-    title = f"{board.experiment}: {board.metric} ({board.direction})"
+    many = len(board.names) > 1
+    more = f" and {len(board.names) - 1} more on its competition" if many else ""
+    title = f"{board.experiment}{more}: {board.metric} ({board.direction})"
     scored = board.solution is not None
     if scored:
         title += f", Public / Private scored on {board.solution}"
@@ -450,6 +455,8 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
     if scored:
         table.add_column("Priv #", justify="right", no_wrap=True)
         table.add_column("Shake", justify="right", no_wrap=True)
+    if many:
+        table.add_column("Name", overflow="fold")
     table.add_column("Trial(s)", overflow="fold")
     table.add_column("Status", overflow="fold")
     if wide:
@@ -461,14 +468,14 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
         o = board.oracle
         files.append(("[o]", o.file))
         cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
-        cells += ["oracle", "ceiling"] + (["", ""] if wide else [])
+        cells += [""] * many + ["oracle", "ceiling"] + (["", ""] if wide else [])
         table.add_row(*cells, Text("[o]"), style="bold yellow")
     for n, e in enumerate(board.entries, start=1):
         files.append((f"[{n}]", e.file))
         cells = [str(e.public_rank or "-"), _cell(e.cv)]
         if scored:
             cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
-        cells += [e.trials, e.status]
+        cells += [e.experiment] * many + [e.trials, e.status]
         if wide:  # minutes are enough on screen; --csv has it all
             cells += [e.time[:16].replace("T", " "), e.message]
         style = None if e.status == "ok" else "red"

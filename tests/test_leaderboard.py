@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,33 @@ def test_cli_leaderboard_csv(fake):
     sol.to_csv(exp.competition.data_dir / "solution.csv", index=False)
     result = CliRunner().invoke(app, ["leaderboard", "bin", "--csv"])
     assert result.exit_code == 2 and result.output.startswith("error: data/bin/solution.csv")
+
+
+def test_all_ranks_every_experiment_and_blend_on_the_competition(fake):
+    exp = write_competition(Path.cwd(), "bin")
+    other = write_competition(Path.cwd(), "other", seed=1)  # another competition's folder
+    text = exp.path.read_text(encoding="utf-8")
+    Path("experiments/bin2.toml").write_text(text, encoding="utf-8")
+    Path("experiments/bin_ll.toml").write_text(  # same data, scored with another metric
+        text.replace('metric = "roc_auc"', 'metric = "log_loss"'), encoding="utf-8")
+    Path("submissions/mix").mkdir(parents=True)
+    Path("submissions/mix/blend.json").write_text('{"experiment": "experiments/bin.toml"}')
+    values = np.linspace(0, 1, 14)
+    hand_made(exp, "a", {"y": values}, 0.5)
+    for name, cv in (("bin2", 0.7), ("mix", 0.9), ("other", 0.8), ("gone", 0.6)):
+        hand_made(replace(exp, name=name), name, {"y": values}, cv)
+    hand_made(replace(exp, name="bin_ll"), "ll", {"y": values}, 0.1)
+
+    result = CliRunner().invoke(app, ["leaderboard", "bin", "--all", "--csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["experiment"], r["cv_score"]) for r in rows] == [  # same Public: earlier first
+        ("bin", "0.50000"), ("bin2", "0.70000"), ("mix", "0.90000")]
+    assert len({r["public"] for r in rows}) == 1 and other.name not in result.output
+
+    shown = CliRunner().invoke(app, ["leaderboard", "mix", "--all"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "mix and 2 more on its competition" in shown.output and "Name" in shown.output
+    assert "left out: gone: no experiments/gone.toml to say its competition" in shown.output
+    alone = CliRunner().invoke(app, ["leaderboard", "bin", "--csv"])
+    assert [r["experiment"] for r in csv.DictReader(io.StringIO(alone.output))] == ["bin"]

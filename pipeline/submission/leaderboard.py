@@ -56,6 +56,7 @@ class Entry:
     private: float | None = None
     public_rank: int | None = None
     private_rank: int | None = None
+    experiment: str = ""  # the ledger name: an experiment or a blend
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Board:
     entries: list[Entry]  # ranked: by Public where a solution exists, else by CV
     oracle: Entry | None  # the ceiling, when the competition has oracle_submission.csv
     solution: Path | None  # the solution.csv Public / Private were scored on
+    names: tuple[str, ...] = ()  # the ledger names shown: `experiment` alone, or with --all
+    # its competition's other names; and the names --all left out, with why
+    skipped: tuple[str, ...] = ()
 
 
 # --- solution ------------------------------------------------------------------------------
@@ -170,9 +174,11 @@ def _oracle_form(
 # --- the board -----------------------------------------------------------------------------
 
 
-def board(exp: Experiment) -> Board:
-    """Every ledger row of `exp`, scored and ranked, and the oracle's scores (if any)."""
-    rows = [r for r in ledger.current(ledger.read()) if r.get("experiment") == exp.name]
+def board(exp: Experiment, *, every: bool = False) -> Board:
+    """Every ledger row of `exp` (with `every`, of every experiment and blend on its
+    competition), scored and ranked, and the oracle's scores (if any)."""
+    names, skipped = ledger.names_on(exp) if every else ([exp.name], [])
+    rows = [r for r in ledger.current(ledger.read()) if r.get("experiment") in names]
     fmt = load_format(exp)
     metric = METRICS[exp.competition.metric]
     has_solution = (exp.competition.data_dir / "solution.csv").is_file()
@@ -182,7 +188,8 @@ def board(exp: Experiment) -> Board:
     found = [  # a CV scored with another metric (the experiment's changed since) is set aside
         Entry(r["file"], r.get("trials", ""),
               _float(r.get("cv_score")) if r.get("metric") in ("", None, metric.name)
-              else math.nan, r.get("time", ""), r.get("message", ""))
+              else math.nan, r.get("time", ""), r.get("message", ""),
+              experiment=r.get("experiment", ""))
         for r in rows
     ]
     for entry in found:
@@ -194,7 +201,7 @@ def board(exp: Experiment) -> Board:
         score_file(oracle, fmt, solution, classes, metric)
     _rank(found, metric, by_public=solution is not None)
     return Board(exp.name, metric.name, metric.direction, found, oracle,
-                 solution.path if solution is not None else None)
+                 solution.path if solution is not None else None, tuple(names), tuple(skipped))
 
 
 def _classes(exp: Experiment) -> tuple | None:

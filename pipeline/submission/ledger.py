@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.experiment import EXPERIMENTS_DIR, Experiment, load
 
 SUBMISSIONS = Path("submissions")
 LEDGER = SUBMISSIONS / "ledger.csv"
@@ -32,6 +35,7 @@ COLUMNS = (
     "experiment_file",
 )
 WITHDRAWN = "withdrawn"
+MANIFEST = "blend.json"  # submissions/NAME/blend.json: the experiment whose competition it is
 
 
 def _line(values: list[str]) -> str:
@@ -130,3 +134,47 @@ def withdraw(experiment: str, file: str, message: str, time: str,
     row = dict(match[0]) | {"status": WITHDRAWN, "message": message, "time": time}
     append(row, path)
     return row
+
+
+# --- which experiment a ledger name scores against -----------------------------------------
+
+
+def experiment_of(name: str) -> Experiment | None:
+    """The experiment a blend's leaderboard scores against (its first member's, renamed),
+    or None when `name` is no blend."""
+    manifest = SUBMISSIONS / name / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        source = json.loads(manifest.read_text(encoding="utf-8"))["experiment"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PipelineError(f"{manifest}: not a blend manifest (expected "
+                            '{"experiment": "experiments/<name>.toml"})') from None
+    return replace(load(source), name=name)
+
+
+def experiment_named(name: str) -> Experiment:
+    """A ledger name's experiment: a blend's (its manifest) or experiments/NAME.toml."""
+    return experiment_of(name) or load(name)
+
+
+def names_on(exp: Experiment, path: Path = LEDGER) -> tuple[list[str], list[str]]:
+    """Every standing ledger name scored like `exp` (same competition folder, targets and
+    metric: experiments and blends alike), `exp.name` first; and a line for each name left
+    out because its experiment file is gone or does not load."""
+    names = dict.fromkeys([exp.name, *(r.get("experiment", "") for r in current(read(path)))])
+    same, skipped = [exp.name], []
+    for name in [n for n in names if n and n != exp.name]:
+        if experiment_of(name) is None and not (EXPERIMENTS_DIR / f"{name}.toml").is_file():
+            skipped.append(f"{name}: no {EXPERIMENTS_DIR / f'{name}.toml'} to say its competition")
+            continue
+        try:
+            other = experiment_named(name)
+        except PipelineError as e:
+            skipped.append(f"{name}: {e}")
+            continue
+        a, b = exp.competition, other.competition
+        if (a.data_dir.resolve(), a.targets, a.metric) == (b.data_dir.resolve(), b.targets,
+                                                           b.metric):
+            same.append(name)
+    return same, skipped
