@@ -12,6 +12,7 @@ matplotlib is imported inside the functions, so importing this module is free.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def _top(order: list, groups: list[list[int]], names: list[str], k: int) -> tupl
             [names[o] for o in order[:k]] + [f"+ {len(order) - k} more"])
 
 
-def layers_to_draw(model: Any, feature_names: list[str] | None = None) -> tuple[list, list, list]:
+def layers_to_draw(model: Any, feature_names: list[str] | None = None,
+                   classes: Sequence | None = None) -> tuple[list, list, list]:
     """(node labels per layer, summed weights between drawn layers, mean biases per layer).
 
     Inputs: one node per prepared column (``column_edges``), the heaviest MAX_INPUTS, the rest
@@ -106,7 +108,7 @@ def layers_to_draw(model: Any, feature_names: list[str] | None = None) -> tuple[
     for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
         n = W.shape[1]
         if i == len(coefs) - 1:
-            groups, labels = [[u] for u in range(n)], _outputs(model)
+            groups, labels = [[u] for u in range(n)], _outputs(model, classes)
         else:
             score = np.abs(W).sum(axis=0) + np.abs(coefs[i + 1]).sum(axis=1)
             order = sorted(range(n), key=lambda u: -score[u])
@@ -121,8 +123,13 @@ def layers_to_draw(model: Any, feature_names: list[str] | None = None) -> tuple[
     return layers, matrices, biases
 
 
-def _outputs(model: Any) -> list[str]:
+def _outputs(model: Any, labels: Sequence | None = None) -> list[str]:
+    """Output nodes named by the competition's labels (`labels`, or those a submitted model's
+    metadata records), not the network's class codes."""
     classes = getattr(model, "classes_", None)
+    labels = labels or (getattr(model, "metadata_", None) or {}).get("classes")
+    if classes is not None and labels is not None and len(labels) == len(classes):
+        classes = list(labels)
     n_out = model.coefs_[-1].shape[1]
     if classes is not None and n_out == len(classes):
         return [f"P({c})" for c in classes]
@@ -131,7 +138,8 @@ def _outputs(model: Any) -> list[str]:
     return ["output"] if n_out == 1 else [f"output {k}" for k in range(n_out)]
 
 
-def network_figure(model: Any, feature_names: list[str] | None = None, title: str = "") -> Any:
+def network_figure(model: Any, feature_names: list[str] | None = None, title: str = "",
+                   classes: Sequence | None = None) -> Any:
     """A matplotlib Figure of the network (see the module doc); nothing is shown or saved."""
     import matplotlib
 
@@ -140,7 +148,7 @@ def network_figure(model: Any, feature_names: list[str] | None = None, title: st
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    layers, matrices, biases = layers_to_draw(model, feature_names)
+    layers, matrices, biases = layers_to_draw(model, feature_names, classes)
     tallest = max(len(nodes) for nodes in layers)
     fig = Figure(figsize=(2.2 + 2.4 * len(layers), max(3.5, 0.42 * tallest + 1.2)), dpi=100)
     ax = fig.add_axes((0.0, 0.0, 1.0, 0.92 if title else 1.0))
@@ -196,9 +204,10 @@ def _draw_nodes(ax: Any, x: int, nodes: list[str], ys: np.ndarray, b: np.ndarray
 
 
 def save_network(model: Any, stem: Path, feature_names: list[str] | None = None,
-                 title: str = "", formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+                 title: str = "", formats: tuple[str, ...] = ("png", "svg"),
+                 classes: Sequence | None = None) -> list[Path]:
     """Write the figure as <stem>.png / .svg (or the one file `stem` names, by its suffix)."""
-    fig = network_figure(model, feature_names, title)
+    fig = network_figure(model, feature_names, title, classes)
     if stem.suffix.lstrip(".") in ("png", "svg", "pdf"):
         paths = [stem]
     else:

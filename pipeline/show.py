@@ -69,17 +69,18 @@ def draw_kept(exp: Experiment, output: Path | None, study: str, number: int) -> 
     check_study_identity(exp, stored.info.get("identity", {}), fingerprint(exp), study=study,
                          where=str(key.folder))
     title = f"{exp.name}: trial {number}, fold 0 (cv {stored.info['score']:.4f})"
-    return figure(model, output, exp, list(stored.info["feature_names"]), title)
+    return figure(model, output, exp, list(stored.info["feature_names"]), title,
+                  classes=stored.info.get("classes"))
 
 
 def figure(model: Any, output: Path | None, exp: Experiment, names: list[str],
-           title: str, notes: list[str] | None = None) -> Drawn:
+           title: str, notes: list[str] | None = None, classes: Any = None) -> Drawn:
     """`model` drawn to `output` (.png / .svg / .pdf; default <experiment>-network.png)."""
     from pipeline.drawing import save_network
 
     out = checked_output(output, exp)
     paths = save_network(model, out, names if model.n_features_in_ == len(names) else None,
-                         title)
+                         title, classes=classes)
     return Drawn(paths, title, notes or [])
 
 
@@ -167,4 +168,5 @@ def draw(exp: Experiment, output: Path | None, trial: TrialSpec | None = None,
         raise PipelineError(f"no saved weights for {exp.name}: no model file under "
                             f"submissions/{exp.name}/ and no trial given")
     model, title = found
-    return figure(model, output, exp, list(prepared.feature_names), title, notes)
+    return figure(model, output, exp, list(prepared.feature_names), title, notes,
+                  prepared.classes)

@@ -196,6 +196,19 @@ def test_many_inputs_are_summarised_and_no_hidden_layer_is_inputs_to_output(tmp_
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
 
 
+def test_output_nodes_are_named_by_the_competitions_labels_not_the_codes():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(120, 3))
+    clf = fit(X, (X[:, 0] > 0).astype(int), hidden_layer_sizes=(), max_iter=5)
+    assert drawing.layers_to_draw(clf, ["a", "b", "c"], ("no", "yes"))[0][-1] == ["P(yes)"]
+    clf.metadata_ = {"classes": ["stay", "churn"]}  # a submitted model records its labels
+    assert drawing.layers_to_draw(clf, ["a", "b", "c"])[0][-1] == ["P(churn)"]
+    y3 = np.array(["ant", "bee", "cat"])[rng.integers(0, 3, 120)]
+    multi = fit(X, np.unique(y3, return_inverse=True)[1], hidden_layer_sizes=(), max_iter=5)
+    labels = drawing.layers_to_draw(multi, ["a", "b", "c"], ("ant", "bee", "cat"))[0][-1]
+    assert labels == ["P(ant)", "P(bee)", "P(cat)"]
+
+
 def test_on_avocado_squishiness_carries_heavy_edges(project):
     """The talk's point: the avocado experiment's [model], trained on the prepared avocado
     data, leans on squishiness: among its 3 heaviest of 10 input columns."""

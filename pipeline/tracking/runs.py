@@ -8,7 +8,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class Tracker:
         pass
 
     def log_network(self, run_id: str, model: Any, feature_names: Iterable[str], title: str,
-                    artifact_path: str | None = None) -> None:
+                    artifact_path: str | None = None, classes: Sequence | None = None) -> None:
         """network.png / .svg of `model` on the run: every figure of a network logged (a
         trial's fold 0, a submission's model) is drawn here."""
         if not self.enabled:
@@ -102,7 +102,8 @@ class Tracker:
         names = list(feature_names)
         with tempfile.TemporaryDirectory() as tmp:
             paths = save_network(model, Path(tmp) / "network",
-                                 names if model.n_features_in_ == len(names) else None, title)
+                                 names if model.n_features_in_ == len(names) else None, title,
+                                 classes=classes)
             self.log_files(run_id, paths, artifact_path)
 
 

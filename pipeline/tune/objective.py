@@ -146,7 +146,8 @@ class Objective:
         if self.tracker.enabled and self._best_so_far(trial, res.mean):
             self.tracker.log_network(
                 run.run_id, res.models[0], self.prepared.feature_names,
-                f"trial {trial.number}, fold 0 ({self.metric.name} {res.mean:.4f})")
+                f"trial {trial.number}, fold 0 ({self.metric.name} {res.mean:.4f})",
+                classes=self.prepared.classes)
         return res.mean
 
     def _subsample_stage(self, trial: Any, params: dict[str, Any], run: RunLog) -> float:
@@ -232,6 +233,7 @@ class Objective:
                 "decision": res.decision.as_dict(), "stop_reasons": res.stop_reasons,
                 "fingerprint": self.prepared.fingerprint, "run_id": run_id,
                 "feature_names": list(self.prepared.feature_names),
+                "classes": list(self.prepared.classes or []) or None,  # output labels, drawn
                 "identity": study_identity(self.exp, self.prepared.fingerprint)}
         paths = save(key, models=res.models, oof=res.oof, test=test, info=info)
         prune(self.exp.name, self.args.study, self.exp.tune.keep, self.metric.direction)
