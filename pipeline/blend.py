@@ -139,8 +139,9 @@ def _order(table: predictions.Table, want: np.ndarray, what: str) -> np.ndarray:
     missing = [i for i in want if i not in where]
     extra = sorted(set(table.ids) - set(want))
     if missing or extra:
-        bad = (f"misses {len(missing)} id(s) of {what} (e.g. {missing[:3]})" if missing else
-               f"holds {len(extra)} id(s) that are not {what} (e.g. {extra[:3]})")
+        shown = ", ".join(str(i) for i in (missing or extra)[:3])  # plain text, not np.str_
+        bad = (f"misses {len(missing)} id(s) of {what} (e.g. {shown})" if missing else
+               f"holds {len(extra)} id(s) that are not {what} (e.g. {shown})")
         raise PipelineError(f"{table.path}: {bad}")
     return np.array([where[i] for i in want], dtype=np.int64)
 

@@ -178,7 +178,8 @@ def _short_test(oof, test):
 
 @pytest.mark.parametrize(("edit", "said"), [
     (_drop_row, "gbm.oof.csv: misses 1 id(s) of bin's validated training rows"),
-    (_extra_row, "gbm.oof.csv: holds 1 id(s) that are not bin's validated training rows"),
+    (_extra_row,
+     "gbm.oof.csv: holds 1 id(s) that are not bin's validated training rows (e.g. 9999)"),
     (_other_target, "gbm.oof.csv: target of id"),
     (_renamed, "gbm.oof.csv: header"),
     (_short_test, "gbm.test.csv: misses 1 id(s) of test.csv's ids"),
