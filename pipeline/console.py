@@ -530,3 +530,8 @@ def drift_report(report: DriftReport) -> None:
     for c in report.columns:
         name = c.name if len(c.name) <= width else c.name[:width - 3] + "..."
         line(f"{name:<{width}}  {c.importance:8.4f}  {c.std:6.4f}  {c.kind}")
+    for c in report.columns:
+        if c.later is not None and not report.time_split:
+            line(f"{c.name}: every test.csv value is past train.csv's last ({c.later[0]} < "
+                 f"{c.later[1]})")
+            line(f'  so validate on later rows: [cv] kind = "time", time = "{c.name}"')

@@ -30,6 +30,9 @@ class Column:
     importance: float  # mean AUC drop when shuffled, over folds and repeats
     std: float
     kind: str  # number | text | codes (text with many levels)
+    # every test.csv value lies past train.csv's last (dates or numbers): (train's last,
+    # test's first), else None
+    later: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class DriftReport:
     train_rows: int
     test_rows: int
     columns: list[Column]  # the `top` strongest, strongest first
+    time_split: bool = False  # [cv] kind = "time" already validates on later rows
 
     @property
     def verdict(self) -> str:
@@ -114,10 +118,42 @@ def drift(exp: Experiment, *, folds: int = 5, top: int = 10, seed: int = 0) -> D
 
     order = np.argsort(-every.mean(axis=1), kind="stable")[:top]
     names = list(X.columns)
-    columns = [Column(names[i], float(every[i].mean()), float(every[i].std()), kinds[names[i]])
+    # every shown column, not only those whose shuffling costs AUC: two columns that each
+    # tell the files apart (a date and a counter) hide each other from permutation importance
+    past = later(exp, [names[i] for i in order]) if len(order) else {}
+    columns = [Column(names[i], float(every[i].mean()), float(every[i].std()), kinds[names[i]],
+                      past.get(names[i]))
                for i in order]
     return DriftReport(exp.name, float(np.mean(aucs)), float(np.std(aucs)), folds, len(train),
-                       len(test), columns)
+                       len(test), columns, exp.cv.kind == "time")
+
+
+def later(exp: Experiment, columns: list[str]) -> dict[str, tuple[str, str]]:
+    """(train's last, test's first) of each column whose test values all come after every
+    training value: numbers, or dates in the experiment's format (ISO 8601 when it names
+    none). Test rows from the future are what a time split validates on."""
+    import pandas as pd
+
+    from pipeline.files import read_csv
+
+    comp = exp.competition
+    files = [read_csv(comp.data_dir / f, id_col=comp.id, only=tuple(columns))
+             for f in ("train.csv", "test.csv")]
+    out = {}
+    for column in columns:
+        values = [frame[column].dropna() for frame in files]
+        if any(v.empty for v in values):
+            continue
+        if not all(pd.api.types.is_numeric_dtype(v) for v in values):
+            fmt = comp.dates.get(column, "ISO8601")
+            values = [pd.to_datetime(v.astype("string"), format=fmt, errors="coerce")
+                      for v in values]
+            if any(v.isna().any() for v in values):  # not one date format: no order to read
+                continue
+        if values[1].min() > values[0].max():  # shown as the files write them
+            out[column] = (str(files[0][column][values[0].idxmax()]),
+                           str(files[1][column][values[1].idxmin()]))
+    return out
 
 
 def _fold(X: Any, y: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int,

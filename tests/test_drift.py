@@ -74,3 +74,40 @@ def test_no_shared_feature_column_is_one_line(project):
     out = CliRunner().invoke(app, ["drift", "apart"])
     assert out.exit_code == 2 and "no feature column shared with train.csv" in out.output
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_test_rows_past_every_training_date_point_to_a_time_split(project):
+    rng = np.random.default_rng(2)
+    days = pd.date_range("2020-01-01", periods=700).strftime("%d/%m/%Y").to_numpy()
+    step = np.arange(700)  # a counter that keeps counting into test.csv
+    train = pd.DataFrame({"id": range(500), "day": days[:500], "step": step[:500],
+                          "x": rng.normal(size=500), "y": rng.integers(0, 2, 500)})
+    test = pd.DataFrame({"id": range(500, 700), "day": days[500:], "step": step[500:],
+                         "x": rng.normal(size=200)})
+    folder = make_competition(project, train, test, name="days")
+    write_experiment(project, "days", folder, extra='dates = { day = "%d/%m/%Y" }')
+    report = drift(load("days"))
+    past = {c.name: c.later for c in report.columns}
+    assert past["day"] == ("14/05/2021", "15/05/2021") and past["step"] == ("499", "500")
+    assert past["x"] is None and not report.time_split
+    out = CliRunner().invoke(app, ["drift", "days"])
+    assert out.exit_code == 0, out.output
+    assert ("day: every test.csv value is past train.csv's last (14/05/2021 < 15/05/2021)\n"
+            '  so validate on later rows: [cv] kind = "time", time = "day"\n') in out.output
+    assert max(len(line) for line in out.output.splitlines()) <= 80
+
+    text = (project / "experiments" / "days.toml").read_text(encoding="utf-8")
+    (project / "experiments" / "days.toml").write_text(
+        text + '\n[cv]\nkind = "time"\ntime = "day"\n', encoding="utf-8")
+    out = CliRunner().invoke(app, ["drift", "days"])
+    assert out.exit_code == 0 and "validate on later rows" not in out.output  # split already
+
+
+def test_dates_drawn_alike_in_both_files_point_nowhere(project):
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2020-01-01", periods=700).strftime("%Y-%m-%d").to_numpy()
+    rng.shuffle(days)
+    train = pd.DataFrame({"id": range(500), "day": days[:500], "y": rng.integers(0, 2, 500)})
+    test = pd.DataFrame({"id": range(500, 700), "day": days[500:]})
+    write_experiment(project, "mixed", make_competition(project, train, test, name="mixed"))
+    assert all(c.later is None for c in drift(load("mixed")).columns)
