@@ -87,13 +87,15 @@ def init_experiment(
     dates = {str(c): found for c in train.columns if c not in (id_col, *targets, *drop)
              and (found := date_formats(train[c], test[c]))}
     embedded = _embedded(train, (id_col, *targets, *drop, *dates))
+    later = _test_later(train, test, dates)
+    dates = dict(sorted(dates.items(), key=lambda kv: kv[0] not in later))  # [cv] names it
     notes += [f"{c}: {n} levels (> one_hot_max = {ONE_HOT_MAX}): the network learns a "
               "vector per level" for c, n in embedded.items()]
     notes += _text_by_one_cell(train, [c for c in train.columns  # dropped ones too: typos
                                        if c not in (id_col, *targets, *dates)])
 
     text = _render(data_dir, id_col, target, task, metric, drop, len(train), why_task, why_metric,
-                   dates, _big_folds(folds, len(train)), notes, name, bool(embedded))
+                   dates, _big_folds(folds, len(train)), notes, name, bool(embedded), later)
     # What we write must load, and its sample must fit test.csv and the classes: found now,
     # not after a whole study has been tuned for a submission that cannot be written.
     exp = parse(tomllib.loads(text), path)
@@ -387,8 +389,9 @@ def _alternatives(task: str, metric: str, multi_target: bool = False) -> str:
     return f"  # or: {', '.join(others)}" if others else ""
 
 
-def _date_notes(dates: dict[str, tuple[str, ...]]) -> list[str]:
-    """init's reasons for each date column: how it is read, or the choice the user must make."""
+def _date_notes(dates: dict[str, tuple[str, ...]], later: dict[str, tuple]) -> list[str]:
+    """init's reasons for each date column: how it is read, or the choice the user must make;
+    and whether test.csv lies after train.csv on it."""
     parts = ", ".join((*DATE_PARTS, "hour"))
     notes = []
     for col, found in dates.items():
@@ -399,7 +402,26 @@ def _date_notes(dates: dict[str, tuple[str, ...]]) -> list[str]:
         else:
             notes.append(f"date {col}: used as numbers ({parts} where times vary), "
                          f"read as {found[0]}")
+        if col in later:
+            notes.append(f"date {col}: test.csv starts after train.csv ends ({later[col][0]} < "
+                         f'{later[col][1]}): consider [cv] kind = "time" below')
     return notes
+
+
+def _test_later(train: Any, test: Any, dates: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
+    """(train.csv's last, test.csv's first) of each date column (one format) whose test
+    values all come after its training values: a test set from the future."""
+    import pandas as pd
+
+    out = {}
+    for col, found in dates.items():
+        if len(found) != 1:
+            continue
+        a, b = (pd.to_datetime(f[col].dropna().astype("string"), format=found[0],
+                               errors="coerce") for f in (train, test))
+        if len(a) and len(b) and not (a.isna().any() or b.isna().any()) and b.min() > a.max():
+            out[col] = (train[col][a.idxmax()], test[col][b.idxmin()])
+    return out
 
 
 def _dates_toml(dates: dict[str, tuple[str, ...]]) -> str:
@@ -460,10 +482,11 @@ def _render(
     notes: list[str],
     name: str,
     embedded: bool = False,
+    later: dict[str, tuple] | None = None,
 ) -> str:
     model, space = network_setup(n_rows, metric, embedded)
     seeds = 5 if n_rows < SMALL_DATA else (3 if n_rows < BIG_DATA else 1)
-    reasons = "".join(f"#   {line}\n" for line in (*notes, *_date_notes(dates)))
+    reasons = "".join(f"#   {line}\n" for line in (*notes, *_date_notes(dates, later or {})))
     drop_lines = "".join(f"    {_q(c)},  # {why}\n" for c, why in drop.items())
     drop_toml = f"drop = [\n{drop_lines}]" if drop else "drop = []"
     return f"""\

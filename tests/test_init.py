@@ -377,6 +377,22 @@ def test_a_decided_date_format_is_written_commented_out(project):
     assert "sold.weekday" in prepare(exp).feature_names
 
 
+def test_a_test_set_after_the_training_dates_is_noted_and_named_by_the_time_hint(project):
+    train, test = _dated(*toy_frames(), "%Y-%m-%d")  # test.csv's ids, so its days, come later
+    rng = np.random.default_rng(5)
+    opened = pd.date_range("2010-01-01", periods=90).strftime("%d.%m.%Y").to_numpy()
+    rng.shuffle(opened)
+    train.insert(1, "opened", opened[:60])  # before `sold`, and drawn alike in both files
+    test.insert(1, "opened", opened[60:])
+    path, exp = _init(project, train, test)
+    text = path.read_text()
+    assert ('#   date sold: test.csv starts after train.csv ends (2015-06-27 < 2015-06-30): '
+            'consider [cv] kind = "time" below\n') in text
+    assert "date opened: test.csv starts" not in text
+    assert '# kind = "time"; time = "sold"  validates on later rows only\n' in text
+    assert exp.fold_kind == "stratified"  # a hint: the split stays the user's choice
+
+
 def test_an_ambiguous_date_column_is_never_guessed_silently(project):
     """01/02/2015 reads two ways: init writes its guess commented out and says so; prepare
     stops with one line until the user uncomments the right format."""
