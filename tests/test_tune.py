@@ -105,6 +105,8 @@ def test_tune_budget_resume_and_mlflow(project):
     parent = _check_runs_match_study(study)
     assert parent.info.status == "FINISHED"
     assert "best_cv_roc_auc" in parent.data.metrics
+    names = sorted(r.info.run_name for r in _runs()[2])
+    assert names == [f"trial-{n:04d}" for n in range(4)]
     c = _client()
     plots = {a.path for a in c.list_artifacts(parent.info.run_id, "study")}
     assert "study/optimization_history.png" in plots
@@ -119,6 +121,10 @@ def test_tune_budget_resume_and_mlflow(project):
     # the same command once more: the budget is spent, nothing new runs
     tune.tune(exp, trials=4)
     assert len(_study().trials) == 4
+    # a second study of the experiment: its runs say whose trials they are
+    tune.tune(exp, trials=1, study_name="wide")
+    wide = [r for r in _runs()[2] if r.data.tags["optuna.study"] == "wide"]
+    assert [r.info.run_name for r in wide] == ["wide/trial-0000"]
 
 
 def test_a_metric_name_mlflow_refuses_is_logged_under_its_safe_key(project):

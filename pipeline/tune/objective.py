@@ -260,8 +260,13 @@ class Objective:
             "host_id": HOST_ID, "pid": os.getpid(),
         }.items():
             trial.set_user_attr(key, value)
+        # a second study of the experiment (--study) shares its MLflow experiment: its runs
+        # say whose trial they are
+        name = f"trial-{trial.number:04d}"
+        if self.args.study != self.exp.name:
+            name = f"{self.args.study}/{name}"
         run = self.tracker.start_run(
-            self.exp, f"trial-{trial.number:04d}", params=used(values, params),
+            self.exp, name, params=used(values, params),
             tags={"optuna.study": self.args.study, "optuna.trial": trial.number,
                   "data_fingerprint": self.prepared.fingerprint, "kind": "trial",
                   "folds": self.exp.fold_scheme()},
