@@ -125,6 +125,10 @@ def test_tune_budget_resume_and_mlflow(project):
     tune.tune(exp, trials=1, study_name="wide")
     wide = [r for r in _runs()[2] if r.data.tags["optuna.study"] == "wide"]
     assert [r.info.run_name for r in wide] == ["wide/trial-0000"]
+    # ... and its best trial goes beside the first study's, not over it
+    assert json.loads((project / "experiments" / "tiny.best.json").read_text()) == best
+    other = json.loads((project / "experiments" / "tiny.wide.best.json").read_text())
+    assert other["study"] == "wide" and other["trial"] == 0
 
 
 def test_a_metric_name_mlflow_refuses_is_logged_under_its_safe_key(project):

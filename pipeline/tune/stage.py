@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.files import write_text_atomic
 from pipeline.metrics import METRICS, Metric
 from pipeline.processes import sigterm_as_interrupt
 from pipeline.tracking import Tracker, make_tracker
@@ -148,7 +149,7 @@ def _complete(exp: Experiment, study: Any, budget: int) -> TuneResult | None:
     more = finished + max(1, budget // 2)
     note = (f"study {study.study_name!r} is complete with {finished} finished trials; "
             f"to extend it: --trials {more} (or make tune TRIALS={more})")
-    best = exp.path.parent / f"{exp.name}.best.json"
+    best = best_path(exp, study.study_name)
     return TuneResult(trial_rows, budget, metric.name, metric.direction,
                       best if best.is_file() else None, [note])
 
@@ -239,18 +240,25 @@ def _parent_summary(
     return metrics, tags
 
 
+def best_path(exp: Experiment, study_name: str) -> Path:
+    """experiments/<name>.best.json; another study's (--study) beside it, not over it:
+    experiments/<name>.<study>.best.json."""
+    stem = exp.name if study_name == exp.name else f"{exp.name}.{study_name}"
+    return exp.path.parent / f"{stem}.best.json"
+
+
 def _write_best(exp: Experiment, study_name: str, metric: Metric, best: TrialRow) -> Path:
-    """experiments/<name>.best.json: the best trial, enough to re-run it exactly."""
+    """The study's best trial, enough to re-run it exactly (`best_path`)."""
     import json
 
-    path = exp.path.parent / f"{exp.name}.best.json"
-    path.write_text(json.dumps({
+    path = best_path(exp, study_name)
+    write_text_atomic(path, json.dumps({
         "experiment": exp.name, "study": study_name, "trial": best.number,
         "metric": metric.name, "score": best.value, "cv_std": best.attrs.get("cv_std"),
         "n_iter": best.attrs.get("n_iter"), "random_state": best.attrs.get("random_state"),
         "params": best.attrs.get("params"), "search": best.params,
         "mlflow_run_id": best.attrs.get("mlflow_run_id"),
-    }, indent=2) + "\n", encoding="utf-8")
+    }, indent=2) + "\n")
     return path
 
 
