@@ -86,7 +86,7 @@ td.DATASETS[NAME] = td.Dataset(NAME, "binary", "roc_auc", "numpy", "synthetic", 
 
 def experiment_for(variant: str, root: Path):
     from pipeline import experiment
-    from pipeline.infer import init_experiment
+    from pipeline.init import init_experiment
 
     data = root / "data" / NAME
     if not data.is_dir():

@@ -105,7 +105,7 @@ DECIDED = [
 def experiment_for(name: str, metric: str, root: Path, task: str = "regression"):
     """init's experiment for data set `name`, with `metric` and `task`, in folder `root`."""
     from pipeline import experiment
-    from pipeline.infer import init_experiment
+    from pipeline.init import init_experiment
 
     data = td.build(name, root / "data" / name)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -203,7 +203,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing experiment file.")] = False,
 ) -> None:
     """Infer id, target, task and metric from a competition folder -> experiments/NAME.toml."""
-    from pipeline.infer import init_experiment
+    from pipeline.init import init_experiment
     from pipeline.submission.format import load_format
 
     # the sample must fit test.csv and the classes: found now, not after a whole study
@@ -303,7 +303,7 @@ def predict(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score raw rows with the registry's champion; the sample submission's columns out."""
-    from pipeline.tracking.registry import predict_csv
+    from pipeline.predict import predict_csv
 
     result = predict_csv(board_experiment(experiment), input_csv, out=out, model_uri=model,
                          tracking_uri=tracking_uri)

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     from pipeline.blend import BlendResult
     from pipeline.drift import DriftReport
     from pipeline.importance import Importance
+    from pipeline.predict import Predictions
     from pipeline.prepare import Prepared
     from pipeline.submission.leaderboard import Board, Entry
     from pipeline.submit import SubmissionResult, Submitted
     from pipeline.tracking.links import StudyLinks
-    from pipeline.tracking.registry import Predictions, Registered
+    from pipeline.tracking.registry import Registered
     from pipeline.train import CvRun
     from pipeline.tune.progress import TrialRow, TuneProgress, TuneResult
 

@@ -34,6 +34,7 @@ LAYERS = [
     # the command stages that compose others: submit and show read the study (best trials)
     # and log to MLflow
     ["pipeline.submit", "pipeline.show",
+     "pipeline.predict",  # `pipeline predict`: the registry's champion on raw rows
      "pipeline.blend",  # `pipeline blend`: submissions' OOF / test predictions, weighted
      "pipeline.drift",  # `pipeline drift`: adversarial validation of train vs test
      "pipeline.importance"],  # `pipeline importance`: a trial's fold models, columns shuffled
@@ -42,7 +43,7 @@ LAYERS = [
     ["pipeline.submission"],
     ["pipeline.evaluate", "pipeline.decision"],  # decision: chosen on OOF, used by submit
     ["pipeline.trials"],  # each complete trial's stored result: written by tune, read above
-    ["pipeline.prepare", "pipeline.infer",
+    ["pipeline.prepare", "pipeline.init",  # init: `pipeline init`, an experiment file inferred
      "pipeline.identity"],  # what a study measured: checked by tune, submit, show, blend
     ["pipeline.drawing"],  # a fitted network -> a matplotlib figure; imports no stage
     ["pipeline.experiment"],

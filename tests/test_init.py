@@ -11,7 +11,7 @@ from conftest import make_competition, toy_frames
 
 from pipeline import experiment
 from pipeline.errors import PipelineError
-from pipeline.infer import init_experiment
+from pipeline.init import init_experiment
 from pipeline.prepare import load_preprocessor, prepare
 from pipeline.submission.format import load_format
 
@@ -351,7 +351,7 @@ def test_the_metric_line_lists_the_alternatives(project):
                                                ("mae", 'loss = "huber"'),
                                                ("rmse", None)])
 def test_a_regression_metric_sets_the_loss_that_suits_it(metric, entry):
-    from pipeline.infer import network_setup
+    from pipeline.init import network_setup
 
     model, _ = network_setup(5_000, metric)
     lines = experiment.model_lines(model)

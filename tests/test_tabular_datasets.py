@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline import experiment
-from pipeline.infer import init_experiment
+from pipeline.init import init_experiment
 from pipeline.submission.format import load_format
 
 _spec = importlib.util.spec_from_file_location(

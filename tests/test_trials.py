@@ -157,9 +157,9 @@ def test_keep_is_validated_and_init_writes_it(project):
     path.write_text(path.read_text().replace("[tune]\n", "[tune]\nkeep = -1\n"))
     with pytest.raises(PipelineError, match=r"tiny.toml.*keep"):
         load(path)
-    from pipeline import infer
+    from pipeline import init
 
-    assert "\nkeep = 10\n" in Path(infer.__file__).read_text()
+    assert "\nkeep = 10\n" in Path(init.__file__).read_text()
 
 
 def test_a_fresh_study_drops_the_old_studys_stored_trials(tuned):

@@ -1,6 +1,6 @@
 """The submitted model in MLflow: logged as a pyfunc on the study's parent run (models-from-code,
 artifacts = our .npz / JSON files), registered as `<experiment>`, alias `champion`; and the
-champion (or any model URI) scoring a raw CSV for `pipeline predict`.
+champion's URI and the raw-row typing `pipeline predict` (`pipeline.predict`) scores with.
 """
 
 from __future__ import annotations
@@ -259,51 +259,3 @@ def should_promote(metric: str, new: float, old: float) -> tuple[bool, str]:
     if (new > old) if maximize else (new < old):
         return True, f"CV {new:.5f} beats the champion's {old:.5f}"
     return False, f"CV {new:.5f} does not beat the champion's {old:.5f}"
-
-
-# --- scoring a CSV -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Predictions:
-    model_uri: str
-    rows: int
-    text: str  # the CSV, sample-submission columns
-    path: Path | None  # where it was written (None: stdout)
-
-
-def predict_csv(
-    exp: Any, input_csv: Path, *, out: Path | None = None, model_uri: str | None = None,
-    tracking_uri: str | None = None,
-) -> Predictions:
-    """Raw rows -> the model's predictions in the sample-submission format, written atomically."""
-    from pipeline.files import write_text_atomic
-    from pipeline.submission.format import to_csv_text
-
-    uri = model_uri or champion_uri(exp.name)
-    if model_uri and Path(model_uri).exists():
-        uri = Path(model_uri).resolve().as_uri()
-    model = load(uri, exp.name, tracking_uri)
-    raw = raw_frame(Path(input_csv), exp.competition.id)
-    if exp.competition.id not in raw.columns:  # else the predictions come back without ids
-        raise PipelineError(f"{input_csv}: no id column {exp.competition.id!r} (each "
-                            "prediction is written beside its row's id, as in test.csv)")
-    df = as_signature_types(raw, model.metadata.signature, Path(input_csv), exp.competition.id)
-    text = to_csv_text(model.predict(df))
-    if out is not None:
-        write_text_atomic(Path(out), text)
-    return Predictions(uri, len(df), text, out)
-
-
-def load(uri: str, name: str, tracking_uri: str | None) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        with fluent_mlflow(tracking_uri) as mlflow:
-            return mlflow.pyfunc.load_model(uri)
-    except MlflowException as e:
-        if uri == champion_uri(name):
-            raise PipelineError(f"no {ALIAS} model for {name!r} in the MLflow registry yet; "
-                                f"run `pipeline submit {name}` first") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PipelineError(f"--model {uri}: cannot load ({first[:200]})") from None
