@@ -267,9 +267,7 @@ def test_the_cli_parses_and_renders_only():
 
 # packages whose __init__ still holds logic, each with its reason
 INIT_LOGIC = {
-    "pipeline.prepare": "prepare() itself lives there (another engineer's module)",
     "pipeline.network": "a lazy __getattr__ keeps `import pipeline.network` light",
-    "pipeline.competitions": "the table of built-in competitions",
 }
 
 

@@ -199,7 +199,7 @@ def test_numbers_fitted_in_groups_of_columns_give_the_same_arrays(project, monke
 def test_a_long_lived_process_builds_big_inputs_apart(project, monkeypatch):
     """`apart`: a process that then trains for an hour (tune) builds a missing cache in a child
     process and maps it; the same arrays, and the child's errors as one line."""
-    import pipeline.prepare as stage
+    import pipeline.prepare.stage as stage
 
     train, test = toy_frames()
     here = _prepare(project, train, test)
@@ -561,8 +561,8 @@ def test_the_child_that_prepares_apart_ends_when_its_parent_is_killed(project):
         "import time\n\ndef features(df):\n    time.sleep(120)\n    return df\n")
     write_experiment(project, "comp", folder.relative_to(project),
                      extra='features = "experiments/slow.py"')
-    code = ("import pipeline.prepare as p; from pipeline import experiment; p.APART_BYTES = 0; "
-            "p.prepare(experiment.load('comp'), apart=True)")
+    code = ("import pipeline.prepare.stage as p; from pipeline import experiment; "
+            "p.APART_BYTES = 0; p.prepare(experiment.load('comp'), apart=True)")
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=project)
 
     def children() -> set[int]:

@@ -573,7 +573,7 @@ def test_workers_share_the_cores_they_are_given(monkeypatch):
 def test_big_inputs_are_prepared_before_the_mlflow_writer_starts(project, monkeypatch):
     """A cache built apart (big inputs) and the MLflow writer process would add up in memory
     (~0.8 + 0.23 GB at 1M rows): tune builds first, then starts the writer."""
-    import pipeline.prepare as stage
+    import pipeline.prepare.stage as stage
 
     fresh_mlflow_db(project)
     exp = load(tiny_project(project, trials=1, max_iter=2))
