@@ -16,7 +16,7 @@ from helpers_tune import one_line_error, tiny_project
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from pipeline import console, experiment, infer, tune
+from pipeline import console, experiment, init, tune
 from pipeline.cli import app
 from pipeline.errors import PipelineError
 from pipeline.experiment import load
@@ -80,30 +80,30 @@ def test_pruners_are_optunas_with_rungs_on_fold_0s_epochs(project):
 def _init(root: Path, name: str) -> tuple[str, experiment.Experiment]:
     train, test = toy_frames()
     folder = make_competition(root, train, test, name=name)
-    path = infer.init_experiment(folder.relative_to(root))
+    path = init.init_experiment(folder.relative_to(root))
     return path.read_text(), experiment.load(path)
 
 
 def test_init_turns_multi_fidelity_on_from_its_row_threshold(project, monkeypatch):
     text, exp = _init(project, "small")  # 60 rows, the real threshold: off
     assert (exp.tune.subsample, exp.tune.pruner, exp.cv.folds) == (1.0, "median", 5)
-    assert f"From {infer.BIG_DATA:,} training rows init writes" in text
-    monkeypatch.setattr(infer, "BIG_DATA", 60)  # the toy data is exactly at the threshold
-    monkeypatch.setattr(infer, "SMALL_DATA", 10)  # and no longer small data
+    assert f"From {init.BIG_DATA:,} training rows init writes" in text
+    monkeypatch.setattr(init, "BIG_DATA", 60)  # the toy data is exactly at the threshold
+    monkeypatch.setattr(init, "SMALL_DATA", 10)  # and no longer small data
     text, exp = _init(project, "big")
     assert exp.tune.pruner == "hyperband" and exp.tune.promote == 0.2
     assert exp.tune.subsample == 0.5  # SUBSAMPLE_ROWS of 60 rows: capped at half of them
     assert (exp.cv.folds, exp.submit.seeds, exp.model.batch_size) == (3, 1, 512)
     assert "on from 60 training rows" in text
-    monkeypatch.setattr(infer, "HUGE_DATA", 60)  # very big data: fewer trials promoted
+    monkeypatch.setattr(init, "HUGE_DATA", 60)  # very big data: fewer trials promoted
     assert _init(project, "huge")[1].tune.promote == 0.1
-    monkeypatch.setattr(infer, "BIG_DATA", 61)  # one row short: off
+    monkeypatch.setattr(init, "BIG_DATA", 61)  # one row short: off
     _, exp = _init(project, "short")
     assert exp.tune.subsample == 1.0 and exp.tune.pruner == "median"
 
 
 def test_init_sizes_the_subsample_to_its_rows():
-    assert [re.search(r"(?m)^subsample = (.*)$", infer._tune_toml(n))[1]
+    assert [re.search(r"(?m)^subsample = (.*)$", init._tune_toml(n))[1]
             for n in (100_000, 300_000, 1_000_000, 5_000_000)] == ["0.5", "0.17", "0.05", "0.05"]
 
 
