@@ -197,6 +197,13 @@ def align(members: list[Member], prepared: Any, exp: Experiment) -> Aligned:
         raise PipelineError(f"{first.oof.path}: no `fold` column (written before submit kept "
                             f"folds); run `pipeline submit {exp.name}` again")
     for m in members:
+        other = m.experiment.competition if m.experiment is not None else exp.competition
+        if (other.data_dir.resolve(), other.targets) != (exp.competition.data_dir.resolve(),
+                                                         exp.competition.targets):
+            raise PipelineError(f"{m.label}: predicts {', '.join(other.targets)} of "
+                                f"{other.data_dir}, not {', '.join(exp.competition.targets)} of "
+                                f"{exp.competition.data_dir}: a blend combines one "
+                                "competition's submissions")
         if m.oof.columns != first.oof.columns or (predictions.truth_columns(m.oof.header) !=
                                                   predictions.truth_columns(first.oof.header)):
             raise PipelineError(f"{m.oof.path}: header {list(m.oof.header)}, expected "

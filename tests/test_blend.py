@@ -210,6 +210,15 @@ def test_bad_blend_commands_exit_2_with_one_line(fake):
     assert nothing_written("duo")
 
 
+def test_members_of_another_competition_are_one_line(fake):
+    submitted()
+    submitted("other", seed=1)  # the same shape, another data folder
+    with pytest.raises(PipelineError, match=r"^other \(t\d+\): predicts y of data/other, not y "
+                       r"of data/bin: a blend combines one competition's submissions$"):
+        blend("duo", ["bin", "other"], [], [])
+    assert nothing_written("duo")
+
+
 def test_an_oof_file_without_folds_is_refused_for_the_first_member(fake):
     _, ours = submitted()
     oof, test = outside_pair(ours)
