@@ -434,8 +434,10 @@ SCORE_WIDTH = len("-0.12345")  # a score column never narrower: scores are never
 
 
 def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[str, str]]]:
-    """Scores first and whole; then trials, status, (time and message when wide: --csv has
-    them); the file as a short reference `[n]` whose path is listed under the table."""
+    """Scores first and whole; then the ledger name (with --all), trials, status, (time and
+    message when wide: --csv has them); the file as a short reference `[n]` whose path is
+    listed under the table. Narrow with several names, the name takes the place of the trials
+    (a blend's weights would fold into a column of their own down the screen)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text  # `[1]` as text, not rich markup
@@ -456,9 +458,11 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
     if scored:
         table.add_column("Priv #", justify="right", no_wrap=True)
         table.add_column("Shake", justify="right", no_wrap=True)
+    trials = wide or not many
     if many:
         table.add_column("Name", overflow="fold")
-    table.add_column("Trial(s)", overflow="fold")
+    if trials:
+        table.add_column("Trial(s)", overflow="fold")
     table.add_column("Status", overflow="fold")
     if wide:
         table.add_column("Time", no_wrap=True)
@@ -469,14 +473,16 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
         o = board.oracle
         files.append(("[o]", o.file))
         cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
-        cells += [""] * many + ["oracle", "ceiling"] + (["", ""] if wide else [])
+        cells += ["oracle"] if trials else []
+        cells += [""] * many if trials else ["oracle"]
+        cells += ["ceiling"] + (["", ""] if wide else [])
         table.add_row(*cells, Text("[o]"), style="bold yellow")
     for n, e in enumerate(board.entries, start=1):
         files.append((f"[{n}]", e.file))
         cells = [str(e.public_rank or "-"), _cell(e.cv)]
         if scored:
             cells += [_cell(e.public), _cell(e.private), str(e.private_rank or "-"), _shake(e)]
-        cells += [e.experiment] * many + [e.trials, e.status]
+        cells += [e.experiment] * many + [e.trials] * trials + [e.status]
         if wide:  # minutes are enough on screen; --csv has it all
             cells += [e.time[:16].replace("T", " "), e.message]
         style = None if e.status == "ok" else "red"

@@ -119,7 +119,9 @@ def drift(exp: Experiment, *, folds: int = 5, top: int = 10, seed: int = 0) -> D
     order = np.argsort(-every.mean(axis=1), kind="stable")[:top]
     names = list(X.columns)
     # every shown column, not only those whose shuffling costs AUC: two columns that each
-    # tell the files apart (a date and a counter) hide each other from permutation importance
+    # tell the files apart (a date and a counter) hide each other from permutation importance.
+    # `later` reads those columns again: the raw frames kept through the fits would hold
+    # whole files in memory at Playground sizes, where the fits see a sample
     past = later(exp, [names[i] for i in order]) if len(order) else {}
     columns = [Column(names[i], float(every[i].mean()), float(every[i].std()), kinds[names[i]],
                       past.get(names[i]))

@@ -272,5 +272,9 @@ def test_all_ranks_every_experiment_and_blend_on_the_competition(fake):
     assert shown.exit_code == 0, shown.output
     assert "mix and 2 more on its competition" in shown.output and "Name" in shown.output
     assert "left out: gone: no experiments/gone.toml to say its competition" in shown.output
+    narrow = CliRunner().invoke(app, ["leaderboard", "bin", "--all"], env={"COLUMNS": "80"})
+    lines = narrow.output.splitlines()
+    assert max(map(len, lines)) <= 80 and "mix" in narrow.output
+    assert "Trial(s)" not in narrow.output  # the name stands in for them when narrow
     alone = CliRunner().invoke(app, ["leaderboard", "bin", "--csv"])
     assert [r["experiment"] for r in csv.DictReader(io.StringIO(alone.output))] == ["bin"]
