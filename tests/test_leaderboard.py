@@ -257,7 +257,10 @@ def test_all_ranks_every_experiment_and_blend_on_the_competition(fake):
     Path("submissions/mix/blend.json").write_text('{"experiment": "experiments/bin.toml"}')
     values = np.linspace(0, 1, 14)
     hand_made(exp, "a", {"y": values}, 0.5)
-    for name, cv in (("bin2", 0.7), ("mix", 0.9), ("other", 0.8), ("gone", 0.6)):
+    Path("submissions/broken").mkdir(parents=True)
+    Path("submissions/broken/blend.json").write_text("{")
+    for name, cv in (("bin2", 0.7), ("mix", 0.9), ("other", 0.8), ("gone", 0.6),
+                     ("broken", 0.5)):
         hand_made(replace(exp, name=name), name, {"y": values}, cv)
     hand_made(replace(exp, name="bin_ll"), "ll", {"y": values}, 0.1)
 
@@ -272,9 +275,11 @@ def test_all_ranks_every_experiment_and_blend_on_the_competition(fake):
     assert shown.exit_code == 0, shown.output
     assert "mix and 2 more on its competition" in shown.output and "Name" in shown.output
     assert "left out: gone: no experiments/gone.toml to say its competition" in shown.output
+    assert "left out: broken: submissions/broken/blend.json: not a blend manifest" in shown.output
     narrow = CliRunner().invoke(app, ["leaderboard", "bin", "--all"], env={"COLUMNS": "80"})
-    lines = narrow.output.splitlines()
-    assert max(map(len, lines)) <= 80 and "mix" in narrow.output
+    table = [line for line in narrow.output.splitlines()  # file paths and reasons: whole
+             if not line.startswith(("[", "left out: "))]
+    assert max(map(len, table)) <= 80 and "mix" in narrow.output
     assert "Trial(s)" not in narrow.output  # the name stands in for them when narrow
     alone = CliRunner().invoke(app, ["leaderboard", "bin", "--csv"])
     assert [r["experiment"] for r in csv.DictReader(io.StringIO(alone.output))] == ["bin"]

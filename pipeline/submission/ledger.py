@@ -165,13 +165,14 @@ def names_on(exp: Experiment, path: Path = LEDGER) -> tuple[list[str], list[str]
     names = dict.fromkeys([exp.name, *(r.get("experiment", "") for r in current(read(path)))])
     same, skipped = [exp.name], []
     for name in [n for n in names if n and n != exp.name]:
-        if experiment_of(name) is None and not (EXPERIMENTS_DIR / f"{name}.toml").is_file():
-            skipped.append(f"{name}: no {EXPERIMENTS_DIR / f'{name}.toml'} to say its competition")
-            continue
+        file = EXPERIMENTS_DIR / f"{name}.toml"
         try:
-            other = experiment_named(name)
-        except PipelineError as e:
+            other = experiment_of(name) or (load(name) if file.is_file() else None)
+        except PipelineError as e:  # a broken file: said, and the board goes on
             skipped.append(f"{name}: {e}")
+            continue
+        if other is None:
+            skipped.append(f"{name}: no {file} to say its competition")
             continue
         a, b = exp.competition, other.competition
         if (a.data_dir.resolve(), a.targets, a.metric) == (b.data_dir.resolve(), b.targets,
