@@ -473,8 +473,7 @@ def _board_table(board: Board, *, wide: bool = True) -> tuple[Any, list[tuple[st
         o = board.oracle
         files.append(("[o]", o.file))
         cells = ["", ""] + ([_cell(o.public), _cell(o.private), "", ""] if scored else [])
-        cells += ["oracle"] if trials else []
-        cells += [""] * many if trials else ["oracle"]
+        cells += ["oracle"] + [""] * (many + trials - 1)  # in the first of Name / Trial(s)
         cells += ["ceiling"] + (["", ""] if wide else [])
         table.add_row(*cells, Text("[o]"), style="bold yellow")
     for n, e in enumerate(board.entries, start=1):

@@ -132,29 +132,21 @@ def drift(exp: Experiment, *, folds: int = 5, top: int = 10, seed: int = 0) -> D
 
 def later(exp: Experiment, columns: list[str]) -> dict[str, tuple[str, str]]:
     """(train's last, test's first) of each column whose test values all come after every
-    training value: numbers, or dates in the experiment's format (ISO 8601 when it names
-    none). Test rows from the future are what a time split validates on."""
-    import pandas as pd
-
-    from pipeline.files import read_csv
+    training value: numbers, or dates read as prepare reads them (the experiment's format,
+    else the one the data decides). Test rows from the future are what a time split
+    validates on."""
+    from pipeline.files import date_formats, past_end, read_csv
 
     comp = exp.competition
-    files = [read_csv(comp.data_dir / f, id_col=comp.id, only=tuple(columns))
-             for f in ("train.csv", "test.csv")]
+    train, test = (read_csv(comp.data_dir / f, id_col=comp.id, only=tuple(columns))
+                   for f in ("train.csv", "test.csv"))
     out = {}
     for column in columns:
-        values = [frame[column].dropna() for frame in files]
-        if any(v.empty for v in values):
-            continue
-        if not all(pd.api.types.is_numeric_dtype(v) for v in values):
-            fmt = comp.dates.get(column, "ISO8601")
-            values = [pd.to_datetime(v.astype("string"), format=fmt, errors="coerce")
-                      for v in values]
-            if any(v.isna().any() for v in values):  # not one date format: no order to read
-                continue
-        if values[1].min() > values[0].max():  # shown as the files write them
-            out[column] = (str(files[0][column][values[0].idxmax()]),
-                           str(files[1][column][values[1].idxmin()]))
+        fmt = comp.dates.get(column)
+        if fmt is None and len(found := date_formats(train[column], test[column])) == 1:
+            fmt = found[0]
+        if ends := past_end(train[column], test[column], fmt):
+            out[column] = ends
     return out
 
 

@@ -188,6 +188,27 @@ def parse_dates(values: Any, fmt: str) -> Any:
     return pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
 
 
+def past_end(train: Any, test: Any, fmt: str | None = None) -> tuple[str, str] | None:
+    """(train's last, test's first) as the files write them, when every test value comes after
+    every training value: numbers as they are, text as dates read with `fmt` (`parse_dates`);
+    None otherwise, or when a value is no number and `fmt` does not read it."""
+    import pandas as pd
+
+    a, b = train.dropna(), test.dropna()
+    if a.empty or b.empty:
+        return None
+    ordered = a, b
+    if not all(pd.api.types.is_numeric_dtype(v) for v in (a, b)):
+        if fmt is None:
+            return None
+        ordered = parse_dates(a, fmt), parse_dates(b, fmt)
+        if any(v.isna().any() for v in ordered):
+            return None
+    if ordered[1].min() <= ordered[0].max():
+        return None
+    return str(a[ordered[0].idxmax()]), str(b[ordered[1].idxmin()])
+
+
 def dates_line(formats: dict[str, str]) -> str:
     """The experiment file's `dates = { column = "format" }` line (TOML; JSON strings are
     valid TOML strings, and quote a column name that is no bare key)."""

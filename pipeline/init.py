@@ -23,6 +23,7 @@ from pipeline.files import (
     DATE_PARTS,
     date_formats,
     dates_line,
+    past_end,
     read_csv,
     write_text_atomic,
 )
@@ -411,17 +412,8 @@ def _date_notes(dates: dict[str, tuple[str, ...]], later: dict[str, tuple]) -> l
 def _test_later(train: Any, test: Any, dates: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
     """(train.csv's last, test.csv's first) of each date column (one format) whose test
     values all come after its training values: a test set from the future."""
-    import pandas as pd
-
-    out = {}
-    for col, found in dates.items():
-        if len(found) != 1:
-            continue
-        a, b = (pd.to_datetime(f[col].dropna().astype("string"), format=found[0],
-                               errors="coerce") for f in (train, test))
-        if len(a) and len(b) and not (a.isna().any() or b.isna().any()) and b.min() > a.max():
-            out[col] = (train[col][a.idxmax()], test[col][b.idxmin()])
-    return out
+    return {col: ends for col, found in dates.items()
+            if len(found) == 1 and (ends := past_end(train[col], test[col], found[0]))}
 
 
 def _dates_toml(dates: dict[str, tuple[str, ...]]) -> str:
